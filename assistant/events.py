@@ -1,0 +1,178 @@
+"""Messages that cross stage boundaries.
+
+Every stage imports this module and none imports another stage. Events are small frozen
+dataclasses; values carry their unit in the field name (``start_ms``, ``duration_s``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+SAMPLE_RATE_HZ = 16_000
+"""The sample rate of every PCM stream inside the assistant (Voxtral's input rate)."""
+
+
+# --- audio front-end -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """The VAD heard speech begin; ``start_ms`` is stream time, prefix padding included."""
+
+    start_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechEndLikely:
+    """The first silent frame after speech: the end is likely, but the hangover is still running.
+
+    Later stages may start work preemptively; a ``SpeechStopped`` (or more speech) follows.
+    """
+
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    """The VAD decided speech ended (after the full silence hangover)."""
+
+    end_ms: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Utterance:
+    """One complete stretch of speech as 16 kHz mono int16 PCM."""
+
+    pcm: np.ndarray
+    """Samples, int16, mono, at ``sample_rate_hz``."""
+    start_ms: int
+    """Stream time of the first sample (prefix padding included)."""
+    end_ms: int
+    """Stream time just after the last sample."""
+    truncated: bool = False
+    """True when the utterance was cut at ``max_utterance_s`` and speech continues."""
+    sample_rate_hz: int = SAMPLE_RATE_HZ
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the audio in seconds."""
+        return len(self.pcm) / self.sample_rate_hz
+
+
+# --- model output --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the reply text, as soon as it is decoded."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function the model asked for, with parsed arguments."""
+
+    id: str
+    """Nine alphanumeric characters, from the model (v11) or assigned."""
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def arguments_json(self) -> str:
+        """The arguments as compact JSON text, as they travel in prompts and on the wire."""
+        return json.dumps(self.arguments, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedToolCall:
+    """The model started a tool call that could not be parsed; ``raw_text`` is what it wrote."""
+
+    raw_text: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one generation consumed."""
+
+    audio_s: float = 0.0
+    prompt_tokens: int = 0
+    audio_tokens: int = 0
+    generated_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Where the time of one generation went, in seconds from the request reaching the worker."""
+
+    queue_s: float = 0.0
+    """Waiting for the model thread."""
+    time_to_first_token_s: float | None = None
+    total_s: float = 0.0
+    """From the request reaching the worker to the last token."""
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "cancelled", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseDone:
+    """The end of one model generation."""
+
+    text: str
+    """The reply text (without tool-call syntax)."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: FinishReason = "stop"
+    usage: Usage = field(default_factory=Usage)
+    timings: Timings = field(default_factory=Timings)
+
+
+@dataclass(frozen=True, slots=True)
+class Transcription:
+    """What the user said, from Voxtral's transcription mode."""
+
+    text: str
+    language: str | None = None
+    """The language the model announced (``lang:xx``), or the one it was asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    """Something went wrong; the stream it appears in ends after it unless stated otherwise."""
+
+    code: str
+    """Short machine-readable kind, e.g. ``model_error``, ``context_overflow``, ``bad_audio``."""
+    message: str
+
+
+# --- tools ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStarted:
+    """A tool handler began running for ``call``."""
+
+    call: ToolCall
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The outcome of one tool call, as the model will read it."""
+
+    call_id: str
+    name: str
+    content: str
+    """JSON text handed back to the model (an error object when ``ok`` is False)."""
+    ok: bool = True
+    duration_s: float = 0.0
+    error: str | None = None
+    """Short description of the failure (type and message), never a traceback or a secret."""
+
+
+ModelEvent = TextDelta | ToolCall | MalformedToolCall | ResponseDone | ErrorEvent
+"""What ``ModelWorker.respond`` yields."""
