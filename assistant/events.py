@@ -174,5 +174,77 @@ class ToolResult:
     """Short description of the failure (type and message), never a traceback or a secret."""
 
 
+# --- dialogue ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UserTranscript:
+    """What the user said in the audio turn ``item_id`` (from transcription mode)."""
+
+    item_id: str
+    text: str
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmationRequested:
+    """A ``confirm: true`` tool waits for a yes/no: the next user turn answers."""
+
+    call: ToolCall
+    prompt: str
+    """What to ask the user, e.g. "Unlock the front door? Say yes or no."."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientToolRequested:
+    """The model called a tool declared by the client; the client runs it and sends the output."""
+
+    call: ToolCall
+
+
+@dataclass(frozen=True, slots=True)
+class TurnMetrics:
+    """Latency of one turn in milliseconds, measured from the end of the user's speech.
+
+    ``None`` where the step did not happen (no tool ran, no text was produced, text input).
+    """
+
+    speech_end_to_commit_ms: float | None = None
+    speech_end_to_first_delta_ms: float | None = None
+    speech_end_to_first_tool_ms: float | None = None
+    speech_end_to_done_ms: float | None = None
+    tool_durations_ms: dict[str, float] = field(default_factory=dict)
+    """Per tool-call id."""
+    audio_s: float = 0.0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    model_calls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDone:
+    """A dialogue turn ended: the final reply (after any tool rounds), or why it stopped."""
+
+    text: str
+    finish_reason: FinishReason = "stop"
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_results: tuple[ToolResult, ...] = ()
+    metrics: TurnMetrics = field(default_factory=TurnMetrics)
+
+
 ModelEvent = TextDelta | ToolCall | MalformedToolCall | ResponseDone | ErrorEvent
 """What ``ModelWorker.respond`` yields."""
+
+DialogueEvent = (
+    UserTranscript
+    | TextDelta
+    | ToolCall
+    | MalformedToolCall
+    | ConfirmationRequested
+    | ClientToolRequested
+    | ToolStarted
+    | ToolResult
+    | TurnDone
+    | ErrorEvent
+)
+"""What ``Dialogue.respond`` yields."""
