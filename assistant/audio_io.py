@@ -1,0 +1,100 @@
+"""Audio input for the model: anything a caller has, as float32 mono 16 kHz samples.
+
+Sources: numpy arrays at any rate (int16 or float, mono or channels-last), ``events.Utterance``,
+file paths (WAV, FLAC, MP3, OGG through libsndfile) and the bytes of such files. Every failure
+is an ``AudioError`` whose message says what was wrong with which input.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from assistant.events import SAMPLE_RATE_HZ, Utterance
+
+if TYPE_CHECKING:
+    from mistral_common.protocol.instruct.messages import AudioChunk
+
+AudioSource = np.ndarray | Utterance | str | os.PathLike | bytes | bytearray
+"""What ``load_audio`` accepts."""
+
+
+class AudioError(ValueError):
+    """Audio could not be read, or holds no samples."""
+
+
+def _to_float_mono(samples: np.ndarray, what: str) -> np.ndarray:
+    if samples.dtype == np.int16:
+        samples = samples.astype(np.float32) / 32768.0
+    elif samples.dtype == np.int32:
+        samples = (samples.astype(np.float64) / 2147483648.0).astype(np.float32)
+    elif samples.dtype.kind != "f":
+        raise AudioError(f"{what} has unsupported sample type {samples.dtype} (use int16 or float)")
+    if samples.ndim == 2:
+        # Channels-last is what soundfile and sounddevice produce; a (channels, n) array is
+        # recognised by having a handful of rows and many more columns.
+        channels_first = samples.shape[0] <= 8 and samples.shape[0] < samples.shape[1]
+        samples = samples.mean(axis=0 if channels_first else 1)
+    if samples.ndim != 1:
+        raise AudioError(f"{what} must be mono or (samples, channels), not shape {samples.shape}")
+    return samples.astype(np.float32, copy=False)
+
+
+def _read_file(data: str | os.PathLike | io.BytesIO, what: str) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    try:
+        samples, rate = sf.read(data, dtype="float32", always_2d=True)
+    except FileNotFoundError:
+        raise AudioError(f"{what} does not exist") from None
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError(f"{what} is not readable audio (WAV, FLAC, MP3 or OGG): {exc}") from None
+    return samples.mean(axis=1).astype(np.float32), int(rate)
+
+
+def load_audio(source: AudioSource, sample_rate_hz: int | None = None) -> np.ndarray:
+    """Return ``source`` as float32 mono samples at 16 kHz.
+
+    ``sample_rate_hz`` is the rate of a numpy array (default 16 kHz); files and bytes carry
+    their own rate. Raises ``AudioError`` for unreadable, empty or non-finite audio.
+    """
+    if isinstance(source, Utterance):
+        samples, rate = _to_float_mono(np.asarray(source.pcm), "utterance"), source.sample_rate_hz
+        what = "utterance"
+    elif isinstance(source, np.ndarray):
+        samples, rate = _to_float_mono(source, "audio array"), sample_rate_hz or SAMPLE_RATE_HZ
+        what = "audio array"
+    elif isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise AudioError("audio bytes are empty")
+        samples, rate = _read_file(io.BytesIO(bytes(source)), "audio bytes")
+        what = "audio bytes"
+    elif isinstance(source, (str, os.PathLike)):
+        what = f"audio file {Path(source)}"
+        samples, rate = _read_file(source, what)
+    else:
+        raise AudioError(f"cannot read audio from a {type(source).__name__}")
+    if samples.size == 0:
+        raise AudioError(f"{what} holds no samples")
+    if not np.isfinite(samples).all():
+        raise AudioError(f"{what} holds NaN or infinite samples")
+    if rate <= 0:
+        raise AudioError(f"{what} has an invalid sample rate {rate}")
+    if rate != SAMPLE_RATE_HZ:
+        import soxr
+
+        samples = soxr.resample(samples, rate, SAMPLE_RATE_HZ).astype(np.float32)
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def audio_chunk(source: AudioSource, sample_rate_hz: int | None = None) -> AudioChunk:
+    """A mistral-common ``AudioChunk`` (16 kHz WAV inside) for a user message."""
+    from mistral_common.protocol.instruct.messages import AudioChunk
+    from mistral_common.tokens.tokenizers.audio import Audio
+
+    samples = load_audio(source, sample_rate_hz)
+    return AudioChunk.from_audio(Audio(samples, SAMPLE_RATE_HZ, format="wav"))

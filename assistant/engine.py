@@ -1,0 +1,375 @@
+"""Model work on the model thread: audio encoding, prefill with prefix reuse, ``generate``.
+
+Only the model thread calls into an ``Engine``. A generation runs in two steps:
+
+1. prefill everything but the last prompt token through the decoder, starting after the longest
+   prefix that the conversation's KV cache already holds (audio positions compare by clip
+   content, and audio embeddings come from the clip cache, so no clip is encoded twice);
+2. ``model.generate`` on the full ids with that cache: it forwards the last prompt token and
+   decodes, with the caller's logits processors, a per-step cancellation check and a streamer.
+
+Several prompts without a reusable cache run as one left-padded batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import (
+    DynamicCache,
+    GenerationConfig,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+from transformers.generation.streamers import BaseStreamer
+
+from assistant.kv_store import CacheStore, Conversation, cache_bytes, common_prefix, sequence_keys
+from assistant.prompting import AUDIO_TOKEN_ID, Clip, EncodedPrompt
+
+log = logging.getLogger(__name__)
+
+WINDOW_SAMPLES = 480_000
+"""One 30 s encoder window at 16 kHz."""
+WINDOW_FRAMES = 3000
+"""Mel frames per window."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the next token is chosen (temperature 0 = greedy)."""
+
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    seed: int | None = None
+
+    @property
+    def batch_key(self) -> tuple[float, float, int | None]:
+        """Requests with equal keys can share one batched ``generate``."""
+        if self.temperature <= 0:
+            return (0.0, 1.0, None)
+        return (self.temperature, self.top_p, self.seed)
+
+
+@dataclass(eq=False)
+class Job:
+    """One prompt to generate for, with where its tokens go."""
+
+    prompt: EncodedPrompt
+    sampling: Sampling
+    on_token: Callable[[int], None]
+    """Called on the model thread with each generated token id."""
+    cancelled: threading.Event
+    conversation_id: str | None = None
+    logits_processors: list[Any] = field(default_factory=list)
+    generated: list[int] = field(default_factory=list)
+    first_token_s: float | None = None
+    """``time.monotonic()`` of the first generated token."""
+    reused_tokens: int = 0
+    """Prompt tokens that came from the conversation's cache (not prefilled again)."""
+
+
+class _Cancelled(StoppingCriteria):
+    """Stops each row whose job was cancelled, checked after every decode step."""
+
+    def __init__(self, jobs: Sequence[Job]) -> None:
+        self.jobs = jobs
+
+    def __call__(
+        self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any
+    ) -> torch.Tensor:
+        flags = [job.cancelled.is_set() for job in self.jobs]
+        return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+
+
+class _Fanout(BaseStreamer):
+    """Hands each generated token of each row to its job, skipping the prompt and padding."""
+
+    def __init__(self, jobs: Sequence[Job], eos_id: int) -> None:
+        self.jobs = jobs
+        self.eos_id = eos_id
+        self._prompt_seen = False
+        self._done = [False] * len(jobs)
+
+    def put(self, value: torch.Tensor) -> None:
+        """Called by ``generate``: first with the prompt, then with one token per row."""
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        now = time.monotonic()
+        for row, token in enumerate(value.reshape(-1).tolist()):
+            job = self.jobs[row]
+            if self._done[row]:
+                continue
+            if job.first_token_s is None:
+                job.first_token_s = now
+            job.generated.append(token)
+            if token == self.eos_id:
+                self._done[row] = True
+            else:
+                job.on_token(token)
+            if job.cancelled.is_set():
+                self._done[row] = True
+
+    def end(self) -> None:
+        """Nothing to flush: tokens were handed on as they came."""
+
+
+@dataclass
+class EngineStats:
+    """Counters that tests and benchmarks read."""
+
+    encoder_calls: int = 0
+    encoded_clips: int = 0
+    prefilled_tokens: int = 0
+    reused_tokens: int = 0
+    generate_calls: int = 0
+
+
+class Engine:
+    """Runs prompts on one model; every method must be called from the model thread."""
+
+    def __init__(
+        self,
+        model: Any,
+        feature_extractor: Any,
+        *,
+        eos_id: int,
+        pad_id: int,
+        cache_budget_bytes: int,
+        prefix_reuse: bool = True,
+        logits_processor_factory: Callable[[int], list[Any]] | None = None,
+        cache_factory: Callable[[], Any] | None = None,
+        compile_config: Any = None,
+    ) -> None:
+        self.model = model
+        self.feature_extractor = feature_extractor
+        self.eos_id = eos_id
+        self.pad_id = pad_id
+        self.prefix_reuse = prefix_reuse
+        self.logits_processor_factory = logits_processor_factory
+        self.cache_factory = cache_factory or DynamicCache
+        self.compile_config = compile_config
+        self.store = CacheStore(cache_budget_bytes)
+        self.stats = EngineStats()
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+
+    # --- audio -------------------------------------------------------------------------------
+
+    def encode_clips(self, clips: Sequence[Clip]) -> None:
+        """Make sure every clip's embeddings are cached, encoding all new ones in one batch."""
+        new: dict[bytes, Clip] = {}
+        for clip in clips:
+            if self.store.clip(clip.key) is None and clip.key not in new:
+                new[clip.key] = clip
+        if not new:
+            return
+        features = [self._features(clip) for clip in new.values()]
+        with torch.inference_mode():
+            embeddings = self.model.get_audio_features(
+                torch.cat(features).to(self.device, self.dtype)
+            ).pooler_output
+        self.stats.encoder_calls += 1
+        self.stats.encoded_clips += len(new)
+        offset = 0
+        tokens_per_window = embeddings.shape[0] // sum(f.shape[0] for f in features)
+        for clip, feature in zip(new.values(), features, strict=True):
+            rows = feature.shape[0] * tokens_per_window
+            self.store.put_clip(clip.key, embeddings[offset : offset + rows])
+            offset += rows
+
+    def _features(self, clip: Clip) -> torch.Tensor:
+        """Mel features of a clip, one ``(128, 3000)`` block per 30 s window."""
+        out = self.feature_extractor(
+            clip.samples,
+            sampling_rate=16000,
+            padding=True,
+            truncation=False,
+            pad_to_multiple_of=WINDOW_SAMPLES,
+            return_tensors="pt",
+        )["input_features"]
+        bins = out.shape[1]
+        return out.reshape(bins, -1, WINDOW_FRAMES).transpose(0, 1)
+
+    def _embed(self, prompt: EncodedPrompt, start: int, end: int) -> torch.Tensor:
+        """Input embeddings of ``prompt.tokens[start:end]``, audio positions from the clip cache."""
+        ids = torch.tensor(prompt.tokens[start:end], device=self.device)
+        embeds = self.model.get_input_embeddings()(ids)
+        audio_before = sum(1 for t in prompt.tokens[:start] if t == AUDIO_TOKEN_ID)
+        audio_in = int((ids == AUDIO_TOKEN_ID).sum())
+        if audio_in:
+            rows = self._audio_rows(prompt.clips, audio_before, audio_before + audio_in)
+            mask = (ids == AUDIO_TOKEN_ID).unsqueeze(-1).expand_as(embeds)
+            embeds = embeds.masked_scatter(mask, rows.to(embeds.dtype))
+        return embeds
+
+    def _audio_rows(self, clips: Sequence[Clip], first: int, last: int) -> torch.Tensor:
+        """Audio embedding rows ``first:last`` of the prompt's clips laid end to end."""
+        parts, offset = [], 0
+        for clip in clips:
+            rows = self.store.clip(clip.key)
+            if rows is None:
+                raise RuntimeError("clip embeddings missing from the cache")
+            lo, hi = max(first, offset), min(last, offset + rows.shape[0])
+            if lo < hi:
+                parts.append(rows[lo - offset : hi - offset])
+            offset += rows.shape[0]
+        if offset < last:
+            raise ValueError(
+                f"audio features and audio tokens do not match: {last} tokens, {offset} rows"
+            )
+        return torch.cat(parts)
+
+    # --- generation --------------------------------------------------------------------------
+
+    def run(self, jobs: Sequence[Job]) -> None:
+        """Generate for ``jobs`` (batched where possible); results land in each job."""
+        self.encode_clips([clip for job in jobs for clip in job.prompt.clips])
+        with torch.inference_mode():
+            singles, fresh = [], []
+            for job in jobs:
+                conversation = self._reusable(job)
+                if conversation is not None:
+                    singles.append((job, conversation))
+                else:
+                    fresh.append(job)
+            groups: dict[tuple[Any, ...], list[Job]] = {}
+            for job in fresh:
+                groups.setdefault(job.sampling.batch_key, []).append(job)
+            for group in groups.values():
+                self._generate_fresh(group)
+            for job, conversation in singles:
+                self._generate_reusing(job, conversation)
+        self.store.enforce_budget()
+
+    def _reusable(self, job: Job) -> Conversation | None:
+        if not self.prefix_reuse or job.conversation_id is None:
+            return None
+        conversation = self.store.conversation(job.conversation_id)
+        if conversation is None:
+            return None
+        keys = sequence_keys(job.prompt)
+        if common_prefix(conversation.keys, keys, len(keys) - 1) == 0:
+            return None
+        return conversation
+
+    def _generate_reusing(self, job: Job, conversation: Conversation) -> None:
+        keys = sequence_keys(job.prompt)
+        length = len(job.prompt.tokens)
+        reuse = common_prefix(conversation.keys, keys, length - 1)
+        cache = conversation.cache
+        surplus = cache.get_seq_length() - reuse
+        if surplus > 0:
+            cache.crop(-surplus)
+        job.reused_tokens = reuse
+        self.stats.reused_tokens += reuse
+        if reuse < length - 1:
+            embeds = self._embed(job.prompt, reuse, length - 1).unsqueeze(0)
+            self.model.model.language_model(inputs_embeds=embeds, cache=cache, use_cache=True)
+            self.stats.prefilled_tokens += length - 1 - reuse
+        ids = torch.tensor([job.prompt.tokens], device=self.device)
+        self._decode([job], ids, None, cache)
+        self._remember(job, keys, cache)
+
+    def _generate_fresh(self, jobs: list[Job]) -> None:
+        lengths = [len(job.prompt.tokens) for job in jobs]
+        width = max(lengths)
+        ids = torch.full((len(jobs), width), self.pad_id, dtype=torch.long, device=self.device)
+        mask = torch.zeros((len(jobs), width), dtype=torch.long, device=self.device)
+        embeds = torch.zeros(
+            (len(jobs), width - 1, self.model.config.text_config.hidden_size),
+            dtype=self.dtype,
+            device=self.device,
+        )
+        for row, (job, length) in enumerate(zip(jobs, lengths, strict=True)):
+            ids[row, width - length :] = torch.tensor(job.prompt.tokens, device=self.device)
+            mask[row, width - length :] = 1
+            if length > 1:
+                embeds[row, width - length :] = self._embed(job.prompt, 0, length - 1)
+        cache = self.cache_factory() if len(jobs) == 1 else DynamicCache()
+        if width > 1:
+            prefix_mask = mask[:, : width - 1]
+            positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+            self.model.model.language_model(
+                inputs_embeds=embeds,
+                attention_mask=prefix_mask if len(jobs) > 1 else None,
+                position_ids=positions,
+                cache=cache,
+                use_cache=True,
+            )
+            self.stats.prefilled_tokens += sum(lengths) - len(jobs)
+        self._decode(jobs, ids, mask if len(jobs) > 1 else None, cache)
+        if len(jobs) == 1:
+            self._remember(jobs[0], sequence_keys(jobs[0].prompt), cache)
+        else:
+            for row, job in enumerate(jobs):
+                if job.conversation_id is not None and self.prefix_reuse:
+                    row_cache = _row_cache(cache, row, width - lengths[row])
+                    self._remember(job, sequence_keys(job.prompt), row_cache)
+
+    def _decode(
+        self, jobs: list[Job], ids: torch.Tensor, mask: torch.Tensor | None, cache: Any
+    ) -> None:
+        sampling = jobs[0].sampling
+        processors: list[Any] = []
+        if self.logits_processor_factory is not None:
+            processors = list(self.logits_processor_factory(len(jobs)))
+        greedy = sampling.temperature <= 0
+        config = GenerationConfig(
+            max_new_tokens=max(job.sampling.max_new_tokens for job in jobs),
+            do_sample=not greedy,
+            temperature=None if greedy else sampling.temperature,
+            top_p=None if greedy else sampling.top_p,
+            top_k=None,
+            eos_token_id=self.eos_id,
+            pad_token_id=self.pad_id,
+            compile_config=self.compile_config,
+            disable_compile=self.compile_config is None,
+        )
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        self.stats.generate_calls += 1
+        self.model.generate(
+            input_ids=ids,
+            attention_mask=mask if mask is not None else torch.ones_like(ids),
+            cache=cache,
+            generation_config=config,
+            logits_processor=LogitsProcessorList(processors),
+            stopping_criteria=StoppingCriteriaList([_Cancelled(jobs)]),
+            streamer=_Fanout(jobs, self.eos_id),
+        )
+
+    def _remember(self, job: Job, keys: list[Any], cache: Any) -> None:
+        """Keep the conversation's cache for its next turn (unless cancelled or anonymous)."""
+        if not self.prefix_reuse or job.conversation_id is None or job.cancelled.is_set():
+            if job.conversation_id is not None:
+                self.store.drop_conversation(job.conversation_id)
+            return
+        full = keys + list(job.generated)
+        length = min(cache.get_seq_length(), len(full))
+        self.store.put_conversation(
+            job.conversation_id,
+            Conversation(keys=full[:length], cache=cache, bytes=cache_bytes(cache)),
+        )
+
+    def forget(self, conversation_id: str) -> None:
+        """Drop a conversation's cache."""
+        self.store.drop_conversation(conversation_id)
+
+
+def _row_cache(cache: Any, row: int, padding: int) -> DynamicCache:
+    """One row of a left-padded batch cache, without its padding, as its own cache."""
+    single = DynamicCache()
+    for index, layer in enumerate(cache.layers):
+        keys = layer.keys[row : row + 1, :, padding:].clone()
+        values = layer.values[row : row + 1, :, padding:].clone()
+        single.update(keys, values, index)
+    return single

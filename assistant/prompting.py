@@ -1,0 +1,174 @@
+"""Prompts through mistral-common: chat requests (with tools) and transcription requests.
+
+``VoxtralProcessor.apply_chat_template`` drops tools, so every prompt is encoded by
+mistral-common's ``MistralTokenizer`` directly; the audio it returns (padded to whole 30 s
+windows) feeds the feature extractor.
+
+Instructions below tokenizer v13: mistral-common refuses a system prompt in a conversation that
+holds audio. ``place_instructions`` then moves the system text into the FIRST user message, as a
+text chunk in front of its other content, so the instructions stay at the start of the
+conversation (where they also never break the reusable prompt prefix of later turns).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from mistral_common.protocol.instruct.tool_calls import Tool
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+AUDIO_TOKEN_ID = 24
+"""transformers scatters audio embeddings where ``input_ids == 24``."""
+
+VERSIONS_WITH_SYSTEM_AND_AUDIO = frozenset({"v13"})
+
+
+class PromptError(ValueError):
+    """The messages cannot form a prompt (wrong order, unsupported content, bad audio)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Clip:
+    """One audio clip of a prompt, padded to whole 30 s windows by mistral-common."""
+
+    samples: np.ndarray
+    """float32, 16 kHz, a multiple of 30 s long."""
+    key: bytes
+    """Content hash: the same clip in a later turn has the same key."""
+    audio_s: float
+    """Length before padding."""
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedPrompt:
+    """Token ids of a prompt and its audio clips, in the order their ``[AUDIO]`` runs appear."""
+
+    tokens: list[int]
+    clips: list[Clip]
+
+    @property
+    def audio_tokens(self) -> int:
+        """How many ``[AUDIO]`` placeholders the prompt holds."""
+        return sum(1 for t in self.tokens if t == AUDIO_TOKEN_ID)
+
+    @property
+    def audio_s(self) -> float:
+        """Seconds of audio (before padding) in the prompt."""
+        return sum(c.audio_s for c in self.clips)
+
+
+def tokenizer_version(tokenizer: MistralTokenizer) -> str:
+    """``"v7"``, ``"v11"`` or ``"v13"``."""
+    return str(tokenizer.instruct_tokenizer.tokenizer.version.value)
+
+
+def _has_audio(message: Any) -> bool:
+    from mistral_common.protocol.instruct.messages import AudioChunk, AudioURLChunk
+
+    content = getattr(message, "content", None)
+    return isinstance(content, list) and any(
+        isinstance(c, (AudioChunk, AudioURLChunk)) for c in content
+    )
+
+
+def place_instructions(messages: Sequence[Any], version: str) -> list[Any]:
+    """Messages with system prompts moved into the first user turn where the version needs it."""
+    from mistral_common.protocol.instruct.messages import SystemMessage, TextChunk, UserMessage
+
+    messages = list(messages)
+    systems = [m for m in messages if isinstance(m, SystemMessage)]
+    if not systems or version in VERSIONS_WITH_SYSTEM_AND_AUDIO:
+        return messages
+    if not any(_has_audio(m) for m in messages):
+        return messages
+    text = "\n\n".join(m.content if isinstance(m.content, str) else _text_of(m) for m in systems)
+    rest = [m for m in messages if not isinstance(m, SystemMessage)]
+    for i, message in enumerate(rest):
+        if isinstance(message, UserMessage):
+            content = message.content
+            chunks = [TextChunk(text=content)] if isinstance(content, str) else list(content)
+            rest[i] = UserMessage(content=[TextChunk(text=text), *chunks])
+            return rest
+    raise PromptError("a conversation with instructions needs at least one user message")
+
+
+def _text_of(message: Any) -> str:
+    return "".join(getattr(chunk, "text", "") for chunk in message.content)
+
+
+def _clips(audios: Sequence[Any], lengths_s: Sequence[float]) -> list[Clip]:
+    clips = []
+    for audio, length_s in zip(audios, lengths_s, strict=True):
+        samples = np.ascontiguousarray(audio.audio_array, dtype=np.float32)
+        key = hashlib.blake2b(samples.tobytes(), digest_size=16).digest()
+        clips.append(Clip(samples=samples, key=key, audio_s=length_s))
+    return clips
+
+
+@functools.lru_cache(maxsize=256)
+def _duration_s(encoded_audio: str | bytes) -> float:
+    """Length of an AudioChunk's audio; memoized because history clips recur every turn."""
+    from mistral_common.protocol.instruct.messages import AudioChunk
+    from mistral_common.tokens.tokenizers.audio import Audio
+
+    return float(Audio.from_audio_chunk(AudioChunk(input_audio=encoded_audio)).duration)
+
+
+def _audio_lengths_s(messages: Sequence[Any]) -> list[float]:
+    from mistral_common.protocol.instruct.messages import AudioChunk
+
+    lengths: list[float] = []
+    for message in messages:
+        content = getattr(message, "content", None)
+        if isinstance(content, list):
+            lengths.extend(_duration_s(c.input_audio) for c in content if isinstance(c, AudioChunk))
+    return lengths
+
+
+class PromptBuilder:
+    """Encodes conversations and transcription requests with one ``MistralTokenizer``."""
+
+    def __init__(self, tokenizer: MistralTokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.version = tokenizer_version(tokenizer)
+
+    def chat(self, messages: Sequence[Any], tools: Sequence[Tool] | None = None) -> EncodedPrompt:
+        """Encode a conversation that ends with a user or tool message."""
+        from mistral_common.exceptions import MistralCommonException
+        from mistral_common.protocol.instruct.request import ChatCompletionRequest
+
+        if not messages:
+            raise PromptError("a conversation needs at least one message")
+        placed = place_instructions(messages, self.version)
+        try:
+            request: ChatCompletionRequest[Any] = ChatCompletionRequest(
+                messages=placed, tools=list(tools) if tools else None
+            )
+            tokenized = self.tokenizer.encode_chat_completion(request)
+        except (MistralCommonException, ValueError) as exc:
+            raise PromptError(f"cannot build the prompt: {exc}") from None
+        lengths = _audio_lengths_s(placed)
+        if len(lengths) != len(tokenized.audios):
+            # Audio given by URL chunks: the padded length is all that is known.
+            lengths = [len(a.audio_array) / a.sampling_rate for a in tokenized.audios]
+        return EncodedPrompt(list(tokenized.tokens), _clips(tokenized.audios, lengths))
+
+    def transcription(self, chunk: Any, language: str | None = None) -> EncodedPrompt:
+        """Encode a transcription request for one ``AudioChunk`` (``lang:xx`` when given)."""
+        from mistral_common.exceptions import MistralCommonException
+        from mistral_common.protocol.transcription.request import TranscriptionRequest
+
+        try:
+            request = TranscriptionRequest(audio=chunk.input_audio, language=language)
+            tokenized = self.tokenizer.encode_transcription(request)
+        except (MistralCommonException, ValueError) as exc:
+            raise PromptError(f"cannot build the transcription prompt: {exc}") from None
+        length_s = _duration_s(chunk.input_audio)
+        return EncodedPrompt(list(tokenized.tokens), _clips(tokenized.audios, [length_s]))
