@@ -174,6 +174,15 @@ class ToolResult:
     """Short description of the failure (type and message), never a traceback or a secret."""
 
 
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """Something a tool wants said later, unprompted (a timer fired)."""
+
+    text: str
+    source: str
+    """The tool (or timer) that produced it, e.g. ``set_timer``."""
+
+
 # --- dialogue ------------------------------------------------------------------------------
 
 

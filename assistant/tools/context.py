@@ -1,0 +1,87 @@
+"""What a running tool may use: announcements, background tasks, the tools' thread pool."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from assistant.events import Announcement, ToolCall
+
+log = logging.getLogger("assistant.tools")
+
+T = TypeVar("T")
+
+TOOL_THREADS = 8
+"""Threads for sync handlers; a private pool, so hung tools never starve the rest of the process."""
+
+
+class BackgroundTasks:
+    """Named tasks that tools leave running (timers); cancelled when the registry closes."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def start(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task named ``name``; its failure is logged, never lost."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("background task %s failed: %s: %s", task.get_name(), type(exc).__name__, exc)
+
+    def names(self) -> list[str]:
+        """Names of the running tasks, sorted."""
+        return sorted(t.get_name() for t in self._tasks if not t.done())
+
+    def cancel(self, name: str) -> int:
+        """Cancel every running task called ``name``; return how many."""
+        hits = [t for t in self._tasks if t.get_name() == name and not t.done()]
+        for task in hits:
+            task.cancel()
+        return len(hits)
+
+    async def aclose(self) -> None:
+        """Cancel all tasks and wait for them to finish."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class ToolContext:
+    """Given to handlers with a parameter annotated ``ToolContext`` (hidden from the schema)."""
+
+    def __init__(
+        self,
+        call: ToolCall,
+        *,
+        announce: Callable[[Announcement], None],
+        tasks: BackgroundTasks,
+        executor: Callable[[], ThreadPoolExecutor],
+    ) -> None:
+        self.call = call
+        """The call being served."""
+        self.tasks = tasks
+        """Background tasks shared by all tools of the registry."""
+        self._announce = announce
+        self._executor = executor
+
+    def announce(self, text: str, source: str | None = None) -> None:
+        """Queue ``text`` to be said to the user (``registry.announcements``)."""
+        self._announce(Announcement(text=text, source=source or self.call.name))
+
+    async def run_sync(self, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run blocking ``func`` in the tools' thread pool and await its result."""
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
+        return await loop.run_in_executor(self._executor(), call)
