@@ -1,0 +1,471 @@
+"""The wire protocol of ``/v1/realtime``: a documented subset of the OpenAI Realtime API (GA names).
+
+Client events are parsed once, here, into typed pydantic models; anything malformed becomes a
+``ProtocolError`` that the server turns into an ``error`` event carrying the offending
+``event_id``. Server events are plain dicts built by the functions below. No I/O happens here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+INPUT_RATES_HZ = (16_000, 24_000)
+"""Input sample rates accepted for ``audio/pcm`` (OpenAI's is 24 kHz; 16 kHz saves a resample)."""
+
+
+class ProtocolError(Exception):
+    """A client event that cannot be accepted; becomes an ``error`` server event."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        event_id: str | None = None,
+        param: str | None = None,
+        error_type: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.event_id = event_id
+        self.param = param
+        self.error_type = error_type
+
+
+# --- client events -------------------------------------------------------------------------
+
+
+class _Wire(BaseModel):
+    # Clients (the official SDKs among them) send fields this server does not use, such as
+    # voices or tracing options: they are ignored rather than refused.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ServerVad(_Wire):
+    """``turn_detection`` of type ``server_vad``; unset fields keep the server's defaults."""
+
+    type: Literal["server_vad"]
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
+    prefix_padding_ms: int | None = Field(None, ge=0, le=5000)
+    silence_duration_ms: int | None = Field(None, ge=0, le=10000)
+    create_response: bool = True
+    interrupt_response: bool = True
+
+
+class AudioFormat(_Wire):
+    """``audio/pcm``: little-endian PCM16 mono at 24 kHz (OpenAI) or 16 kHz."""
+
+    type: Literal["audio/pcm"] = "audio/pcm"
+    rate: Literal[16000, 24000] = 24000
+
+
+class InputTranscription(_Wire):
+    """Asking for ``conversation.item.input_audio_transcription.completed`` events."""
+
+    model: str | None = None
+    language: str | None = Field(None, max_length=16)
+
+
+class AudioInputConfig(_Wire):
+    """``session.audio.input``."""
+
+    format: AudioFormat | None = None
+    turn_detection: ServerVad | None = None
+    transcription: InputTranscription | None = None
+
+
+class AudioConfig(_Wire):
+    """``session.audio`` (output settings are accepted and ignored: replies are text)."""
+
+    input: AudioInputConfig | None = None
+
+
+class FunctionTool(_Wire):
+    """A tool declared by the client; the client runs it and returns ``function_call_output``."""
+
+    type: Literal["function"] = "function"
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class SessionConfig(_Wire):
+    """``session.update``'s ``session``: only the fields that are present change."""
+
+    type: Literal["realtime"] = "realtime"
+    instructions: str | None = Field(None, max_length=100_000)
+    tools: list[FunctionTool] | None = Field(None, max_length=128)
+    audio: AudioConfig | None = None
+    max_output_tokens: int | Literal["inf"] | None = None
+
+
+class SessionUpdate(_Wire):
+    """``session.update``."""
+
+    type: Literal["session.update"]
+    event_id: str | None = None
+    session: SessionConfig
+
+
+class InputAudioBufferAppend(_Wire):
+    """``input_audio_buffer.append``: base64 PCM16 in the session's input format."""
+
+    type: Literal["input_audio_buffer.append"]
+    event_id: str | None = None
+    audio: str
+
+
+class InputAudioBufferCommit(_Wire):
+    """``input_audio_buffer.commit``: the buffered audio becomes a user message."""
+
+    type: Literal["input_audio_buffer.commit"]
+    event_id: str | None = None
+
+
+class InputAudioBufferClear(_Wire):
+    """``input_audio_buffer.clear``."""
+
+    type: Literal["input_audio_buffer.clear"]
+    event_id: str | None = None
+
+
+class InputText(_Wire):
+    """A text part of a user message."""
+
+    type: Literal["input_text"]
+    text: str
+
+
+class InputAudio(_Wire):
+    """An audio part of a user message: base64 PCM16 in the session's input format."""
+
+    type: Literal["input_audio"]
+    audio: str
+
+
+class UserMessageItem(_Wire):
+    """A user message created by the client."""
+
+    type: Literal["message"]
+    role: Literal["user"]
+    id: str | None = Field(None, max_length=64)
+    content: list[Annotated[InputText | InputAudio, Field(discriminator="type")]] = Field(
+        min_length=1
+    )
+
+
+class FunctionCallOutputItem(_Wire):
+    """The output of a client-side tool call."""
+
+    type: Literal["function_call_output"]
+    id: str | None = Field(None, max_length=64)
+    call_id: str = Field(min_length=1, max_length=64)
+    output: str
+
+
+class ConversationItemCreate(_Wire):
+    """``conversation.item.create`` (user messages and ``function_call_output``)."""
+
+    type: Literal["conversation.item.create"]
+    event_id: str | None = None
+    previous_item_id: str | None = None
+    item: Annotated[UserMessageItem | FunctionCallOutputItem, Field(discriminator="type")]
+
+
+class ResponseCreate(_Wire):
+    """``response.create``."""
+
+    type: Literal["response.create"]
+    event_id: str | None = None
+    response: dict[str, Any] | None = None
+    """Per-response overrides; accepted and ignored (the session's settings apply)."""
+
+
+class ResponseCancel(_Wire):
+    """``response.cancel``."""
+
+    type: Literal["response.cancel"]
+    event_id: str | None = None
+    response_id: str | None = None
+
+
+ClientEvent = (
+    SessionUpdate
+    | InputAudioBufferAppend
+    | InputAudioBufferCommit
+    | InputAudioBufferClear
+    | ConversationItemCreate
+    | ResponseCreate
+    | ResponseCancel
+)
+"""Every client event this server understands."""
+
+_EVENT_TYPES: dict[str, TypeAdapter[Any]] = {
+    "session.update": TypeAdapter(SessionUpdate),
+    "input_audio_buffer.append": TypeAdapter(InputAudioBufferAppend),
+    "input_audio_buffer.commit": TypeAdapter(InputAudioBufferCommit),
+    "input_audio_buffer.clear": TypeAdapter(InputAudioBufferClear),
+    "conversation.item.create": TypeAdapter(ConversationItemCreate),
+    "response.create": TypeAdapter(ResponseCreate),
+    "response.cancel": TypeAdapter(ResponseCancel),
+}
+SUPPORTED_CLIENT_EVENTS = tuple(_EVENT_TYPES)
+
+
+def parse_client_event(data: str | bytes) -> ClientEvent:
+    """Parse one text frame into a client event, or raise ``ProtocolError`` saying why not."""
+    if isinstance(data, bytes):
+        raise ProtocolError("invalid_json", "binary frames are not supported: send JSON text")
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("invalid_json", f"the frame is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError("invalid_json", "an event must be a JSON object")
+    event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
+    kind = raw.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(
+            "missing_required_parameter", "the event has no 'type'", event_id=event_id, param="type"
+        )
+    adapter = _EVENT_TYPES.get(kind)
+    if adapter is None:
+        raise ProtocolError(
+            "unknown_event_type",
+            f"unknown event type {kind[:80]!r}; supported: {', '.join(SUPPORTED_CLIENT_EVENTS)}",
+            event_id=event_id,
+            param="type",
+        )
+    try:
+        event: ClientEvent = adapter.validate_python(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+        code = "missing_required_parameter" if first["type"] == "missing" else "invalid_value"
+        raise ProtocolError(
+            code, f"{kind}: {param}: {first['msg']}", event_id=event_id, param=param
+        ) from None
+    return event
+
+
+def decode_pcm16(
+    audio_b64: str, *, event_id: str | None = None, param: str = "audio"
+) -> np.ndarray:
+    """Base64 little-endian PCM16 → int16 samples; garbage or an odd byte count is refused."""
+    try:
+        raw = base64.b64decode(audio_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(
+            "invalid_audio", "audio is not valid base64", event_id=event_id, param=param
+        ) from None
+    if len(raw) % 2:
+        raise ProtocolError(
+            "invalid_audio",
+            f"PCM16 audio needs an even number of bytes, got {len(raw)}",
+            event_id=event_id,
+            param=param,
+        )
+    return np.frombuffer(raw, dtype="<i2").astype(np.int16)
+
+
+# --- session state -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TurnDetection:
+    """Server VAD settings of a session (``None`` on the session means manual commits)."""
+
+    threshold: float | None = None
+    prefix_padding_ms: int | None = None
+    silence_duration_ms: int | None = None
+    create_response: bool = True
+    interrupt_response: bool = True
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """What a client configured with ``session.update``; ``apply`` returns the next state."""
+
+    model: str
+    instructions: str | None = None
+    tools: tuple[dict[str, Any], ...] = ()
+    """Client-side tools as Realtime function dicts (``type``, ``name``, ``description``...)."""
+    input_rate_hz: int = 24_000
+    turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
+    transcription_language: str | None = None
+    transcribe: bool = False
+    max_output_tokens: int | None = None
+
+    def apply(self, update: SessionConfig) -> SessionState:
+        """The state after ``update``: absent fields keep their values, ``null`` clears."""
+        changes: dict[str, Any] = {}
+        if "instructions" in update.model_fields_set:
+            changes["instructions"] = update.instructions
+        if update.tools is not None:
+            changes["tools"] = tuple(t.model_dump() for t in update.tools)
+        if "max_output_tokens" in update.model_fields_set:
+            limit = update.max_output_tokens
+            changes["max_output_tokens"] = limit if isinstance(limit, int) else None
+        audio_in = update.audio.input if update.audio else None
+        if audio_in is not None:
+            if audio_in.format is not None:
+                changes["input_rate_hz"] = audio_in.format.rate
+            if "turn_detection" in audio_in.model_fields_set:
+                vad = audio_in.turn_detection
+                changes["turn_detection"] = (
+                    None if vad is None else TurnDetection(**vad.model_dump(exclude={"type"}))
+                )
+            if "transcription" in audio_in.model_fields_set:
+                changes["transcribe"] = audio_in.transcription is not None
+                if audio_in.transcription is not None:
+                    changes["transcription_language"] = audio_in.transcription.language
+        return replace(self, **changes)
+
+    def to_wire(self, session_id: str, vad_defaults: dict[str, Any]) -> dict[str, Any]:
+        """The ``session`` object of ``session.created`` / ``session.updated``."""
+        vad = self.turn_detection
+        turn_detection = None
+        if vad is not None:
+            turn_detection = {"type": "server_vad", **vad_defaults}
+            turn_detection.update(
+                {k: v for k, v in vars(vad).items() if v is not None},
+            )
+        transcription = (
+            {"model": self.model, "language": self.transcription_language}
+            if self.transcribe
+            else None
+        )
+        return {
+            "type": "realtime",
+            "object": "realtime.session",
+            "id": session_id,
+            "model": self.model,
+            "output_modalities": ["text"],
+            "instructions": self.instructions or "",
+            "tools": list(self.tools),
+            "tool_choice": "auto",
+            "max_output_tokens": self.max_output_tokens or "inf",
+            "audio": {
+                "input": {
+                    "format": {"type": "audio/pcm", "rate": self.input_rate_hz},
+                    "turn_detection": turn_detection,
+                    "transcription": transcription,
+                }
+            },
+        }
+
+
+# --- server events -------------------------------------------------------------------------
+
+
+def new_id(prefix: str) -> str:
+    """A fresh identifier in OpenAI's style, e.g. ``item_3f2a...``."""
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+def server_event(kind: str, **fields: Any) -> dict[str, Any]:
+    """A server event of type ``kind`` with a fresh ``event_id``."""
+    return {"type": kind, "event_id": new_id("event"), **fields}
+
+
+def error_event(error: ProtocolError) -> dict[str, Any]:
+    """The ``error`` event for a refused client event."""
+    return server_event(
+        "error",
+        error={
+            "type": error.error_type,
+            "code": error.code,
+            "message": error.message,
+            "param": error.param,
+            "event_id": error.event_id,
+        },
+    )
+
+
+def user_message_item(item_id: str, content: list[dict[str, Any]]) -> dict[str, Any]:
+    """A user ``message`` item as it appears in ``conversation.item.created``."""
+    return {
+        "id": item_id,
+        "object": "realtime.item",
+        "type": "message",
+        "role": "user",
+        "status": "completed",
+        "content": content,
+    }
+
+
+def assistant_message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
+    """An assistant ``message`` item with one ``output_text`` part."""
+    content = [{"type": "output_text", "text": text}] if text or status != "in_progress" else []
+    return {
+        "id": item_id,
+        "object": "realtime.item",
+        "type": "message",
+        "role": "assistant",
+        "status": status,
+        "content": content,
+    }
+
+
+def function_call_item(
+    item_id: str, call_id: str, name: str, arguments: str, status: str
+) -> dict[str, Any]:
+    """A ``function_call`` item."""
+    return {
+        "id": item_id,
+        "object": "realtime.item",
+        "type": "function_call",
+        "status": status,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+    }
+
+
+def function_call_output_item(item_id: str, call_id: str, output: str) -> dict[str, Any]:
+    """A ``function_call_output`` item (from the client, or from a server-side tool)."""
+    return {
+        "id": item_id,
+        "object": "realtime.item",
+        "type": "function_call_output",
+        "status": "completed",
+        "call_id": call_id,
+        "output": output,
+    }
+
+
+def response_object(
+    response_id: str,
+    status: str,
+    output: list[dict[str, Any]],
+    *,
+    status_details: dict[str, Any] | None = None,
+    usage: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``response`` of ``response.created`` / ``response.done``.
+
+    ``metrics`` (the turn's latency figures) is this server's extension to the object.
+    """
+    response: dict[str, Any] = {
+        "id": response_id,
+        "object": "realtime.response",
+        "status": status,
+        "status_details": status_details,
+        "output": output,
+        "output_modalities": ["text"],
+        "conversation_id": None,
+        "usage": usage,
+    }
+    if metrics is not None:
+        response["metrics"] = metrics
+    return response
