@@ -100,6 +100,171 @@ def _make_test_model(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- serve ---------------------------------------------------------------------------------
+
+
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve the assistant over WebSocket (OpenAI Realtime protocol) and HTTP",
+        description="Serve ws://HOST:PORT/v1/realtime (a subset of the OpenAI Realtime protocol), "
+        "the browser page at /, POST /v1/respond for automations and GET /healthz. A token is "
+        "required off loopback; prefer VOXTRAL_ASSISTANT_SERVER__TOKEN to --token (process "
+        "lists show flags).",
+    )
+    _add_model_options(p)
+    p.add_argument("--host", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (default 8000; 0 picks a free one)")
+    p.add_argument("--token", help="bearer token clients must send")
+    p.add_argument("--tools", type=Path, help="tools.yaml with the server-side tools")
+    p.add_argument(
+        "--allowed-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="browser Origin allowed besides this server's own page (repeatable; * for any)",
+    )
+    limits = p.add_argument_group("limits")
+    limits.add_argument("--max-sessions", type=int, help="concurrent WebSocket sessions (16)")
+    limits.add_argument(
+        "--max-buffered-audio-s", type=float, default=300.0, help="uncommitted audio per session"
+    )
+    limits.add_argument(
+        "--idle-timeout-s", type=float, default=600.0, help="close silent connections after this"
+    )
+    p.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from assistant.config import ServerSettings
+
+    base = settings_from_args(args)
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "token": args.token,
+        "allowed_origins": args.allowed_origin,
+        "max_sessions": args.max_sessions,
+    }
+    try:
+        server_settings = ServerSettings.model_validate(
+            {**base.server.model_dump(), **{k: v for k, v in flags.items() if v is not None}}
+        )
+    except ValidationError as exc:
+        # Never echo a rejected value: it may be the token.
+        raise CliError(
+            "; ".join(
+                f"server.{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+                for e in exc.errors()
+            )
+        ) from None
+    settings = base.model_copy(update={"server": server_settings})
+
+    from assistant.ws_server import run_server
+
+    asyncio.run(
+        run_server(
+            settings,
+            max_buffered_audio_s=args.max_buffered_audio_s,
+            idle_timeout_s=args.idle_timeout_s,
+        )
+    )
+    return 0
+
+
+# --- tools ---------------------------------------------------------------------------------
+
+
+def _add_tools(sub: Any) -> None:
+    p = sub.add_parser(
+        "tools",
+        help="check tools.yaml, or run one tool by hand",
+        description="Validate a tools.yaml (and the installed plugins) or call one tool with "
+        "JSON arguments, exactly as the model's call would run.",
+    )
+    tools_sub = p.add_subparsers(dest="tools_command", metavar="ACTION", required=True)
+    check = tools_sub.add_parser("check", help="validate a tools.yaml and list its tools")
+    check.add_argument(
+        "file", nargs="?", type=Path, help="default: settings' tools_file, or ./tools.yaml"
+    )
+    check.set_defaults(handler=_tools_check)
+    call = tools_sub.add_parser("call", help="run one tool: tools call NAME '{\"arg\": 1}'")
+    call.add_argument("name", help="tool name")
+    call.add_argument("arguments", nargs="?", default="{}", help="JSON object (default {})")
+    call.add_argument("--tools", type=Path, help="tools.yaml (default: settings, ./tools.yaml)")
+    call.set_defaults(handler=_tools_call)
+
+
+def _tools_file(args: argparse.Namespace, explicit: Path | None) -> Path:
+    if explicit is not None:
+        return explicit
+    configured = load_settings(config_file=args.config).tools_file
+    return configured or Path("tools.yaml")
+
+
+def _load_registry(path: Path) -> Any:
+    from assistant.tools import ToolsFileError, load_tools
+
+    try:
+        return load_tools(path)
+    except ToolsFileError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _tools_check(args: argparse.Namespace) -> int:
+    import asyncio
+
+    path = _tools_file(args, args.file)
+    registry = _load_registry(path)
+    print(f"{path}: {len(registry)} tool{'s' if len(registry) != 1 else ''}, all valid")
+    width = max((len(spec.name) for spec in registry.specs), default=0)
+    for spec in registry.specs:
+        flags = " [confirm]" if spec.confirm else ""
+        print(f"  {spec.name:<{width}}  {spec.kind:<6}  {spec.description}{flags}")
+        print(f"  {'':<{width}}  {'':<6}  from {spec.source}, timeout {spec.timeout_s:g} s")
+    asyncio.run(registry.aclose())
+    return 0
+
+
+def _tools_call(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+    import secrets
+    import string
+
+    from assistant.events import ToolCall
+
+    try:
+        arguments = json.loads(args.arguments)
+    except json.JSONDecodeError as exc:
+        raise CliError(
+            f'ARGUMENTS is not valid JSON ({exc}); quote it: \'{{"room": "kitchen"}}\''
+        ) from None
+    if not isinstance(arguments, dict):
+        raise CliError("ARGUMENTS must be a JSON object, e.g. '{}'")
+    registry = _load_registry(_tools_file(args, args.tools))
+    if args.name not in registry:
+        names = ", ".join(spec.name for spec in registry.specs)
+        raise CliError(f"no tool named {args.name!r}; available: {names}")
+    alphabet = string.ascii_letters + string.digits
+    call = ToolCall(
+        id="".join(secrets.choice(alphabet) for _ in range(9)), name=args.name, arguments=arguments
+    )
+
+    async def run() -> Any:
+        try:
+            return await registry.execute(call)
+        finally:
+            await registry.aclose()
+
+    result = asyncio.run(run())
+    print(result.content)
+    return 0 if result.ok else 1
+
+
 # --- main ----------------------------------------------------------------------------------
 
 
@@ -114,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     parser.add_argument("--config", type=Path, help="YAML settings file")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_make_test_model,):
+    for add in (_add_make_test_model, _add_serve, _add_tools):
         add(sub)
     return parser
 

@@ -5,11 +5,12 @@ Models are built once per test run (session scope) into a temporary folder.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from assistant.testing.mqtt import MosquittoBroker
 from assistant.testing.tekken import TokenizerVersion, Vocabulary
 from assistant.testing.tiny_model import build_tiny_model
 
@@ -37,3 +38,10 @@ def tiny_model_factory(tmp_path_factory: pytest.TempPathFactory) -> ModelFactory
 def tiny_model_dir(tiny_model_factory: ModelFactory) -> Path:
     """The default tiny model: v7 tokenizer (as Voxtral-Mini-3B-2507), tiny vocabulary."""
     return tiny_model_factory("v7", "tiny")
+
+
+@pytest.fixture
+def mqtt_broker() -> Iterator[MosquittoBroker]:
+    """A real mosquitto on a free 127.0.0.1 port (anonymous access), stopped after the test."""
+    with MosquittoBroker() as broker:
+        yield broker

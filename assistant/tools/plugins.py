@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
+from dataclasses import replace
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 from typing import Any, Literal
@@ -65,10 +66,13 @@ def load_plugins(
     for ep in chosen:
         origin = f"plugin {ep.name!r} ({ep.value})"
         try:
-            yield from definitions_from(ep.load(), origin)
+            found = definitions_from(ep.load(), origin)
         except Exception as exc:
             raise source.error(
                 ("plugins",),
                 f"{origin} failed to load: {type(exc).__name__}: {exc}; fix or uninstall it, "
                 "or list only the plugins you want under 'plugins:'",
             ) from None
+        for definition in found:
+            spec = replace(definition.spec, source=f"plugin {ep.name}: {definition.spec.source}")
+            yield replace(definition, spec=spec)

@@ -1,0 +1,1 @@
+"""Kitchen helpers for voxtral-assistant (an example plugin package)."""
