@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CONTEXT_TOKENS = 32_768
 TRANSCRIPTION_MAX_TOKENS = 1024
-_LANGUAGE_PREFIX = re.compile(r"^\s*lang:([A-Za-z]{2,3})\s*")
+_LANGUAGE_PREFIX = re.compile(r"^\s*lang:([a-z]{2})\s*")  # ISO 639-1, as TranscriptionRequest
 
 
 class ContextOverflowError(ValueError):
@@ -248,16 +248,21 @@ class ModelWorker:
         self._submit(requests)
         return [r.stream for r in requests]
 
-    async def transcribe(self, audio: AudioSource, language: str | None = None) -> Transcription:
+    async def transcribe(
+        self,
+        audio: AudioSource,
+        language: str | None = None,
+        *,
+        max_new_tokens: int = TRANSCRIPTION_MAX_TOKENS,
+    ) -> Transcription:
         """What was said in ``audio`` (greedy); the language announced when none was given."""
         chunk = await asyncio.to_thread(audio_chunk, audio)
 
         def build() -> EncodedPrompt:
             return self._prompts.transcription(chunk, language)
 
-        request = self._request(
-            build, GenerationParams(max_new_tokens=TRANSCRIPTION_MAX_TOKENS, temperature=0.0), None
-        )
+        params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0)
+        request = self._request(build, params, None)
         self._submit([request])
         done = await request.stream.done()
         if done.finish_reason == "error":

@@ -8,9 +8,9 @@ by tokenizer version:
 - v11: ``name[CALL_ID]id[ARGS]{...}``, one ``[TOOL_CALLS]`` per call;
 - v13: ``name[ARGS]{...}``, one ``[TOOL_CALLS]`` per call.
 
-The shape is told apart by the presence of ``[ARGS]``, so one parser serves every version. A call
-that cannot be parsed (bad JSON, unknown shape, cut off by the token limit) becomes a
-``MalformedToolCall`` carrying the raw text.
+A reply in the other version's shape is still read (the shape shows by the presence of
+``[ARGS]``; v7 and older also accept the JSON list). A call that cannot be parsed (bad JSON,
+unknown shape, cut off by the token limit) becomes a ``MalformedToolCall`` carrying the raw text.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class ToolCallParser:
         args_id: int,
         call_id_id: int,
         special_ids: frozenset[int],
+        json_list_form: bool,
     ) -> None:
         self._piece = piece
         self._special_name = special_name
@@ -60,6 +61,7 @@ class ToolCallParser:
         self._args_id = args_id
         self._call_id_id = call_id_id
         self._special_ids = special_ids
+        self._json_list_form = json_list_form
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._segment: list[int] | None = None
         self.text = ""
@@ -87,6 +89,7 @@ class ToolCallParser:
             args_id=special_id("[ARGS]"),
             call_id_id=special_id("[CALL_ID]"),
             special_ids=frozenset(range(tekken.num_special_tokens)),
+            json_list_form=tekken.version.value in ("v1", "v2", "v3", "v7"),
         )
 
     @property
@@ -142,8 +145,10 @@ class ToolCallParser:
         try:
             if self._args_id in segment:
                 calls = [self._named_call(segment)]
-            else:
+            elif self._json_list_form:
                 calls = _json_calls(self._decode(segment))
+            else:
+                raise ValueError("the call has no [ARGS] after the tool name")
         except ValueError as exc:
             reason = str(exc)
             if truncated:
