@@ -49,8 +49,6 @@ def _read_file(data: str | os.PathLike | io.BytesIO, what: str) -> tuple[np.ndar
 
     try:
         samples, rate = sf.read(data, dtype="float32", always_2d=True)
-    except FileNotFoundError:
-        raise AudioError(f"{what} does not exist") from None
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(f"{what} is not readable audio (WAV, FLAC, MP3 or OGG): {exc}") from None
     return samples.mean(axis=1).astype(np.float32), int(rate)
@@ -75,6 +73,8 @@ def load_audio(source: AudioSource, sample_rate_hz: int | None = None) -> np.nda
         what = "audio bytes"
     elif isinstance(source, (str, os.PathLike)):
         what = f"audio file {Path(source)}"
+        if not Path(source).is_file():
+            raise AudioError(f"{what} does not exist")
         samples, rate = _read_file(source, what)
     else:
         raise AudioError(f"cannot read audio from a {type(source).__name__}")

@@ -46,6 +46,10 @@ class ContextOverflowError(ValueError):
     """The prompt does not fit the model's context window."""
 
 
+class ModelError(RuntimeError):
+    """A request failed on the model thread (raised by ``transcribe``; ``respond`` streams it)."""
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """How a reply is generated; ``temperature`` 0 means greedy decoding."""
@@ -264,10 +268,12 @@ class ModelWorker:
         params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0)
         request = self._request(build, params, None)
         self._submit([request])
-        done = await request.stream.done()
-        if done.finish_reason == "error":
-            raise RuntimeError("transcription failed")
-        text, announced = done.text, language
+        text, announced = "", language
+        async for event in request.stream:
+            if isinstance(event, ErrorEvent):
+                raise ModelError(f"transcription failed ({event.code}): {event.message}")
+            if isinstance(event, ResponseDone):
+                text = event.text
         match = _LANGUAGE_PREFIX.match(text)
         if match:
             text, announced = text[match.end() :], announced or match.group(1).lower()

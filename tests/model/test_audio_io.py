@@ -1,0 +1,103 @@
+"""load_audio / audio_chunk: every source becomes float32 mono 16 kHz, or a clear AudioError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from assistant.audio_io import AudioError, audio_chunk, load_audio
+from assistant.events import Utterance
+from assistant.testing.speech import synthesize
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    return synthesize("Hello there", sample_rate_hz=16000)
+
+
+def test_int16_array_is_scaled_to_float(speech: np.ndarray) -> None:
+    """int16 samples become floats in [-1, 1] with the same length."""
+    audio = load_audio(speech)
+    assert audio.dtype == np.float32 and len(audio) == len(speech)
+    np.testing.assert_allclose(audio, speech / 32768.0, atol=1e-7)
+
+
+def test_array_at_another_rate_is_resampled(speech: np.ndarray) -> None:
+    """A 48 kHz array comes back at 16 kHz (a third of the samples)."""
+    at_48k = np.repeat(speech.astype(np.float32) / 32768.0, 3)
+    audio = load_audio(at_48k, sample_rate_hz=48000)
+    assert abs(len(audio) - len(speech)) <= 1
+
+
+def test_stereo_is_mixed_to_mono(speech: np.ndarray) -> None:
+    """(samples, 2) and (2, samples) arrays both average their channels."""
+    left = speech.astype(np.float32) / 32768.0
+    stereo = np.stack([left, np.zeros_like(left)], axis=1)
+    np.testing.assert_allclose(load_audio(stereo), left / 2, atol=1e-7)
+    np.testing.assert_allclose(load_audio(stereo.T), left / 2, atol=1e-7)
+
+
+def test_utterance_is_accepted(speech: np.ndarray) -> None:
+    """An events.Utterance from the VAD is read at its own sample rate."""
+    utterance = Utterance(pcm=speech, start_ms=0, end_ms=1000)
+    assert len(load_audio(utterance)) == len(speech)
+
+
+@pytest.mark.parametrize(
+    ("extension", "fmt"), [("wav", "WAV"), ("flac", "FLAC"), ("ogg", "OGG"), ("mp3", "MP3")]
+)
+def test_files_of_every_format_load(
+    tmp_path: Path, speech: np.ndarray, extension: str, fmt: str
+) -> None:
+    """WAV, FLAC, OGG and MP3 files (here at 22.05 kHz) load at 16 kHz with the same duration."""
+    import soxr
+
+    path = tmp_path / f"speech.{extension}"
+    sf.write(
+        path, soxr.resample(speech.astype(np.float32) / 32768.0, 16000, 22050), 22050, format=fmt
+    )
+    audio = load_audio(path)
+    assert abs(len(audio) / 16000 - len(speech) / 16000) < 0.1
+    assert np.abs(audio).max() > 0.05
+
+
+def test_file_bytes_load(tmp_path: Path, speech: np.ndarray) -> None:
+    """The bytes of a WAV file load like the file."""
+    path = tmp_path / "speech.wav"
+    sf.write(path, speech, 16000, subtype="PCM_16")
+    np.testing.assert_array_equal(load_audio(path.read_bytes()), load_audio(path))
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (np.zeros(0, dtype=np.int16), "holds no samples"),
+        (b"", "empty"),
+        (b"definitely not audio", "not readable audio"),
+        (np.array([0.1, np.nan], dtype=np.float32), "NaN"),
+        (np.zeros((2, 3, 4), dtype=np.float32), "mono"),
+        (np.zeros(10, dtype=np.complex64), "sample type"),
+    ],
+)
+def test_bad_audio_is_a_clear_error(source, message: str) -> None:
+    """Empty, unreadable or malformed audio raises AudioError saying what is wrong."""
+    with pytest.raises(AudioError, match=message):
+        load_audio(source)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A path that does not exist names the file."""
+    with pytest.raises(AudioError, match="does not exist"):
+        load_audio(tmp_path / "nope.wav")
+
+
+def test_audio_chunk_holds_the_audio(speech: np.ndarray) -> None:
+    """audio_chunk wraps the 16 kHz audio in a mistral-common AudioChunk."""
+    from mistral_common.tokens.tokenizers.audio import Audio
+
+    audio = Audio.from_audio_chunk(audio_chunk(speech))
+    assert audio.sampling_rate == 16000
+    np.testing.assert_allclose(audio.audio_array, speech / 32768.0, atol=1e-4)
