@@ -1,0 +1,737 @@
+"""One conversation: user turns in, a streamed reply out, the tools the model calls run between.
+
+``Dialogue.add_user_turn`` takes an utterance or typed text; ``Dialogue.respond`` asks the model
+worker for a reply and streams ``events.DialogueEvent`` objects until ``TurnDone``: text deltas,
+tool calls and their results (tools run concurrently through the registry; ``confirm`` tools
+wait for the next user turn to say yes; client tools wait for ``provide_tool_output``), then the
+model is asked again with the results, until it answers without tools or the tool-round limit
+is reached. ``interrupt`` (barge-in) and ``cancel`` stop a reply within one decode step.
+
+Each response runs as one named task that pushes its events to the consumer, so that an
+interruption settles the history even while nobody reads the stream. The history rules live
+in ``assistant.history``; they keep the history valid whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import secrets
+import string
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mistral_common.protocol.instruct.messages import SystemMessage, TextChunk
+from mistral_common.protocol.instruct.tool_calls import Function, Tool
+
+from assistant.audio_io import audio_chunk, load_audio
+from assistant.confirmation import (
+    DEFAULT_YES_WORDS,
+    confirmation_prompt,
+    is_clear_no,
+    is_clear_yes,
+)
+from assistant.events import (
+    SAMPLE_RATE_HZ,
+    ClientToolRequested,
+    ConfirmationRequested,
+    DialogueEvent,
+    ErrorEvent,
+    FinishReason,
+    MalformedToolCall,
+    ResponseDone,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    ToolStarted,
+    TurnDone,
+    UserTranscript,
+    Utterance,
+)
+from assistant.history import (
+    TOOL_NAME_PATTERN,
+    History,
+    Message,
+    Round,
+    UserItem,
+    cancelled_result,
+    common_prefix,
+    delivered_rounds,
+    reply_messages,
+)
+from assistant.model_worker import GenerationParams, ModelWorker, ResponseStream
+from assistant.session_log import LoggedInput, SessionLog
+from assistant.tools import ToolRegistry
+from assistant.turn_metrics import TurnClock
+
+log = logging.getLogger(__name__)
+
+TOOL_ROUND_LIMIT_MESSAGE = "Sorry, I could not finish that: it took too many steps."
+_CALL_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass
+class DialogueSettings:
+    """How a conversation behaves; every field has a working default."""
+
+    instructions: str | None = None
+    """Persona / instruction text. From tokenizer v13 it is a system prompt; below v13, where
+    mistral-common refuses a system prompt next to audio, the model worker moves it into the
+    first user message as a text chunk."""
+    max_tool_rounds: int = 4
+    """Tool rounds per turn; a reply that still calls tools after that many is not run, and the
+    user hears ``tool_round_limit_message``."""
+    interrupt_response: bool = True
+    """Barge-in: user speech during a reply cancels it (``interrupt``)."""
+    min_interrupt_speech_ms: int = 300
+    """Shorter speech (a cough, "mm-hm") does not interrupt."""
+    transcribe_user: bool = True
+    """Also run each user clip through transcription mode (``UserTranscript`` events)."""
+    context_budget_tokens: int | None = None
+    """Most prompt tokens per request; None: the model's context minus ``max_new_tokens``."""
+    keep_dropped_transcripts: bool = True
+    """Over the budget, replace old clips by their transcripts before dropping whole turns."""
+    client_tool_timeout_s: float = 60.0
+    """How long a client tool may take before its call fails with a timeout result."""
+    confirm_yes_words: tuple[str, ...] = DEFAULT_YES_WORDS
+    """Words and phrases that confirm a ``confirm`` tool."""
+    session_log_path: Path | None = None
+    """Append every turn to this JSONL file (see ``assistant.session_log``)."""
+    log_audio: bool = False
+    """Save user clips as WAV files next to the session log."""
+    params: GenerationParams = field(default_factory=GenerationParams)
+    tool_round_limit_message: str = TOOL_ROUND_LIMIT_MESSAGE
+
+    def __post_init__(self) -> None:
+        if self.max_tool_rounds < 0:
+            raise ValueError("max_tool_rounds must be 0 or more")
+        if self.min_interrupt_speech_ms < 0:
+            raise ValueError("min_interrupt_speech_ms must be 0 or more")
+        if self.context_budget_tokens is not None and self.context_budget_tokens < 1:
+            raise ValueError("context_budget_tokens must be positive")
+        if self.client_tool_timeout_s <= 0:
+            raise ValueError("client_tool_timeout_s must be positive")
+
+
+@dataclass(eq=False)
+class _Input:
+    """A user input with what the dialogue needs beyond the history (samples, timing)."""
+
+    item: UserItem
+    samples: np.ndarray | None
+    text: str | None
+    speech_end_s: float | None
+    committed_s: float
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A model reply whose ``confirm`` calls wait for the user's yes or no."""
+
+    round: Round
+    calls: list[ToolCall]
+
+
+@dataclass(eq=False)
+class _ClientCall:
+    call: ToolCall
+    output: asyncio.Future[str]
+    started_s: float
+
+
+@dataclass(eq=False)
+class _Response:
+    """The state of one running response."""
+
+    emit: Callable[[DialogueEvent], None]
+    inputs: list[_Input]
+    clock: TurnClock
+    rounds: list[Round] = field(default_factory=list)
+    spoken: list[str] = field(default_factory=list)
+    """Every text delta sent, in order (the reply as the user received it)."""
+    calls: list[ToolCall] = field(default_factory=list)
+    results: list[ToolResult] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    client_calls: list[_ClientCall] = field(default_factory=list)
+    confirm_calls: list[ToolCall] = field(default_factory=list)
+    stream: ResponseStream | None = None
+    transcripts: asyncio.Task[None] | None = None
+    interrupted: asyncio.Event = field(default_factory=asyncio.Event)
+    delivered_text: str | None = None
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    turn_done_sent: bool = False
+
+    def say(self, text: str) -> None:
+        self.spoken.append(text)
+        self.clock.text_delta()
+        self.emit(TextDelta(text))
+
+    def record(self, rnd: Round, result: ToolResult) -> None:
+        rnd.results[result.call_id] = result
+        self.results.append(result)
+        self.clock.tool_finished(result)
+        self.emit(result)
+
+    def reply_text(self) -> str:
+        text = "".join(self.spoken)
+        if self.interrupted.is_set() and self.delivered_text is not None:
+            text = common_prefix(text, self.delivered_text)
+        return text
+
+
+def _new_call_id() -> str:
+    return "".join(secrets.choice(_CALL_ID_ALPHABET) for _ in range(9))
+
+
+def _error_result(call: ToolCall, message: str, started_s: float) -> ToolResult:
+    content = json.dumps({"error": message}, ensure_ascii=False)
+    duration_s = time.monotonic() - started_s
+    return ToolResult(call.id, call.name, content, ok=False, duration_s=duration_s, error=message)
+
+
+def parse_client_tools(tools: Sequence[Mapping[str, Any]]) -> dict[str, Tool]:
+    """OpenAI function-tool dicts (flat Realtime style or nested) as mistral-common tools."""
+    parsed: dict[str, Tool] = {}
+    for index, entry in enumerate(tools):
+        if not isinstance(entry, Mapping) or entry.get("type", "function") != "function":
+            raise ValueError(f"client tool {index}: expected a function tool object")
+        function = entry.get("function", entry)
+        name = function.get("name") if isinstance(function, Mapping) else None
+        if not isinstance(name, str) or not TOOL_NAME_PATTERN.match(name):
+            raise ValueError(
+                f"client tool {index}: the name must match {TOOL_NAME_PATTERN.pattern}"
+            )
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        if not isinstance(parameters, Mapping):
+            raise ValueError(f"client tool {name!r}: parameters must be a JSON Schema object")
+        description = function.get("description") or ""
+        parsed[name] = Tool(
+            function=Function(name=name, description=str(description), parameters=dict(parameters))
+        )
+    return parsed
+
+
+class Dialogue:
+    """One conversation with the model: history, the tool loop, interruptions, metrics."""
+
+    def __init__(
+        self,
+        worker: ModelWorker,
+        tools: ToolRegistry | None = None,
+        settings: DialogueSettings | None = None,
+        *,
+        conversation_id: str | None = None,
+    ) -> None:
+        self.worker = worker
+        self.tools = tools
+        # A copy: set_instructions must not reach other dialogues sharing the settings object.
+        self.settings = dataclasses.replace(settings) if settings else DialogueSettings()
+        self.conversation_id = conversation_id or f"conv_{uuid.uuid4().hex[:16]}"
+        self._history = History()
+        self._client_tools: dict[str, Tool] = {}
+        self._client_outputs: dict[str, _ClientCall] = {}
+        self._pending: _Pending | None = None
+        self._new_inputs: list[_Input] = []
+        self._waiting: list[_Input] = []
+        self._call_ids: set[str] = set()
+        self._response: _Response | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._turns = 0
+        self._session_log: SessionLog | None = None
+        if self.settings.session_log_path is not None:
+            self._session_log = SessionLog(
+                self.settings.session_log_path,
+                self.conversation_id,
+                log_audio=self.settings.log_audio,
+            )
+
+    # --- state -----------------------------------------------------------------------------
+
+    @property
+    def history(self) -> list[Message]:
+        """The conversation as mistral-common messages (without the instructions).
+
+        A reply waiting for a confirmation joins the history once the user has answered.
+        """
+        return self._history.messages
+
+    @property
+    def is_responding(self) -> bool:
+        """True from the start of a response until its history is settled."""
+        return self._response is not None and not self._response.settled.is_set()
+
+    @property
+    def awaiting_confirmation(self) -> bool:
+        """True when the next user turn answers a ``confirm`` tool's question."""
+        return self._pending is not None
+
+    @property
+    def dropped_turns(self) -> int:
+        """How many of the oldest turns the context budget has removed."""
+        return self._history.dropped_turns
+
+    def set_instructions(self, text: str | None) -> None:
+        """Replace the persona / instruction text (from the next model request on)."""
+        self.settings.instructions = text or None
+
+    def set_client_tools(self, tools: Sequence[Mapping[str, Any]]) -> None:
+        """Declare the tools the connected client runs itself (OpenAI function-tool dicts)."""
+        parsed = parse_client_tools(tools)
+        clashes = sorted(name for name in parsed if self.tools is not None and name in self.tools)
+        if clashes:
+            raise ValueError(f"client tools {clashes} have the names of server tools")
+        self._client_tools = parsed
+
+    # --- input -----------------------------------------------------------------------------
+
+    def add_user_turn(
+        self,
+        *,
+        audio: np.ndarray | Utterance | None = None,
+        text: str | None = None,
+        speech_end_s: float | None = None,
+    ) -> str:
+        """Add what the user said or typed; return its item id.
+
+        ``audio`` is 16 kHz mono (int16 or float) or an ``Utterance``; ``speech_end_s`` is the
+        ``time.monotonic()`` of the end of speech, for the turn's latency metrics. Input that
+        follows unanswered input joins the same user message; while a confirmation is pending
+        the input is the answer. Bad audio raises ``AudioError`` and adds nothing.
+        """
+        if audio is None and not text:
+            raise ValueError("a user turn needs audio or text")
+        committed_s = time.monotonic()
+        item_id = f"item_{uuid.uuid4().hex[:16]}"
+        chunks: list[Any] = []
+        samples = None
+        audio_s = 0.0
+        if audio is not None:
+            samples = load_audio(audio)
+            audio_s = len(samples) / SAMPLE_RATE_HZ
+            chunks.append(audio_chunk(samples))
+        if text:
+            chunks.append(TextChunk(text=text))
+        item = UserItem(item_id=item_id, chunks=tuple(chunks), audio_s=audio_s)
+        entry = _Input(item, samples, text or None, speech_end_s, committed_s)
+        if self.is_responding:
+            self._waiting.append(entry)
+        else:
+            self._accept(entry)
+        return item_id
+
+    def _accept(self, entry: _Input) -> None:
+        if self._pending is None:
+            self._history.add_user(entry.item)
+        self._new_inputs.append(entry)
+
+    def provide_tool_output(self, call_id: str, output: str) -> None:
+        """Deliver a client tool's output; ``ValueError`` if no call ``call_id`` is waiting."""
+        waiting = self._client_outputs.get(call_id)
+        if waiting is None or waiting.output.done():
+            raise ValueError(f"no client tool call {call_id!r} is waiting for output")
+        if not isinstance(output, str):
+            raise ValueError("a client tool's output must be a string (JSON text preferred)")
+        waiting.output.set_result(output)
+
+    # --- responding ------------------------------------------------------------------------
+
+    async def respond(self) -> AsyncIterator[DialogueEvent]:
+        """Answer the user's latest input; the last event is ``TurnDone``.
+
+        Leaving the loop early cancels the response (the history stays valid).
+        """
+        if self.is_responding:
+            raise RuntimeError("a response is already running: interrupt or cancel it first")
+        if self._task is not None:
+            await asyncio.wait({self._task})  # the previous turn's log line and transcripts
+        if self._pending is None and not self._history.awaiting_reply:
+            raise RuntimeError("nothing to respond to: add a user turn first")
+        events: asyncio.Queue[DialogueEvent] = asyncio.Queue()
+        inputs, self._new_inputs = self._new_inputs, []
+        response = _Response(events.put_nowait, inputs, self._clock_for(inputs))
+        self._response = response
+        task = asyncio.create_task(self._run(response), name=f"dialogue-{self.conversation_id}")
+        self._task = task
+        try:
+            while True:
+                event = await events.get()
+                yield event
+                if isinstance(event, TurnDone):
+                    return
+        finally:
+            if not response.settled.is_set():
+                await self.cancel()
+
+    async def interrupt(
+        self, delivered_text: str | None = None, *, speech_ms: float | None = None
+    ) -> bool:
+        """Barge-in: the user started speaking; cancel the reply if the settings allow.
+
+        ``delivered_text`` is how much of the reply's text reached the user (None: all that was
+        sent); ``speech_ms`` how long the user has spoken (the minimum applies when given).
+        Returns True when a response was cancelled; the history is settled on return.
+        """
+        if not self.settings.interrupt_response:
+            return False
+        if speech_ms is not None and speech_ms < self.settings.min_interrupt_speech_ms:
+            return False
+        return await self.cancel(delivered_text)
+
+    async def cancel(self, delivered_text: str | None = None) -> bool:
+        """Stop the running response whatever the barge-in settings; False if none runs.
+
+        Tool calls already started finish and their results are kept; the others are
+        recorded as cancelled; the reply text is cut to ``delivered_text``.
+        """
+        response = self._response
+        if response is None or response.settled.is_set():
+            return False
+        if not response.interrupted.is_set():
+            response.delivered_text = delivered_text
+            response.interrupted.set()
+            if response.stream is not None:
+                response.stream.cancel()
+        await response.settled.wait()
+        return True
+
+    async def aclose(self) -> None:
+        """Cancel any response, wait for its end, close the session log."""
+        await self.cancel()
+        if self._task is not None:
+            await asyncio.wait({self._task})
+        if self._session_log is not None:
+            self._session_log.close()
+
+    # --- the turn --------------------------------------------------------------------------
+
+    def _clock_for(self, inputs: list[_Input]) -> TurnClock:
+        last = inputs[-1] if inputs else None
+        return TurnClock(
+            speech_end_s=last.speech_end_s if last else None,
+            committed_s=last.committed_s if last else time.monotonic(),
+            audio_s=sum(i.item.audio_s for i in inputs),
+        )
+
+    async def _run(self, r: _Response) -> None:
+        finish: FinishReason = "error"
+        try:
+            try:
+                finish = await self._answer(r)
+            except Exception as exc:
+                log.exception("turn of %s failed", self.conversation_id)
+                r.emit(ErrorEvent("dialogue_error", f"{type(exc).__name__}: {exc}"))
+                finish = "error"
+            finally:
+                await self._settle(r)
+            if r.interrupted.is_set():
+                finish = "cancelled"
+            await self._wrap_up(r, finish)
+        except Exception as exc:
+            log.exception("closing the turn of %s failed", self.conversation_id)
+            r.emit(ErrorEvent("dialogue_error", f"{type(exc).__name__}: {exc}"))
+        finally:
+            r.settled.set()
+            if not r.turn_done_sent:
+                r.emit(TurnDone(r.reply_text(), "error", tuple(r.calls), tuple(r.results)))
+
+    async def _answer(self, r: _Response) -> FinishReason:
+        if self._pending is not None:
+            await self._resolve_confirmation(r, self._pending)
+        tools = self._request_tools()
+        tool_rounds = 0
+        while not r.interrupted.is_set():
+            rnd = Round()
+            r.rounds.append(rnd)
+            may_run = tool_rounds < self.settings.max_tool_rounds
+            finish = await self._generate(r, rnd, tools, may_run)
+            if finish in ("cancelled", "error") or not rnd.calls:
+                return finish
+            if not may_run:
+                for call in rnd.calls:
+                    r.record(rnd, cancelled_result(call, "the tool-round limit was reached"))
+                limit = Round(text=self.settings.tool_round_limit_message)
+                r.rounds.append(limit)
+                r.say(limit.text)
+                return "length"
+            await self._finish_calls(r, rnd)
+            if self._pending is not None:
+                return "tool_calls"
+            tool_rounds += 1
+        return "cancelled"
+
+    def _request_tools(self) -> list[Tool]:
+        tools = self.tools.mistral_tools() if self.tools is not None else []
+        return tools + list(self._client_tools.values())
+
+    def _with_instructions(self, messages: list[Message]) -> list[Message]:
+        if not self.settings.instructions:
+            return messages
+        return [SystemMessage(content=self.settings.instructions), *messages]
+
+    def _prompt(self, draft: list[Message], tools: list[Tool]) -> list[Message] | None:
+        """The request's messages, with the history shrunk to the budget; None if impossible."""
+        model_limit = self.worker.context_tokens - self.settings.params.max_new_tokens
+        budget = self.settings.context_budget_tokens
+        limit = model_limit if budget is None else min(budget, model_limit)
+
+        def count(messages: list[Message]) -> int:
+            return self.worker.count_tokens(self._with_instructions([*messages, *draft]), tools)
+
+        before = self._history.dropped_turns
+        fits = self._history.fit(
+            count, limit, keep_transcripts=self.settings.keep_dropped_transcripts
+        )
+        if self._history.dropped_turns != before:
+            log.info(
+                "%s: dropped %d old turn(s) to stay within %d prompt tokens",
+                self.conversation_id,
+                self._history.dropped_turns - before,
+                limit,
+            )
+        if not fits:
+            return None
+        return self._with_instructions([*self._history.messages, *draft])
+
+    async def _generate(
+        self, r: _Response, rnd: Round, tools: list[Tool], may_run: bool
+    ) -> FinishReason:
+        """One model call: stream its text, start its tool calls as they arrive."""
+        messages = self._prompt(reply_messages(r.rounds[:-1]), tools)
+        if messages is None:
+            r.emit(
+                ErrorEvent(
+                    "context_overflow",
+                    "the newest turn alone does not fit the context budget: shorten the input",
+                )
+            )
+            return "error"
+        stream = self.worker.respond(
+            messages,
+            tools=tools or None,
+            params=self.settings.params,
+            conversation_id=self.conversation_id,
+        )
+        r.stream = stream
+        if r.interrupted.is_set():
+            stream.cancel()
+        finish: FinishReason = "error"
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                rnd.text += event.text
+                r.say(event.text)
+            elif isinstance(event, ToolCall):
+                self._on_call(r, rnd, event, may_run)
+            elif isinstance(event, (MalformedToolCall, ErrorEvent)):
+                r.emit(event)
+            elif isinstance(event, ResponseDone):
+                r.clock.model_call(event)
+                finish = event.finish_reason
+        r.stream = None
+        if r.transcripts is None:
+            # The model thread has finished the first generation: transcripts no longer
+            # delay the reply (they run while tools do).
+            r.transcripts = self._start_transcripts(r)
+        return finish
+
+    def _on_call(self, r: _Response, rnd: Round, call: ToolCall, may_run: bool) -> None:
+        if not TOOL_NAME_PATTERN.match(call.name):
+            r.emit(MalformedToolCall(call.name, f"invalid tool name {call.name!r}"))
+            return
+        if call.id in self._call_ids:
+            call = ToolCall(_new_call_id(), call.name, call.arguments)
+        self._call_ids.add(call.id)
+        rnd.calls.append(call)
+        r.calls.append(call)
+        r.emit(call)
+        if not may_run or r.interrupted.is_set():
+            return
+        spec = self.tools.get(call.name) if self.tools is not None else None
+        if call.name in self._client_tools:
+            waiting = _ClientCall(
+                call, asyncio.get_running_loop().create_future(), time.monotonic()
+            )
+            self._client_outputs[call.id] = waiting
+            r.client_calls.append(waiting)
+            r.clock.tool_started()
+            r.emit(ClientToolRequested(call))
+        elif spec is not None and spec.confirm:
+            r.confirm_calls.append(call)
+        else:
+            task = asyncio.create_task(
+                self._execute(r, rnd, call), name=f"tool-{call.name}-{call.id}"
+            )
+            r.tasks.append(task)
+
+    async def _execute(self, r: _Response, rnd: Round, call: ToolCall) -> None:
+        started_s = time.monotonic()
+        r.clock.tool_started()
+        r.emit(ToolStarted(call))
+        if self.tools is None:
+            result = _error_result(call, f"unknown tool {call.name!r}", started_s)
+        else:
+            result = await self.tools.execute(call)
+        r.record(rnd, result)
+
+    async def _finish_calls(self, r: _Response, rnd: Round) -> None:
+        """Wait for the round's tools and client tools; ask about ``confirm`` calls."""
+        if r.tasks:
+            await asyncio.wait(r.tasks)
+        for waiting in [w for w in r.client_calls if w.call.id not in rnd.results]:
+            await self._wait_client(r, rnd, waiting)
+        confirm = [c for c in rnd.calls if c in r.confirm_calls and c.id not in rnd.results]
+        if not confirm or r.interrupted.is_set():
+            return
+        r.rounds.remove(rnd)
+        self._pending = _Pending(rnd, confirm)
+        for call in confirm:
+            spec = self.tools.get(call.name) if self.tools is not None else None
+            prompt = confirmation_prompt(call, spec.description if spec is not None else "")
+            r.emit(ConfirmationRequested(call, prompt))
+            r.say(prompt if not r.spoken else f" {prompt}")
+
+    async def _wait_client(self, r: _Response, rnd: Round, waiting: _ClientCall) -> None:
+        timeout_s = self.settings.client_tool_timeout_s
+        remaining_s = waiting.started_s + timeout_s - time.monotonic()
+        interrupted = asyncio.ensure_future(r.interrupted.wait())
+        either: set[asyncio.Future[Any]] = {waiting.output, interrupted}
+        try:
+            await asyncio.wait(
+                either,
+                timeout=max(0.0, remaining_s),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            interrupted.cancel()
+        self._client_outputs.pop(waiting.call.id, None)
+        call = waiting.call
+        if waiting.output.done():
+            duration_s = time.monotonic() - waiting.started_s
+            result = ToolResult(call.id, call.name, waiting.output.result(), duration_s=duration_s)
+        elif r.interrupted.is_set():
+            result = cancelled_result(call, "interrupted")
+        else:
+            message = f"the client did not return a result within {timeout_s:g} s"
+            result = _error_result(call, message, waiting.started_s)
+        r.record(rnd, result)
+
+    async def _resolve_confirmation(self, r: _Response, pending: _Pending) -> None:
+        """The user's answer decides the pending calls; the reply then joins the history."""
+        self._pending = None
+        answer = " ".join(await self._answer_texts(r)).strip()
+        yes = is_clear_yes(answer, self.settings.confirm_yes_words)
+        log.info("%s: confirmation answered %r (yes=%s)", self.conversation_id, answer, yes)
+        rnd = pending.round
+        tasks = []
+        for call in pending.calls:
+            if yes:
+                tasks.append(
+                    asyncio.create_task(self._execute(r, rnd, call), name=f"tool-{call.id}")
+                )
+            else:
+                r.record(rnd, cancelled_result(call, "the user did not confirm"))
+        if tasks:
+            await asyncio.wait(tasks)
+        self._history.add_replies(reply_messages([rnd], "interrupted"))
+        if not yes and not is_clear_no(answer):
+            # Not an answer at all but a new request: it is the user's next message.
+            for entry in r.inputs:
+                self._history.add_user(entry.item)
+
+    async def _answer_texts(self, r: _Response) -> list[str]:
+        texts = []
+        for entry in r.inputs:
+            if entry.samples is not None:
+                await self._transcribe(r, entry)
+                texts.append(entry.item.transcript or "")
+            if entry.text:
+                texts.append(entry.text)
+        return texts
+
+    # --- transcripts -----------------------------------------------------------------------
+
+    def _start_transcripts(self, r: _Response) -> asyncio.Task[None]:
+        return asyncio.create_task(
+            self._transcribe_all(r), name=f"transcripts-{self.conversation_id}"
+        )
+
+    async def _transcribe_all(self, r: _Response) -> None:
+        if not self.settings.transcribe_user:
+            return
+        pending = [e for e in r.inputs if e.samples is not None and e.item.transcript is None]
+        await asyncio.gather(*(self._transcribe(r, entry) for entry in pending))
+
+    async def _transcribe(self, r: _Response, entry: _Input) -> None:
+        if entry.samples is None or entry.item.transcript is not None:
+            return
+        try:
+            transcription = await self.worker.transcribe(entry.samples)
+        except Exception as exc:  # a missing transcript must never break the conversation
+            log.warning("transcription of %s failed: %s", entry.item.item_id, exc)
+            return
+        entry.item.transcript = transcription.text
+        r.emit(UserTranscript(entry.item.item_id, transcription.text, transcription.language))
+
+    # --- the end of a turn -----------------------------------------------------------------
+
+    async def _settle(self, r: _Response) -> None:
+        """Let started tools finish, record every call's result, commit the reply."""
+        if r.tasks:
+            await asyncio.wait(r.tasks)
+        for client_call in r.client_calls:
+            self._client_outputs.pop(client_call.call.id, None)
+        for rnd in r.rounds:
+            for call in rnd.calls:
+                if call.id not in rnd.results:
+                    r.record(rnd, cancelled_result(call, "interrupted"))
+        rounds = r.rounds
+        if r.interrupted.is_set():
+            rounds = delivered_rounds(rounds, r.delivered_text)
+        self._history.add_replies(reply_messages(rounds))
+        r.clock.done()
+        waiting, self._waiting = self._waiting, []
+        r.settled.set()
+        for entry in waiting:
+            self._accept(entry)
+
+    async def _wrap_up(self, r: _Response, finish: FinishReason) -> None:
+        if r.transcripts is None:
+            r.transcripts = self._start_transcripts(r)
+        await r.transcripts
+        done = TurnDone(
+            text=r.reply_text(),
+            finish_reason=finish,
+            tool_calls=tuple(r.calls),
+            tool_results=tuple(r.results),
+            metrics=r.clock.metrics(),
+        )
+        self._turns += 1
+        m = done.metrics
+        log.info(
+            "%s turn %d %s: first text %s ms, first tool %s ms, done %s ms, %d model call(s), "
+            "%d prompt / %d generated tokens, %.1f s audio",
+            self.conversation_id,
+            self._turns,
+            finish,
+            m.speech_end_to_first_delta_ms,
+            m.speech_end_to_first_tool_ms,
+            m.speech_end_to_done_ms,
+            m.model_calls,
+            m.prompt_tokens,
+            m.generated_tokens,
+            m.audio_s,
+        )
+        if self._session_log is not None:
+            inputs = [
+                LoggedInput(e.item.item_id, e.text, e.samples, e.item.audio_s, e.item.transcript)
+                for e in r.inputs
+            ]
+            await asyncio.to_thread(self._session_log.write_turn, self._turns, inputs, done)
+        r.turn_done_sent = True
+        r.emit(done)
