@@ -25,6 +25,7 @@ from transformers import (
     DynamicCache,
     GenerationConfig,
     LogitsProcessorList,
+    StaticCache,
     StoppingCriteria,
     StoppingCriteriaList,
 )
@@ -146,7 +147,7 @@ class Engine:
         cache_budget_bytes: int,
         prefix_reuse: bool = True,
         logits_processor_factory: Callable[[int], list[Any]] | None = None,
-        cache_factory: Callable[[], Any] | None = None,
+        static_cache_tokens: int | None = None,
         compile_config: Any = None,
     ) -> None:
         self.model = model
@@ -155,7 +156,7 @@ class Engine:
         self.pad_id = pad_id
         self.prefix_reuse = prefix_reuse
         self.logits_processor_factory = logits_processor_factory
-        self.cache_factory = cache_factory or DynamicCache
+        self.static_cache_tokens = static_cache_tokens
         self.compile_config = compile_config
         self.store = CacheStore(cache_budget_bytes)
         self.stats = EngineStats()
@@ -250,12 +251,22 @@ class Engine:
                 self._generate_reusing(job, conversation)
         self.store.enforce_budget()
 
+    def _new_cache(self, needed_tokens: int) -> Any:
+        """A static cache when configured and large enough, else a dynamic one."""
+        if self.static_cache_tokens is not None and needed_tokens <= self.static_cache_tokens:
+            return StaticCache(config=self.model.config, max_cache_len=self.static_cache_tokens)
+        return DynamicCache()
+
     def _reusable(self, job: Job) -> Conversation | None:
         if not self.prefix_reuse or job.conversation_id is None:
             return None
         conversation = self.store.conversation(job.conversation_id)
         if conversation is None:
             return None
+        capacity = getattr(conversation.cache, "max_cache_len", None)
+        needed = len(job.prompt.tokens) + job.sampling.max_new_tokens
+        if capacity is not None and needed > capacity:
+            return None  # a static cache too small for this turn: start over with a fresh one
         keys = sequence_keys(job.prompt)
         if common_prefix(conversation.keys, keys, len(keys) - 1) == 0:
             return None
@@ -294,7 +305,11 @@ class Engine:
             mask[row, width - length :] = 1
             if length > 1:
                 embeds[row, width - length :] = self._embed(job.prompt, 0, length - 1)
-        cache = self.cache_factory() if len(jobs) == 1 else DynamicCache()
+        cache = (
+            self._new_cache(width + jobs[0].sampling.max_new_tokens)
+            if len(jobs) == 1
+            else DynamicCache()
+        )
         if width > 1:
             prefix_mask = mask[:, : width - 1]
             positions = (prefix_mask.cumsum(-1) - 1).clamp(min=0)

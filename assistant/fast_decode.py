@@ -1,4 +1,4 @@
-"""Static KV caches and ``torch.compile`` for the decode step, with a warm-up at load time.
+"""``torch.compile`` for the decode step over static KV caches, with a warm-up at load time.
 
 Both are off by default. A static cache has fixed shapes, so the compiled decode step is traced
 once (in the warm-up) and reused by every later generation. On CPU, transformers does not
@@ -9,7 +9,6 @@ the same code path runs in tests with a cheap backend (``eager``/``aot_eager``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,20 +16,6 @@ if TYPE_CHECKING:
     from assistant.model_worker import WorkerOptions
 
 WARM_UP_TOKENS = 4
-
-
-def make_cache_factory(model: Any, options: WorkerOptions) -> Callable[[], Any] | None:
-    """A maker of static caches of ``options.static_cache_tokens`` positions, or None."""
-    if options.static_cache_tokens is None:
-        return None
-    from transformers import StaticCache
-
-    size = options.static_cache_tokens
-
-    def factory() -> Any:
-        return StaticCache(config=model.config, max_cache_len=size)
-
-    return factory
 
 
 def make_compile_config(options: WorkerOptions, device: str) -> Any:

@@ -164,7 +164,7 @@ class ModelWorker:
         options: WorkerOptions | None = None,
     ) -> None:
         from assistant.engine import EngineStats
-        from assistant.fast_decode import make_cache_factory, make_compile_config, warm_up
+        from assistant.fast_decode import make_compile_config, warm_up
 
         self.options = options or WorkerOptions()
         self.tokenizer = loaded.tokenizer
@@ -183,7 +183,7 @@ class ModelWorker:
             cache_budget_bytes=self.options.cache_budget_bytes,
             prefix_reuse=self.options.prefix_reuse,
             logits_processor_factory=logits_processor_factory,
-            cache_factory=make_cache_factory(loaded.model, self.options),
+            static_cache_tokens=self.options.static_cache_tokens,
             compile_config=make_compile_config(self.options, loaded.report.device),
         )
         if self.options.compile_backend is not None:
