@@ -1,0 +1,230 @@
+"""VadSegmenter on real espeak-ng speech laid out at known times, with both backends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from assistant.events import SpeechEndLikely, SpeechStarted, SpeechStopped, Utterance
+from assistant.vad_segmenter import VadSegmenter
+
+from .tracks import SAMPLES_PER_MS, lay_out, noise, run, speech, speech_events, utterances
+
+BACKENDS = ["webrtc", "silero"]
+TOLERANCE_MS = 100
+PREFIX_MS = 300
+
+PHRASES = [
+    ("Turn on the kitchen lights please", "en-us", 160),
+    ("What will the weather be like in Paris tomorrow", "en-gb", 130),
+    ("Set a timer for ten minutes", "en-us+f3", 220),
+    ("Play some jazz in the living room", "en-gb-scotland", 180),
+    ("Remind me to call my mother tonight", "en-us+m3", 110),
+    ("Schalte bitte das Licht im Flur aus", "de", 150),
+]
+
+
+def _conversation():
+    clips = [speech(text, voice, wpm) for text, voice, wpm in PHRASES]
+    gaps = [1.0, 1.5, 2.0, 1.2, 1.8, 1.5]
+    parts: list = []
+    for gap, clip in zip(gaps, clips, strict=True):
+        parts += [gap, clip]
+    return lay_out([*parts, 1.5])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_utterance_is_found_once_with_accurate_boundaries(backend: str) -> None:
+    """Six phrases (several voices and speeds) give six utterances within 100 ms of the truth."""
+    track = _conversation()
+    found = utterances(run(VadSegmenter(backend=backend), track.pcm))
+    assert len(found) == len(track.speech_ms)
+    for utterance, (start_ms, end_ms) in zip(found, track.speech_ms, strict=True):
+        assert abs(utterance.start_ms + PREFIX_MS - start_ms) <= TOLERANCE_MS
+        assert abs(utterance.end_ms - end_ms) <= TOLERANCE_MS
+        assert not utterance.truncated
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_short_pauses_do_not_split_an_utterance(backend: str) -> None:
+    """Pauses of 300 and 400 ms (below the 500 ms silence duration) stay inside one utterance."""
+    track = lay_out(
+        [1.0, speech("Turn on"), 0.3, speech("the lights"), 0.4, speech("in the hall"), 1.0]
+    )
+    found = utterances(run(VadSegmenter(backend=backend), track.pcm))
+    assert len(found) == 1
+    assert abs(found[0].end_ms - track.speech_ms[-1][1]) <= TOLERANCE_MS
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_long_pause_separates_two_utterances(backend: str) -> None:
+    """A pause of 900 ms (above the silence duration) ends the first utterance."""
+    track = lay_out([1.0, speech("Turn on the lights"), 0.9, speech("and close the blinds"), 1.0])
+    found = utterances(run(VadSegmenter(backend=backend), track.pcm))
+    assert len(found) == 2
+    for utterance, (_, end_ms) in zip(found, track.speech_ms, strict=True):
+        assert abs(utterance.end_ms - end_ms) <= TOLERANCE_MS
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("kind", "level_dbfs"),
+    [("silence", None), ("white", -45.0), ("pink", -35.0), ("hum", -40.0)],
+)
+def test_silence_and_background_noise_give_no_event(
+    backend: str, kind: str, level_dbfs: float | None
+) -> None:
+    """Digital silence, white and pink noise and a 50 Hz hum at room levels trigger nothing."""
+    seconds = 20.0
+    if level_dbfs is None:
+        pcm = np.zeros(round(seconds * 16000), dtype=np.float32)
+    else:
+        pcm = noise(kind, seconds, level_dbfs).astype(np.float32)
+    assert run(VadSegmenter(backend=backend, aggressiveness=3), pcm) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_long_monologue_is_cut_at_max_utterance_s_and_the_rest_follows(backend: str) -> None:
+    """45 s of talk: a 30 s utterance flagged truncated, then the rest up to the end of speech."""
+    sentences = [
+        "the quick brown fox jumps over the lazy dog",
+        "she sells sea shells by the sea shore",
+        "a journey of a thousand miles begins with a single step",
+        "all that glitters is not gold",
+    ]
+    parts: list = [1.0]
+    while sum(len(p) for p in parts[1:] if isinstance(p, np.ndarray)) < 46 * 16000:
+        parts += [speech(sentences[len(parts) % len(sentences)]), 0.2]
+    track = lay_out([*parts[:-1], 1.5])
+    assert track.speech_ms[-1][1] - track.speech_ms[0][0] >= 45_000
+    first, rest = utterances(run(VadSegmenter(backend=backend), track.pcm))
+    assert first.truncated
+    assert 29.9 <= first.duration_s <= 30.0
+    # The rest starts at the cut, or after the 0.2 s pause the cut fell into.
+    assert first.end_ms <= rest.start_ms <= first.end_ms + 200
+    assert not rest.truncated
+    assert abs(rest.end_ms - track.speech_ms[-1][1]) <= TOLERANCE_MS
+
+
+@pytest.mark.parametrize(
+    ("backend", "chunk_samples"),
+    [
+        ("webrtc", 1),
+        ("webrtc", 7 * 16),
+        ("webrtc", 333 * 16),
+        ("silero", 7 * 16),
+        ("silero", 333 * 16),
+    ],
+    ids=["webrtc-1-sample", "webrtc-7ms", "webrtc-333ms", "silero-7ms", "silero-333ms"],
+)
+def test_arbitrary_chunking_gives_the_same_utterances(backend: str, chunk_samples: int) -> None:
+    """Chunks of 1 sample, 7 ms or 333 ms give exactly the utterances that 20 ms frames give."""
+    track = lay_out(
+        [0.7, speech("Open the garage door"), 0.8, speech("and turn on the radio"), 0.6]
+    )
+    expected = utterances(run(VadSegmenter(backend=backend), track.pcm, 320))
+    got = utterances(run(VadSegmenter(backend=backend), track.pcm, chunk_samples))
+    assert len(expected) == 2
+    assert [(u.start_ms, u.end_ms, u.truncated) for u in got] == [
+        (u.start_ms, u.end_ms, u.truncated) for u in expected
+    ]
+    assert all(np.array_equal(g.pcm, e.pcm) for g, e in zip(got, expected, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("rate_hz", "dtype"), [(48000, np.float32), (44100, np.int16), (8000, np.float64)]
+)
+def test_other_sample_rates_are_resampled_to_the_same_boundaries(rate_hz: int, dtype) -> None:
+    """A track at 48, 44.1 or 8 kHz (float or int16) is segmented like its 16 kHz original."""
+    import soxr
+
+    track = lay_out([1.0, speech("What time is it in Tokyo"), 1.0])
+    resampled = soxr.resample(track.pcm.astype(np.float32) / 32768.0, 16000, rate_hz)
+    chunk = (
+        resampled.astype(dtype) if dtype != np.int16 else np.round(resampled * 32767).astype(dtype)
+    )
+    expected = utterances(run(VadSegmenter(), track.pcm))
+    got = utterances(
+        run(VadSegmenter(), chunk, chunk_samples=rate_hz // 50, sample_rate_hz=rate_hz)
+    )
+    assert len(got) == len(expected) == 1
+    assert abs(got[0].start_ms - expected[0].start_ms) <= 40
+    assert abs(got[0].end_ms - expected[0].end_ms) <= 40
+
+
+def test_events_come_in_order_and_agree_with_the_utterance() -> None:
+    """Started, stopped and the utterance share their times; the audio is the track's slice."""
+    track = lay_out([1.0, speech("Good morning"), 1.0])
+    events = speech_events(run(VadSegmenter(), track.pcm))
+    started, stopped, utterance = events
+    assert isinstance(started, SpeechStarted)
+    assert isinstance(stopped, SpeechStopped)
+    assert isinstance(utterance, Utterance)
+    assert (started.start_ms, stopped.end_ms) == (utterance.start_ms, utterance.end_ms)
+    start, end = utterance.start_ms * SAMPLES_PER_MS, utterance.end_ms * SAMPLES_PER_MS
+    assert np.array_equal(utterance.pcm, track.pcm[start:end])
+
+
+def test_prefix_padding_keeps_the_audio_before_speech() -> None:
+    """An utterance starts prefix_padding_ms before the first voiced frame."""
+    track = lay_out([1.0, speech("Good morning"), 1.0])
+    padded = utterances(run(VadSegmenter(prefix_padding_ms=500), track.pcm))[0]
+    bare = utterances(run(VadSegmenter(prefix_padding_ms=0), track.pcm))[0]
+    assert bare.start_ms - padded.start_ms == 500
+
+
+def test_end_of_speech_is_announced_early_and_confirmed_after_the_hangover() -> None:
+    """SpeechEndLikely arrives one frame after speech ends; SpeechStopped a silence later."""
+    track = lay_out([1.0, speech("Switch off the television"), 1.5])
+    segmenter = VadSegmenter(silence_duration_ms=700)
+    heard_at: dict[type, tuple[int, object]] = {}
+    for offset in range(0, len(track.pcm), 320):
+        for event in segmenter.process(track.pcm[offset : offset + 320]):
+            heard_at.setdefault(type(event), (segmenter.stream_ms, event))
+    likely_ms, likely = heard_at[SpeechEndLikely]
+    stopped_ms, stopped = heard_at[SpeechStopped]
+    assert isinstance(likely, SpeechEndLikely)
+    assert isinstance(stopped, SpeechStopped)
+    assert likely_ms == likely.at_ms + 20
+    assert stopped_ms == likely.at_ms + 700
+    assert stopped.end_ms <= likely.at_ms
+
+
+def test_a_pause_within_the_hangover_hints_an_end_but_does_not_stop() -> None:
+    """A 300 ms pause yields a SpeechEndLikely, but speech resumes without a SpeechStopped."""
+    track = lay_out([1.0, speech("Turn on"), 0.3, speech("the lights"), 1.0])
+    events = run(VadSegmenter(), track.pcm)
+    first_stop = next(i for i, e in enumerate(events) if isinstance(e, SpeechStopped))
+    hints = [e for e in events[:first_stop] if isinstance(e, SpeechEndLikely)]
+    assert len(hints) >= 2
+    assert first_stop == len(events) - 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_blip_shorter_than_min_speech_is_ignored(backend: str) -> None:
+    """A 100 ms snippet of speech gives nothing; 500 ms of the same phrase is an utterance."""
+    phrase = speech("Turn on the kitchen lights please")
+    blip = lay_out([1.0, phrase[: 100 * SAMPLES_PER_MS], 1.5])
+    word = lay_out([1.0, phrase[: 500 * SAMPLES_PER_MS], 1.5])
+    assert run(VadSegmenter(backend=backend), blip.pcm) == []
+    assert len(utterances(run(VadSegmenter(backend=backend), word.pcm))) == 1
+
+
+def test_flush_ends_open_speech_at_the_end_of_the_stream() -> None:
+    """Speech still going when the input ends is closed by flush() as a complete utterance."""
+    track = lay_out([1.0, speech("Where are my keys")], noise_dbfs=None)
+    segmenter = VadSegmenter()
+    segmenter.process(track.pcm)
+    events = segmenter.flush()
+    assert [type(e) for e in events] == [SpeechStopped, Utterance]
+    assert abs(events[0].end_ms - track.speech_ms[0][1]) <= 20
+
+
+def test_reset_starts_a_new_stream_at_time_zero() -> None:
+    """After reset() the same track gives the same timestamps again."""
+    track = lay_out([1.0, speech("Good night"), 1.0])
+    segmenter = VadSegmenter()
+    first = utterances(run(segmenter, track.pcm))
+    segmenter.reset()
+    again = utterances(run(segmenter, track.pcm))
+    assert [(u.start_ms, u.end_ms) for u in again] == [(u.start_ms, u.end_ms) for u in first]
