@@ -40,10 +40,11 @@ class MosquittoBroker:
 
     host = "127.0.0.1"
 
-    def __init__(self, users: dict[str, str] | None = None) -> None:
-        """``users`` (name to password) turns off anonymous access."""
+    def __init__(self, users: dict[str, str] | None = None, port: int | None = None) -> None:
+        """``users`` (name to password) turns off anonymous access; ``port`` fixes the port."""
         self.users = dict(users or {})
-        self.port = 0
+        self.port = port or 0
+        self._fixed_port = port is not None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -55,7 +56,8 @@ class MosquittoBroker:
         self._dir = tempfile.TemporaryDirectory(prefix="mosquitto-")
         folder = Path(self._dir.name)
         for _ in range(_PORT_ATTEMPTS):
-            self.port = _free_port()
+            if not self._fixed_port:
+                self.port = _free_port()
             config = self._write_config(folder)
             log_path = folder / "mosquitto.log"
             with log_path.open("wb") as log:
@@ -65,7 +67,8 @@ class MosquittoBroker:
             if self._wait_ready():
                 return self
             self._terminate()
-            if "Address already in use" not in log_path.read_text(errors="replace"):
+            in_use = "Address already in use" in log_path.read_text(errors="replace")
+            if self._fixed_port or not in_use:
                 break
         log_text = (folder / "mosquitto.log").read_text(errors="replace")
         self.stop()

@@ -139,10 +139,12 @@ def build_definition(
         # Prefixed field names: a parameter may be called "json" or "model_id" without clashing
         # with pydantic's own attributes; the alias keeps the public name in the schema.
         field = f"p_{param.name}"
-        fields[field] = (
-            hint,
-            Field(default, alias=param.name, description=arg_docs.get(param.name)),
-        )
+        # Only a docstring entry may override a description given in Annotated[..., Field()].
+        if param.name in arg_docs:
+            info = Field(default, alias=param.name, description=arg_docs[param.name])
+        else:
+            info = Field(default, alias=param.name)
+        fields[field] = (hint, info)
         field_names[field] = param.name
     model = create_model(
         f"{tool_name}_arguments",

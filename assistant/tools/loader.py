@@ -81,17 +81,28 @@ def _dotted(loc: tuple[str | int, ...]) -> str:
     return out or "file"
 
 
-def _pydantic_error(exc: ValidationError, source: SourceMap) -> ToolsFileError:
-    err = exc.errors()[0]
-    kind = err["type"]
-    # Union members add their type name ("int", "list[int]") to the location: keep only the
-    # parts that are keys in the file (and the absent key of a "missing" error).
+def _file_location(err: Any, source: SourceMap) -> tuple[str | int, ...]:
+    """The error's location as keys of the file.
+
+    Union members add their type name ("int", "list[int]") to pydantic's location: keep only
+    the parts that are keys in the file (and the absent key of a "missing" error).
+    """
     raw = tuple(err["loc"])
     kept: list[str | int] = []
     for index, part in enumerate(raw):
-        if (*kept, part) in source.lines or (kind == "missing" and index == len(raw) - 1):
+        if (*kept, part) in source.lines or (err["type"] == "missing" and index == len(raw) - 1):
             kept.append(part)
-    loc = tuple(kept)
+    return tuple(kept)
+
+
+def _pydantic_error(exc: ValidationError, source: SourceMap) -> ToolsFileError:
+    """The first problem in file order (one per location), with a count of the others."""
+    by_location: dict[tuple[str | int, ...], Any] = {}
+    for err in exc.errors():
+        by_location.setdefault(_file_location(err, source), err)
+    ordered = sorted(by_location.items(), key=lambda item: source.line(item[0]) or 0)
+    loc, err = ordered[0]
+    kind = err["type"]
     where = _dotted(loc)
     if kind == "extra_forbidden":
         keys = allowed_keys(loc[:-1])
@@ -106,7 +117,7 @@ def _pydantic_error(exc: ValidationError, source: SourceMap) -> ToolsFileError:
         message = "unsupported version; this assistant reads 'version: 1'"
     else:
         message = f"{where}: {err['msg']}"
-    more = len(exc.errors()) - 1
+    more = len(ordered) - 1
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
     return source.error(loc, message)

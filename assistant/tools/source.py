@@ -97,8 +97,20 @@ class Environment:
         self._environ = os.environ if environ is None else environ
         self.secrets: set[str] = set()
 
-    def lookup(self, name: str, default: str | None, source: SourceMap, loc: Location) -> str:
-        """The value of ``name``; a missing variable without a default is a load error."""
+    def lookup(
+        self,
+        name: str,
+        default: str | None,
+        source: SourceMap,
+        loc: Location,
+        *,
+        secret: bool = True,
+    ) -> str:
+        """The value of ``name``; a missing variable without a default is a load error.
+
+        ``secret`` values are masked in results and logs; broker addresses and topics are not
+        secret (masking ``127.0.0.1`` everywhere would only hide useful errors).
+        """
         value = self._environ.get(name)
         if value is None:
             if default is not None:
@@ -108,13 +120,13 @@ class Environment:
                 f"environment variable {name} is not set; export {name}=... before starting "
                 f"(or write ${{{name}:-default}} to give a default)",
             )
-        if len(value) >= MIN_SECRET_CHARS:
+        if secret and len(value) >= MIN_SECRET_CHARS:
             self.secrets.add(value)
         return value
 
-    def expand(self, text: str, source: SourceMap, loc: Location) -> str:
+    def expand(self, text: str, source: SourceMap, loc: Location, *, secret: bool = True) -> str:
         """``text`` with every ``${VAR}`` replaced by its value."""
         return ENV_PATTERN.sub(
-            lambda m: self.lookup(m.group(1), m.group(2), source, loc),
+            lambda m: self.lookup(m.group(1), m.group(2), source, loc, secret=secret),
             text,
         )

@@ -62,7 +62,15 @@ class Template:
     parts: tuple[Part, ...]
 
     @classmethod
-    def parse(cls, text: str, env: Environment, source: SourceMap, loc: Location) -> Template:
+    def parse(
+        cls,
+        text: str,
+        env: Environment,
+        source: SourceMap,
+        loc: Location,
+        *,
+        secret: bool = True,
+    ) -> Template:
         """Parse ``text``; environment variables are resolved now, into literal text."""
         parts: list[Part] = []
         pos = 0
@@ -78,7 +86,8 @@ class Template:
                 env_match = ENV_PATTERN.fullmatch(match.group())
                 if env_match is None:
                     raise source.error(loc, f"bad environment reference {match.group()!r}")
-                parts.append(env.lookup(env_match.group(1), env_match.group(2), source, loc))
+                name, default = env_match.group(1), env_match.group(2)
+                parts.append(env.lookup(name, default, source, loc, secret=secret))
             elif kind == "stray":
                 raise source.error(
                     loc,

@@ -88,13 +88,19 @@ class HttpHandler:
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> Any:
         """Send the request; raise on an unexpected status or an oversize body."""
         url = self.url.render(arguments, escape_url_component)
-        body = render_structure(self.body, arguments) if self.body is not None else None
+        headers = dict(self.headers)
+        content = None
+        if self.body is not None:
+            body = render_structure(self.body, arguments)
+            content = json.dumps(body, ensure_ascii=False).encode("utf-8")
+            if not any(key.lower() == "content-type" for key in headers):
+                headers["Content-Type"] = "application/json"
         client = self._get_client()
         async with client.stream(
             self.method,
             url,
-            headers=self.headers,
-            content=None if body is None else json.dumps(body, ensure_ascii=False).encode(),
+            headers=headers,
+            content=content,
             # No timeout of its own: the registry's per-tool timeout cancels the whole call.
             timeout=None,
         ) as response:

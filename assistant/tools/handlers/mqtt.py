@@ -72,8 +72,8 @@ class MqttPublisher:
     ) -> MqttPublisher:
         """Resolve ``${VAR}`` in host, port and username, and the password variable."""
         loc: Location = ("mqtt",)
-        host = env.expand(config.host, source, (*loc, "host"))
-        port_text = env.expand(str(config.port), source, (*loc, "port"))
+        host = env.expand(config.host, source, (*loc, "host"), secret=False)
+        port_text = env.expand(str(config.port), source, (*loc, "port"), secret=False)
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise source.error((*loc, "port"), f"mqtt.port must be a TCP port, not {port_text!r}")
         password = None
@@ -81,7 +81,9 @@ class MqttPublisher:
             password = env.lookup(config.password_env, None, source, (*loc, "password_env"))
             env.secrets.add(password)
         username = (
-            env.expand(config.username, source, (*loc, "username")) if config.username else None
+            env.expand(config.username, source, (*loc, "username"), secret=False)
+            if config.username
+            else None
         )
         return cls(
             host,
@@ -227,7 +229,7 @@ class MqttHandler:
         loc: Location,
     ) -> MqttHandler:
         """Parse the topic and payload templates."""
-        topic = Template.parse(config.topic, env, source, (*loc, "topic"))
+        topic = Template.parse(config.topic, env, source, (*loc, "topic"), secret=False)
         payload = parse_structure(config.payload, env, source, (*loc, "payload"))
         return cls(publisher, topic, payload, config.qos, config.retain)
 

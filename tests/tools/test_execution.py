@@ -1,0 +1,247 @@
+"""Running tools: validation first, handler faults become bounded, readable results."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+
+from assistant.events import ToolCall
+from assistant.tools import ToolRegistry, load_tools
+
+from . import sample_handlers
+from .conftest import WriteTools
+
+MODULE = sample_handlers.__name__
+ANY_ARGS = "parameters: {type: object, properties: {room: {type: string}}}"
+
+
+def python_tool(name: str, function: str, extra: str = "", parameters: str = ANY_ARGS) -> str:
+    return f"""
+  - name: {name}
+    description: Test tool {name}.
+    {parameters}
+    handler: {{python: "{MODULE}:{function}"}}
+    {extra}"""
+
+
+TOOLS = "version: 1\nplugins: none\ntools:" + "".join(
+    [
+        python_tool(
+            "record",
+            "record",
+            parameters="parameters: {type: object, properties: {room: {type: string, "
+            "enum: [kitchen, hall]}, level: {type: integer, default: 3}}, required: [room], "
+            "additionalProperties: false}",
+        ),
+        python_tool("boom", "boom"),
+        python_tool("leak", "leak_secret", parameters=""),
+        python_tool("hang_async", "hang_async", "timeout_s: 0.3", parameters=""),
+        python_tool("hang_sync", "hang_sync", "timeout_s: 0.3", parameters=""),
+        python_tool("unserializable", "unserializable", parameters=""),
+        python_tool("huge", "huge", parameters=""),
+        python_tool("nothing", "nothing", parameters=""),
+        python_tool("reading", "reading", parameters=""),
+        python_tool("thread_name", "thread_name", parameters=""),
+        python_tool("sleep_then_echo", "sleep_then_echo", parameters=""),
+        python_tool("wait_at", "wait_at", "timeout_s: 3", parameters=""),
+        f"""
+  - handler: {{python: "{MODULE}:greet"}}
+    timeout_s: 1.5
+  - name: uses_secret
+    description: Has a secret header.
+    handler:
+      http:
+        url: "http://127.0.0.1:9/x"
+        headers: {{Authorization: "Bearer ${{TEST_TOOL_TOKEN}}"}}
+""",
+    ]
+)
+SECRET = "s3cr3t-token-value"
+
+
+@pytest.fixture
+async def registry(
+    write_tools: WriteTools, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[ToolRegistry]:
+    monkeypatch.setenv("TEST_TOOL_TOKEN", SECRET)
+    sample_handlers.calls.clear()
+    sample_handlers.cancelled.clear()
+    registry = load_tools(write_tools(TOOLS))
+    yield registry
+    await registry.aclose()
+
+
+def call(tool_name: str, **arguments: object) -> ToolCall:
+    return ToolCall(id="call00001", name=tool_name, arguments=arguments)
+
+
+async def test_valid_call_reaches_the_handler(registry: ToolRegistry) -> None:
+    """Validated arguments (with schema defaults filled in) reach the handler."""
+    result = await registry.execute(call("record", room="kitchen"))
+    assert result.ok
+    assert json.loads(result.content) == {"received": {"room": "kitchen", "level": 3}}
+    assert (result.call_id, result.name) == ("call00001", "record")
+
+
+async def test_invalid_arguments_never_reach_the_handler(registry: ToolRegistry) -> None:
+    """A value outside the schema is reported to the model and the handler is not called."""
+    result = await registry.execute(call("record", room="attic", level="high"))
+    assert not result.ok
+    problems = json.loads(result.content)["problems"]
+    assert any("room" in p and "'attic' is not one of" in p for p in problems)
+    assert any("level" in p and "not of type 'integer'" in p for p in problems)
+    assert sample_handlers.calls == []
+
+
+async def test_missing_and_extra_arguments_are_invalid(registry: ToolRegistry) -> None:
+    """Required arguments must be present and undeclared ones are refused."""
+    result = await registry.execute(call("record", colour="red"))
+    assert not result.ok
+    assert "'room' is a required property" in result.content
+    assert "'colour' was unexpected" in result.content
+    assert sample_handlers.calls == []
+
+
+async def test_unknown_tool(registry: ToolRegistry) -> None:
+    """An unknown name is an error that lists the tools there are."""
+    result = await registry.execute(call("launch_rocket"))
+    content = json.loads(result.content)
+    assert not result.ok
+    assert content["error"] == "unknown tool 'launch_rocket'"
+    assert "record" in content["available_tools"]
+
+
+async def test_exception_becomes_type_and_message(registry: ToolRegistry) -> None:
+    """A raising handler yields its exception type and message, no traceback."""
+    result = await registry.execute(call("boom"))
+    assert not result.ok
+    assert json.loads(result.content) == {"error": "RuntimeError: the relay is stuck"}
+    assert result.error == "RuntimeError: the relay is stuck"
+    assert "Traceback" not in result.content
+
+
+async def test_secret_never_appears_in_results(registry: ToolRegistry) -> None:
+    """A secret from the environment that leaks into an error is masked."""
+    result = await registry.execute(call("leak"))
+    assert SECRET not in result.content
+    assert SECRET not in (result.error or "")
+    assert "token *** was rejected" in result.content
+
+
+async def test_async_handler_past_timeout_is_cancelled(registry: ToolRegistry) -> None:
+    """A hanging async handler is cancelled at its timeout and the model is told."""
+    result = await registry.execute(call("hang_async"))
+    assert not result.ok
+    assert "did not finish within 0.3 s" in result.content
+    assert sample_handlers.cancelled.is_set()
+
+
+async def test_sync_handler_past_timeout_does_not_block_others(registry: ToolRegistry) -> None:
+    """A blocked thread times out while other tools keep answering."""
+    hung, quick = await registry.execute_many([call("hang_sync"), call("record", room="hall")])
+    assert not hung.ok
+    assert "did not finish within 0.3 s" in hung.content
+    assert quick.ok
+
+
+async def test_unserializable_result(registry: ToolRegistry) -> None:
+    """A value JSON cannot hold becomes a readable error."""
+    result = await registry.execute(call("unserializable"))
+    assert not result.ok
+    assert "object value that cannot be turned into JSON" in result.content
+
+
+async def test_ten_megabyte_result_is_refused(registry: ToolRegistry) -> None:
+    """A huge result becomes a short error instead of flooding the model's context."""
+    result = await registry.execute(call("huge"))
+    assert not result.ok
+    assert "more than the 16384 allowed" in result.content
+    assert len(result.content) < 500
+
+
+async def test_none_reads_as_ok(registry: ToolRegistry) -> None:
+    """A handler returning nothing reports success."""
+    result = await registry.execute(call("nothing"))
+    assert (result.ok, result.content) == (True, '{"ok": true}')
+
+
+async def test_dataclass_result_is_serialized(registry: ToolRegistry) -> None:
+    """Dataclasses (and pydantic models) become JSON objects."""
+    result = await registry.execute(call("reading"))
+    assert json.loads(result.content) == {"sensor": "hall", "value_c": 21.5}
+
+
+async def test_sync_handler_runs_in_a_tool_thread(registry: ToolRegistry) -> None:
+    """Blocking handlers run in the tools' thread pool, not on the event loop."""
+    result = await registry.execute(call("thread_name"))
+    assert json.loads(result.content).startswith("tool")
+
+
+async def test_calls_run_concurrently(registry: ToolRegistry) -> None:
+    """Three calls meet at a barrier: run one after another they would all time out."""
+    sample_handlers.BARRIERS["meet"] = asyncio.Barrier(3)
+    calls = [ToolCall(f"call0000{i}", "wait_at", {"barrier_name": "meet"}) for i in range(3)]
+    results = await registry.execute_many(calls)
+    assert [r.ok for r in results] == [True, True, True]
+
+
+async def test_results_keep_call_order(registry: ToolRegistry) -> None:
+    """The slowest call first still comes back first."""
+    calls = [
+        ToolCall("callslow1", "sleep_then_echo", {"delay_s": 0.2, "tag": "slow"}),
+        ToolCall("callfast1", "sleep_then_echo", {"delay_s": 0.0, "tag": "fast"}),
+        ToolCall("callboom1", "boom", {}),
+    ]
+    results = await registry.execute_many(calls)
+    assert [r.call_id for r in results] == ["callslow1", "callfast1", "callboom1"]
+    assert [r.content for r in results[:2]] == ['"slow"', '"fast"']
+
+
+async def test_registry_keeps_serving_after_faults(registry: ToolRegistry) -> None:
+    """After raising, hanging and oversize handlers, a normal call still works."""
+    await registry.execute_many([call("boom"), call("hang_async"), call("huge")])
+    result = await registry.execute(call("record", room="kitchen"))
+    assert result.ok
+
+
+async def test_every_execution_is_logged_with_outcome_and_duration(
+    registry: ToolRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One log line per call: name, id, outcome, milliseconds; secrets masked."""
+    with caplog.at_level(logging.INFO, logger="assistant.tools"):
+        await registry.execute_many([call("record", room="hall"), call("boom"), call("leak")])
+    lines = [r.getMessage() for r in caplog.records if r.name == "assistant.tools"]
+    assert any(line.startswith("tool record (call00001) ok in ") for line in lines)
+    assert any("tool boom (call00001) failed: RuntimeError" in line for line in lines)
+    assert all(line.endswith(" ms") for line in lines)
+    assert SECRET not in caplog.text
+
+
+async def test_decorated_function_in_yaml_keeps_its_schema(registry: ToolRegistry) -> None:
+    """A @tool function referenced from YAML brings its name and schema; YAML overrides apply."""
+    spec = registry.get("polite_greeting")
+    assert spec is not None
+    assert spec.parameters["required"] == ["name"]
+    assert spec.timeout_s == 1.5
+    result = await registry.execute(call("polite_greeting", name="Ada", formal=True))
+    assert result.content == '"Good day, Ada."'
+
+
+async def test_schemas_for_the_model(registry: ToolRegistry) -> None:
+    """OpenAI-style dicts and mistral-common Tools carry the same function schemas."""
+    openai = registry.openai_schemas()
+    mistral = registry.mistral_tools()
+    assert openai[0] == {
+        "type": "function",
+        "function": {
+            "name": "record",
+            "description": "Test tool record.",
+            "parameters": registry.specs[0].parameters,
+        },
+    }
+    assert [t.function.name for t in mistral] == [s["function"]["name"] for s in openai]
+    assert mistral[0].function.parameters == registry.specs[0].parameters

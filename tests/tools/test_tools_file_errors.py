@@ -1,0 +1,290 @@
+"""A broken tools.yaml refuses to load with an error naming the file, the line and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.tools import ToolsFileError, load_tools
+
+from .conftest import WriteTools
+
+
+def load_error(write_tools: WriteTools, text: str, environ: dict[str, str] | None = None):
+    path = write_tools(text)
+    with pytest.raises(ToolsFileError) as caught:
+        load_tools(path, environ=environ or {})
+    error = caught.value
+    assert error.path == path
+    assert str(error).startswith(f"{path}:")
+    return error
+
+
+def test_yaml_syntax_error(write_tools: WriteTools) -> None:
+    """Bad YAML is reported at its line with a hint about quoting."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        tools:
+          - name: a
+            description: [unclosed
+        """,
+    )
+    assert error.line == 5
+    assert "YAML syntax error" in error.reason
+
+
+def test_unknown_key(write_tools: WriteTools) -> None:
+    """A misspelt key is named, with the keys allowed there."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        tools:
+          - name: a
+            description: b
+            handler:
+              http: {methd: GET, url: "http://h/x"}
+        """,
+    )
+    assert error.line == 6
+    assert "unknown key 'methd'" in error.reason
+    assert "method" in error.reason and "url" in error.reason
+
+
+def test_invalid_json_schema(write_tools: WriteTools) -> None:
+    """parameters that are not a JSON Schema point at the bad keyword."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        tools:
+          - name: a
+            description: b
+            parameters:
+              type: object
+              properties:
+                room: {type: strin}
+            handler: {python: "json:dumps"}
+        """,
+    )
+    assert error.line == 8
+    assert "not a valid JSON Schema" in error.reason
+    assert "properties.room.type" in error.reason
+
+
+def test_parameters_must_describe_an_object(write_tools: WriteTools) -> None:
+    """The arguments are an object; another top-level type is refused."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        tools:
+          - name: a
+            description: b
+            parameters: {type: string}
+            handler: {python: "json:dumps"}
+        """,
+    )
+    assert error.line == 5
+    assert "type: object" in error.reason
+
+
+def test_duplicate_names(write_tools: WriteTools) -> None:
+    """The second tool of a name is reported, with the line of the first."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        plugins: none
+        tools:
+          - name: same
+            description: one
+            handler: {python: "json:dumps"}
+          - name: same
+            description: two
+            handler: {python: "json:loads"}
+        """,
+    )
+    assert error.line == 7
+    assert "duplicate tool name 'same' (first declared on line 4)" in error.reason
+
+
+def test_python_handler_module_cannot_be_imported(write_tools: WriteTools) -> None:
+    """A module that does not exist is named, with the fix."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        tools:
+          - name: a
+            description: b
+            handler:
+              python: "no_such_package.lights:switch"
+        """,
+    )
+    assert error.line == 6
+    assert "cannot import module 'no_such_package.lights'" in error.reason
+    assert "installed" in error.reason
+
+
+def test_python_handler_attribute_missing(write_tools: WriteTools) -> None:
+    """A function name that the module lacks is named."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        tools:
+          - name: a
+            description: b
+            handler: {python: "json:no_such_function"}
+        """,
+    )
+    assert error.line == 5
+    assert "has no attribute 'no_such_function'" in error.reason
+
+
+def test_missing_environment_variable(write_tools: WriteTools) -> None:
+    """An unset ${VAR} is named with how to set it."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        tools:
+          - name: a
+            description: b
+            handler:
+              http:
+                url: "http://127.0.0.1/api"
+                headers: {Authorization: "Bearer ${HA_TOKEN}"}
+        """,
+    )
+    assert error.line == 8
+    assert "environment variable HA_TOKEN is not set" in error.reason
+    assert "export HA_TOKEN=" in error.reason
+
+
+def test_missing_version(write_tools: WriteTools) -> None:
+    """The version line is required."""
+    error = load_error(write_tools, "tools: []\n")
+    assert "add 'version: 1'" in error.reason
+
+
+def test_unsupported_version(write_tools: WriteTools) -> None:
+    """Only version 1 is read."""
+    error = load_error(write_tools, "version: 2\ntools: []\n")
+    assert error.line == 1
+    assert "version: 1" in error.reason
+
+
+def test_placeholder_for_undeclared_argument(write_tools: WriteTools) -> None:
+    """A template may only use declared arguments."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        mqtt: {host: 127.0.0.1}
+        tools:
+          - name: a
+            description: b
+            parameters: {type: object, properties: {room: {type: string}}}
+            handler:
+              mqtt: {topic: "home/{rom}/set"}
+        """,
+    )
+    assert error.line == 8
+    assert "{rom}" in error.reason and "no such argument" in error.reason
+
+
+def test_argument_in_url_host_is_refused(write_tools: WriteTools) -> None:
+    """Arguments may fill the path and query, never the host."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        tools:
+          - name: a
+            description: b
+            parameters: {type: object, properties: {host: {type: string}}}
+            handler:
+              http: {url: "http://{host}/api"}
+        """,
+    )
+    assert error.line == 7
+    assert "only fill the path and query" in error.reason
+
+
+def test_argument_in_header_is_refused(write_tools: WriteTools) -> None:
+    """Headers take secrets, not arguments."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        tools:
+          - name: a
+            description: b
+            parameters: {type: object, properties: {who: {type: string}}}
+            handler:
+              http:
+                url: "http://127.0.0.1/api"
+                headers: {X-User: "{who}"}
+        """,
+    )
+    assert error.line == 9
+    assert "not {arguments}" in error.reason
+
+
+def test_mqtt_handler_without_broker(write_tools: WriteTools) -> None:
+    """An mqtt tool needs the top-level broker settings."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        tools:
+          - name: a
+            description: b
+            handler:
+              mqtt: {topic: "home/x", payload: "ON"}
+        """,
+    )
+    assert error.line == 6
+    assert "top-level 'mqtt:" in error.reason
+
+
+def test_handler_with_two_kinds(write_tools: WriteTools) -> None:
+    """A handler is exactly one kind."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        tools:
+          - name: a
+            description: b
+            handler:
+              python: "json:dumps"
+              http: {url: "http://127.0.0.1/"}
+        """,
+    )
+    assert error.line == 5
+    assert "exactly one of python, http or mqtt (found python, http)" in error.reason
+
+
+def test_tool_without_description(write_tools: WriteTools) -> None:
+    """A plain function needs a description for the model."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        tools:
+          - name: a
+            handler: {python: "json:dumps"}
+        """,
+    )
+    assert error.line == 3
+    assert "needs a 'description'" in error.reason
+
+
+def test_file_not_found(tmp_path) -> None:
+    """A missing file is named."""
+    with pytest.raises(ToolsFileError, match="does not exist"):
+        load_tools(tmp_path / "absent.yaml")
