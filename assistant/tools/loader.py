@@ -100,7 +100,11 @@ def _pydantic_error(exc: ValidationError, source: SourceMap) -> ToolsFileError:
     by_location: dict[tuple[str | int, ...], Any] = {}
     for err in exc.errors():
         by_location.setdefault(_file_location(err, source), err)
-    ordered = sorted(by_location.items(), key=lambda item: source.line(item[0]) or 0)
+    # On one line an unknown key comes first: a misspelt key explains the "missing" one.
+    ordered = sorted(
+        by_location.items(),
+        key=lambda item: (source.line(item[0]) or 0, item[1]["type"] != "extra_forbidden"),
+    )
     loc, err = ordered[0]
     kind = err["type"]
     where = _dotted(loc)
