@@ -44,22 +44,18 @@ def load_tools(path: str | Path, *, environ: Mapping[str, str] | None = None) ->
     tools: list[tuple[ToolSpec, Handler]] = []
     seen: dict[str, Location] = {}
     used_functions: set[int] = set()
-    try:
-        for index, entry in enumerate(config.tools):
-            loc: Location = ("tools", index)
-            spec, handler = builder.build(entry, loc)
-            _check_unique(spec.name, loc, seen, source)
-            if isinstance(handler, PythonHandler):
-                used_functions.add(id(handler.func))
-            tools.append((spec, handler))
-        for definition in load_plugins(config.plugins, source):
-            if id(definition.func) in used_functions:
-                continue  # tools.yaml already declares it, possibly with overrides
-            _check_unique(definition.spec.name, ("plugins",), seen, source)
-            tools.append((definition.spec, PythonHandler(definition.func, definition)))
-    except ToolsFileError:
-        builder.close()
-        raise
+    for index, entry in enumerate(config.tools):
+        loc: Location = ("tools", index)
+        spec, handler = builder.build(entry, loc)
+        _check_unique(spec.name, loc, seen, source)
+        if isinstance(handler, PythonHandler):
+            used_functions.add(id(handler.func))
+        tools.append((spec, handler))
+    for definition in load_plugins(config.plugins, source):
+        if id(definition.func) in used_functions:
+            continue  # tools.yaml already declares it, possibly with overrides
+        _check_unique(definition.spec.name, ("plugins",), seen, source)
+        tools.append((definition.spec, PythonHandler(definition.func, definition)))
     return ToolRegistry(tools, secrets=env.secrets)
 
 
@@ -240,7 +236,3 @@ class _Builder:
 
             self._publisher = MqttPublisher.from_config(self.broker, self.env, self.source)
         return self._publisher
-
-    def close(self) -> None:
-        """Drop the publisher of a registry that will not be built (it never connected)."""
-        self._publisher = None

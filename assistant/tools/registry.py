@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaValidationError
-from pydantic import ValidationError
 
 from assistant.events import Announcement, ToolCall, ToolResult
 from assistant.tools.context import TOOL_THREADS, BackgroundTasks, ToolContext
 from assistant.tools.decorator import build_definition, tool_definition
-from assistant.tools.handlers.base import Handler
+from assistant.tools.handlers.base import Handler, InvalidArgumentsError
 from assistant.tools.handlers.python import PythonHandler
 from assistant.tools.results import (
     Redactor,
@@ -29,6 +28,7 @@ from assistant.tools.results import (
     describe_exception,
     error_content,
     serialize_result,
+    shorten,
 )
 from assistant.tools.spec import ToolSpec
 from assistant.tools.templating import TemplateError
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from mistral_common.protocol.instruct.tool_calls import Tool
 
 log = logging.getLogger("assistant.tools")
+
+MAX_PROBLEMS = 10
+"""At most this many argument problems go back to the model (bounded, like every result)."""
 
 ANNOUNCEMENT_QUEUE_SIZE = 64
 """When full, the oldest announcement is dropped (and logged): fresh news matters more."""
@@ -135,9 +138,7 @@ class ToolRegistry:
         spec, handler, validator = entry
         problems = [_argument_error(e) for e in validator.iter_errors(call.arguments)]
         if problems:
-            message = "invalid arguments: " + "; ".join(problems)
-            content = error_content("invalid arguments", problems=problems)
-            return self._finish(call, started, ok=False, content=content, error=message)
+            return self._invalid(call, started, problems)
         context = ToolContext(
             call, announce=self._announce, tasks=self._tasks, executor=self._get_executor
         )
@@ -149,9 +150,8 @@ class ToolRegistry:
         except asyncio.TimeoutError:
             message = f"the tool did not finish within {spec.timeout_s:g} s and was stopped"
             return self._fail(call, started, message)
-        except ValidationError as exc:
-            problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-            return self._fail(call, started, "invalid arguments: " + "; ".join(problems))
+        except InvalidArgumentsError as exc:
+            return self._invalid(call, started, exc.problems)
         except (ResultError, TemplateError) as exc:
             return self._fail(call, started, str(exc))
         except asyncio.CancelledError:
@@ -163,6 +163,14 @@ class ToolRegistry:
     async def execute_many(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
         """Run ``calls`` concurrently; the results keep the order of the calls."""
         return list(await asyncio.gather(*(self.execute(call) for call in calls)))
+
+    def _invalid(self, call: ToolCall, started: float, problems: list[str]) -> ToolResult:
+        shown = [shorten(p, 200) for p in problems[:MAX_PROBLEMS]]
+        if len(problems) > MAX_PROBLEMS:
+            shown.append(f"... and {len(problems) - MAX_PROBLEMS} more")
+        content = error_content("invalid arguments", problems=shown)
+        message = shorten("invalid arguments: " + "; ".join(shown))
+        return self._finish(call, started, ok=False, content=content, error=message)
 
     def _fail(self, call: ToolCall, started: float, message: str) -> ToolResult:
         return self._finish(call, started, ok=False, content=error_content(message), error=message)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
+import json
 from typing import Annotated, Any, Literal
 
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from assistant.events import ToolCall
 from assistant.tools import ToolContext, ToolRegistry, tool, tool_definition
@@ -268,3 +269,36 @@ async def test_registry_from_functions_runs_converted_arguments() -> None:
     result = await registry.execute(ToolCall("abcdefghi", "paint", {"color": "warm"}))
     assert (result.ok, result.content) == (True, '"WARM x1"')
     await registry.aclose()
+
+
+class Window(BaseModel):
+    """A booking window."""
+
+    start_h: int
+    end_h: int
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.end_h <= self.start_h:
+            raise ValueError("end_h must be after start_h")
+        return self
+
+
+async def test_model_validation_failure_is_an_argument_error() -> None:
+    """A rule JSON Schema cannot express (a model validator) still returns 'invalid arguments'."""
+    booked: list[Window] = []
+
+    @tool
+    def book(window: Window) -> None:
+        """Book the room."""
+        booked.append(window)
+
+    registry = ToolRegistry.from_functions([book])
+    result = await registry.execute(
+        ToolCall("abcdefghi", "book", {"window": {"start_h": 9, "end_h": 8}})
+    )
+    await registry.aclose()
+    assert not result.ok
+    assert json.loads(result.content)["error"] == "invalid arguments"
+    assert "end_h must be after start_h" in result.content
+    assert booked == []

@@ -7,6 +7,14 @@ from typing import Any, Protocol
 from assistant.tools.context import ToolContext
 
 
+class InvalidArgumentsError(Exception):
+    """The arguments passed the JSON Schema but not the handler's own conversion."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 class Handler(Protocol):
     """Runs one tool from arguments already validated against its schema."""
 

@@ -8,8 +8,11 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
+
 from assistant.tools.context import ToolContext
 from assistant.tools.decorator import ToolDefinition
+from assistant.tools.handlers.base import InvalidArgumentsError
 
 
 class ImportSpecError(Exception):
@@ -68,7 +71,12 @@ class PythonHandler:
 
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> Any:
         """Convert the arguments (for ``@tool`` functions) and call; sync code runs in a thread."""
-        kwargs = self.definition.call_kwargs(arguments) if self.definition else dict(arguments)
+        try:
+            kwargs = self.definition.call_kwargs(arguments) if self.definition else dict(arguments)
+        except ValidationError as exc:
+            raise InvalidArgumentsError(
+                [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            ) from None
         if self.context_param:
             kwargs[self.context_param] = context
         if self.is_async:
