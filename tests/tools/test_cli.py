@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,17 @@ from assistant.cli import main
 from .conftest import WriteTools
 
 SHIPPED_TOOLS = Path(__file__).parents[2] / "tools.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """main() installs a log handler on the (captured) stderr; put the old ones back after."""
+    root = logging.getLogger()
+    ours = logging.getLogger("assistant")
+    saved = (list(root.handlers), root.level, ours.level)
+    yield
+    root.handlers[:], root.level = saved[0], saved[1]
+    ours.setLevel(saved[2])
 
 
 def test_check_lists_the_shipped_tools(capsys: pytest.CaptureFixture[str]) -> None:
