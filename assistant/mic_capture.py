@@ -203,9 +203,9 @@ class MicCapture:
         return len(self._queue)
 
     async def start(self) -> MicCapture:
-        """Open the device and start capturing."""
-        if self._stream is not None:
-            raise RuntimeError("this MicCapture is already started")
+        """Open the device and start capturing (once per ``MicCapture``)."""
+        if self._stream is not None or self._ended:
+            raise RuntimeError("a MicCapture starts once; make a new one to capture again")
         sd = _sounddevice()
         self._loop = asyncio.get_running_loop()
         device = find_input_device(self.requested_device)
@@ -216,21 +216,30 @@ class MicCapture:
             self._resampler = soxr.ResampleStream(rate_hz, SAMPLE_RATE_HZ, 1, dtype="float32")
         self.device, self.capture_rate_hz, self.capture_channels = device, rate_hz, channels
         try:
-            self._stream = sd.InputStream(
-                device=device.index,
-                samplerate=rate_hz,
-                channels=channels,
-                dtype="float32",
-                blocksize=rate_hz * self.frame_ms // 1000,
-                latency="low",
-                callback=self._on_audio,
-                finished_callback=self._on_finished,
-            )
-            await asyncio.to_thread(self._stream.start)
+            self._stream = await asyncio.to_thread(self._open, sd, device, rate_hz, channels)
         except sd.PortAudioError as exc:
-            self._stream = None
             raise explain_portaudio_error(exc, device) from exc
         return self
+
+    def _open(self, sd: ModuleType, device: InputDevice, rate_hz: int, channels: int) -> Any:
+        """Open and start the stream (blocking: PortAudio may take a while on some hosts)."""
+        stream = sd.InputStream(
+            device=device.index,
+            samplerate=rate_hz,
+            channels=channels,
+            dtype="float32",
+            blocksize=rate_hz * self.frame_ms // 1000,
+            # A voice assistant wants each block at once, not in large buffered bursts.
+            latency="low",
+            callback=self._on_audio,
+            finished_callback=self._on_finished,
+        )
+        try:
+            stream.start()
+        except BaseException:
+            stream.close()
+            raise
+        return stream
 
     def _choose_format(self, sd: ModuleType, device: InputDevice) -> tuple[int, int]:
         if self._channels is not None and self._channels > device.max_input_channels:

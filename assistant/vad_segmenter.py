@@ -119,7 +119,7 @@ def make_classifier(settings: VadSettings) -> WebRtcClassifier | SileroClassifie
 
 
 def to_int16(chunk: Any) -> np.ndarray:
-    """Validate one chunk of mono audio and return it as int16 (floats are in -1..1).
+    """Validate one chunk of mono audio and return it as a new int16 array (floats in -1..1).
 
     Raises ``TypeError`` for anything but a 1-D int16/float32/float64 numpy array and
     ``ValueError`` for NaN or infinite samples.
@@ -131,7 +131,8 @@ def to_int16(chunk: Any) -> np.ndarray:
     if chunk.ndim != 1:
         raise TypeError(f"audio must be mono (a 1-D array), not an array of shape {chunk.shape}")
     if chunk.dtype == np.int16:
-        return chunk
+        # A copy: utterances keep these samples, and callers reuse their buffers.
+        return chunk.copy()
     if not np.isfinite(chunk).all():
         raise ValueError("audio contains NaN or infinite samples")
     return np.clip(np.round(chunk * 32767.0), -32768, 32767).astype(np.int16)
@@ -143,7 +144,6 @@ class _Resampler:
     def __init__(self, in_rate_hz: int) -> None:
         import soxr
 
-        self.in_rate_hz = in_rate_hz
         self._stream = soxr.ResampleStream(in_rate_hz, SAMPLE_RATE_HZ, 1, dtype="int16")
 
     def __call__(self, pcm: np.ndarray) -> np.ndarray:
@@ -172,6 +172,11 @@ class VadSegmenter:
         self._min_speech_samples = s.min_speech_ms * SAMPLE_RATE_HZ // 1000
         # At least one frame, so that a cut always makes progress.
         self._max_samples = max(round(s.max_utterance_s * SAMPLE_RATE_HZ), self.frame_samples)
+        if self._prefix_samples + self._min_speech_samples >= self._max_samples:
+            raise ValueError(
+                "prefix_padding_ms + min_speech_ms must be shorter than max_utterance_s, or no "
+                "utterance could be confirmed within its maximum length"
+            )
         self.reset()
 
     @property

@@ -117,6 +117,24 @@ async def test_iteration_ends_cleanly_after_stop(virtual_audio: VirtualAudio) ->
     await mic.stop()
 
 
+async def test_a_vanishing_device_ends_iteration_with_mic_error() -> None:
+    """When the sound server behind the device dies, the iterator raises MicError."""
+    from assistant.mic_capture import rescan_devices
+
+    audio = VirtualAudio().start()
+    try:
+        rescan_devices()
+        async with MicCapture("pulse") as mic:
+            await mic.__anext__()
+            audio.stop()
+            with pytest.raises(MicError, match="stopped delivering audio"):
+                async for _ in mic:
+                    pass
+    finally:
+        audio.stop()
+        rescan_devices()
+
+
 def test_the_pulse_device_is_listed_with_its_default_rate(virtual_audio: VirtualAudio) -> None:
     """list_input_devices() shows PulseAudio's device, its channels and default rate."""
     pulse = next(d for d in list_input_devices() if d.name == "pulse")
@@ -216,3 +234,12 @@ def test_a_busy_device_is_explained() -> None:
     message = str(explain_portaudio_error(error, device))
     assert "busy" in message
     assert "'USB Mic'" in message
+
+
+async def test_a_stopped_capture_cannot_be_restarted(virtual_audio: VirtualAudio) -> None:
+    """start() after stop() raises RuntimeError instead of silently yielding nothing."""
+    mic = MicCapture("pulse")
+    async with mic:
+        await mic.__anext__()
+    with pytest.raises(RuntimeError, match="starts once"):
+        await mic.start()

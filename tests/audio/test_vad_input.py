@@ -123,3 +123,23 @@ async def test_segment_wraps_an_async_stream_and_flushes_at_its_end(track) -> No
     expected = run(VadSegmenter(silence_duration_ms=2000), track.pcm[: len(track.pcm) - 16000])
     assert [type(e) for e in events] == [type(e) for e in expected]
     assert len(utterances(events)) == 1
+
+
+def test_the_caller_may_reuse_its_buffer(track) -> None:
+    """Overwriting a chunk after process() does not change the utterance built from it."""
+    segmenter = VadSegmenter()
+    buffer = np.empty(320, dtype=np.int16)
+    events = []
+    for offset in range(0, len(track.pcm) - 319, 320):
+        buffer[:] = track.pcm[offset : offset + 320]
+        events += segmenter.process(buffer)
+    buffer[:] = 0
+    (utterance,) = utterances(events + segmenter.flush())
+    start = utterance.start_ms * 16
+    assert np.array_equal(utterance.pcm, track.pcm[start : start + len(utterance.pcm)])
+
+
+def test_settings_that_cannot_fit_in_max_utterance_are_refused() -> None:
+    """min_speech_ms plus prefix padding at or beyond max_utterance_s raises ValueError."""
+    with pytest.raises(ValueError, match="max_utterance_s"):
+        VadSegmenter(min_speech_ms=2000, prefix_padding_ms=300, max_utterance_s=2.0)
