@@ -241,6 +241,33 @@ class TurnDone:
     metrics: TurnMetrics = field(default_factory=TurnMetrics)
 
 
+# --- desktop agent -------------------------------------------------------------------------
+
+AgentState = Literal[
+    "loading", "listening", "hearing", "thinking", "calling_tool", "speaking", "stopped"
+]
+"""What the desktop agent is doing, as its status line shows it."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatus:
+    """The desktop agent changed what it is doing; ``detail`` says more (a tool name, a model)."""
+
+    state: AgentState
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenSentence:
+    """One sentence of a reply was played through the speaker."""
+
+    text: str
+    duration_s: float
+    """Seconds of it that were played (less than its length when cut short)."""
+    interrupted: bool = False
+    """True when a barge-in stopped it before its end."""
+
+
 ModelEvent = TextDelta | ToolCall | MalformedToolCall | ResponseDone | ErrorEvent
 """What ``ModelWorker.respond`` yields."""
 

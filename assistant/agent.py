@@ -1,0 +1,306 @@
+"""The desktop voice agent: audio frames → VAD → dialogue → display and spoken replies.
+
+``VoiceAgent.run(frames)`` drives one conversation from a stream of 16 kHz int16 frames (the
+microphone, or ``file_frames`` for a recording). Two tasks share the work: the hearing loop
+feeds the VAD and queues each finished utterance; the turn loop hands queued utterances to the
+dialogue, shows its events, and speaks the reply sentence by sentence as it streams.
+
+Echo: a loudspeaker's sound reaches the microphone, and the assistant must not take its own
+voice for the user. By default the agent is half-duplex (``EchoGate``): while it speaks, and for
+a short tail after, the VAD hears silence instead of the microphone. ``barge_in`` turns the gate
+off and lets the user's speech interrupt the reply; it is for headphones or a microphone with an
+echo canceller, where the assistant's voice does not come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from assistant.dialogue import Dialogue
+from assistant.display import Display
+from assistant.events import (
+    SAMPLE_RATE_HZ,
+    AgentStatus,
+    Announcement,
+    DialogueEvent,
+    SpeechEndLikely,
+    SpeechStarted,
+    SpeechStopped,
+    SpokenSentence,
+    TextDelta,
+    ToolResult,
+    ToolStarted,
+    TurnDone,
+    Utterance,
+)
+from assistant.tts import SentenceSplitter, Speaker
+from assistant.vad_segmenter import VadEvent, VadSegmenter
+
+DEFAULT_ECHO_TAIL_MS = 400
+"""Room echo and the output device's buffer outlast the last sample sent to the speaker."""
+
+
+class EchoGate:
+    """Half-duplex echo handling: closed while the assistant speaks and ``tail_ms`` after."""
+
+    def __init__(self, tail_ms: int = DEFAULT_ECHO_TAIL_MS) -> None:
+        if tail_ms < 0:
+            raise ValueError(f"the echo tail must be 0 ms or more, not {tail_ms}")
+        self.tail_s = tail_ms / 1000
+
+    def closed(self, speaking: bool, last_sound_end_s: float, now_s: float) -> bool:
+        """Whether microphone audio heard at ``now_s`` may be the assistant's own voice."""
+        if speaking:
+            return True
+        return last_sound_end_s > 0 and now_s - last_sound_end_s < self.tail_s
+
+
+async def file_frames(
+    samples: np.ndarray,
+    *,
+    realtime: bool,
+    frame_ms: int = 20,
+    trailing_silence_ms: int = 1000,
+) -> AsyncIterator[np.ndarray]:
+    """A recording (16 kHz mono int16) as frames: paced like a microphone, or at once.
+
+    Silence follows the recording so that the VAD hears the end of the last utterance.
+    """
+    frame = SAMPLE_RATE_HZ * frame_ms // 1000
+    silence = np.zeros(SAMPLE_RATE_HZ * trailing_silence_ms // 1000, dtype=np.int16)
+    audio = np.concatenate([samples.astype(np.int16, copy=False), silence])
+    started_s = time.monotonic()
+    for index, offset in enumerate(range(0, len(audio), frame)):
+        if realtime:
+            # Against the start time, not frame by frame: sleep overshoots do not add up.
+            await asyncio.sleep(max(0.0, started_s + index * frame_ms / 1000 - time.monotonic()))
+        else:
+            await asyncio.sleep(0)
+        chunk = audio[offset : offset + frame]
+        yield chunk if len(chunk) == frame else np.pad(chunk, (0, frame - len(chunk)))
+
+
+@dataclass(frozen=True, eq=False)
+class _Turn:
+    utterance: Utterance
+    speech_end_s: float
+
+
+class VoiceAgent:
+    """One spoken conversation: hears utterances, answers them, shows and says the replies.
+
+    ``speaker`` None means text only (``--no-speak``). ``announcements`` is the tool registry's
+    queue of things to say unprompted (a timer that fired).
+    """
+
+    def __init__(
+        self,
+        dialogue: Dialogue,
+        segmenter: VadSegmenter,
+        display: Display,
+        speaker: Speaker | None = None,
+        *,
+        barge_in: bool = False,
+        echo_tail_ms: int = DEFAULT_ECHO_TAIL_MS,
+        announcements: asyncio.Queue[Announcement] | None = None,
+    ) -> None:
+        self.dialogue = dialogue
+        self.segmenter = segmenter
+        self.display = display
+        self.speaker = speaker
+        self.barge_in = barge_in
+        self.gate = EchoGate(echo_tail_ms)
+        self.announcements = announcements
+        self.ignored_frames = 0
+        """Microphone frames the echo gate replaced by silence."""
+        self._turns: asyncio.Queue[_Turn] = asyncio.Queue()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._hearing = False
+        self._responding = False
+        self._tools: dict[str, str] = {}
+        self._muted = False
+        self._status: AgentStatus | None = None
+
+        if speaker is not None:
+            speaker.on_spoken = self._spoken
+            speaker.on_speaking = self._speaking_changed
+
+    def _spoken(self, sentence: SpokenSentence) -> None:
+        self.display.show(sentence)
+
+    def _speaking_changed(self, speaking: bool) -> None:
+        self._update_status()
+
+    async def run(
+        self,
+        frames: AsyncIterable[np.ndarray],
+        *,
+        gate_echo: bool = True,
+        turn_by_turn: bool = False,
+    ) -> None:
+        """Listen to ``frames`` until they end (then finish the last turns) or until cancelled.
+
+        ``gate_echo``: apply the half-duplex gate (a microphone near a loudspeaker; off with
+        barge-in). ``turn_by_turn``: stop reading after each utterance until its reply has been
+        given and said (a recording read faster than real time).
+        """
+        tasks = [asyncio.create_task(self._turn_loop(), name="agent-turns")]
+        if self.announcements is not None:
+            announcer = self._announce_loop(self.announcements)
+            tasks.append(asyncio.create_task(announcer, name="agent-announcements"))
+        hearing = asyncio.create_task(
+            self._hear(frames, gate_echo and not self.barge_in, turn_by_turn), name="agent-hear"
+        )
+        try:
+            self._update_status()
+            await self._first_of(hearing, tasks)
+            idle = asyncio.create_task(self._until_idle(), name="agent-idle")
+            await self._first_of(idle, tasks)
+        finally:
+            for task in [hearing, *tasks]:
+                task.cancel()
+            await asyncio.gather(hearing, *tasks, return_exceptions=True)
+
+    async def _first_of(self, main: asyncio.Task[None], helpers: list[asyncio.Task[None]]) -> None:
+        """Wait for ``main``; a helper that ends first (it failed) ends the run with its error."""
+        done, _ = await asyncio.wait({main, *helpers}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not main:
+                main.cancel()
+                task.result()
+                raise RuntimeError(f"{task.get_name()} ended unexpectedly")
+        main.result()
+
+    async def _until_idle(self) -> None:
+        await self._idle.wait()
+        if self.speaker is not None:
+            await self.speaker.drain()
+
+    # --- hearing ---------------------------------------------------------------------------
+
+    async def _hear(
+        self, frames: AsyncIterable[np.ndarray], gate_echo: bool, turn_by_turn: bool
+    ) -> None:
+        async for frame in frames:
+            if gate_echo and self._echo_possible():
+                # Silence keeps the VAD's clock running and closes any stretch it had open.
+                frame = np.zeros_like(frame)
+                self.ignored_frames += 1
+            for event in self.segmenter.process(frame):
+                await self._on_vad(event, turn_by_turn)
+        for event in self.segmenter.flush():
+            await self._on_vad(event, turn_by_turn)
+
+    def _echo_possible(self) -> bool:
+        speaker = self.speaker
+        if speaker is None:
+            return False
+        return self.gate.closed(speaker.speaking, speaker.last_sound_end_s, time.monotonic())
+
+    async def _on_vad(self, event: VadEvent, turn_by_turn: bool) -> None:
+        self.display.show(event)
+        if isinstance(event, SpeechStarted):
+            self._hearing = True
+            self._update_status()
+            if self.barge_in:
+                await self._interrupt()
+        elif isinstance(event, SpeechStopped):
+            self._hearing = False
+            self._update_status()
+        elif isinstance(event, Utterance):
+            # The VAD decides after its silence hangover: the speech ended that long ago.
+            late_s = max(0, self.segmenter.stream_ms - event.end_ms) / 1000
+            self._idle.clear()
+            self._turns.put_nowait(_Turn(event, time.monotonic() - late_s))
+            self._update_status()
+            if turn_by_turn:
+                await self._until_idle()
+        elif not isinstance(event, SpeechEndLikely):
+            raise TypeError(f"unexpected VAD event {event!r}")
+
+    async def _interrupt(self) -> None:
+        """Barge-in: stop the voice and the reply; the history keeps what was heard."""
+        speaking = self.speaker is not None and self.speaker.speaking
+        if not (speaking or self.dialogue.is_responding):
+            return
+        self._muted = True
+        heard = await self.speaker.interrupt() if self.speaker is not None else None
+        await self.dialogue.interrupt(heard)
+
+    # --- answering -------------------------------------------------------------------------
+
+    async def _turn_loop(self) -> None:
+        while True:
+            turns = [await self._turns.get()]
+            while not self._turns.empty():
+                turns.append(self._turns.get_nowait())
+            for turn in turns:
+                self.dialogue.add_user_turn(audio=turn.utterance, speech_end_s=turn.speech_end_s)
+            self._responding, self._muted = True, False
+            self._update_status()
+            splitter = SentenceSplitter()
+            try:
+                async for event in self.dialogue.respond():
+                    self._on_dialogue(event, splitter)
+            finally:
+                self._responding = False
+                self._tools.clear()
+            if self.speaker is not None:
+                await self.speaker.drain()
+            if self._turns.empty():
+                self._idle.set()
+            self._update_status()
+
+    def _on_dialogue(self, event: DialogueEvent, splitter: SentenceSplitter) -> None:
+        self.display.show(event)
+        if isinstance(event, TextDelta):
+            self._say(splitter.feed(event.text))
+        elif isinstance(event, ToolStarted):
+            self._tools[event.call.id] = event.call.name
+        elif isinstance(event, ToolResult):
+            self._tools.pop(event.call_id, None)
+        elif isinstance(event, TurnDone):
+            self._say(splitter.flush())
+        self._update_status()
+
+    def _say(self, sentences: list[str]) -> None:
+        if self.speaker is None or self._muted:
+            return
+        for sentence in sentences:
+            self.speaker.say(sentence)
+
+    async def _announce_loop(self, announcements: asyncio.Queue[Announcement]) -> None:
+        while True:
+            announcement = await announcements.get()
+            self.display.show(announcement)
+            self._say([announcement.text])
+
+    # --- status ----------------------------------------------------------------------------
+
+    def _update_status(self) -> None:
+        status = self._current_status()
+        if status != self._status:
+            self._status = status
+            self.display.show(status)
+
+    def _current_status(self) -> AgentStatus:
+        if self._hearing:
+            return AgentStatus("hearing")
+        if self._tools:
+            return AgentStatus("calling_tool", ", ".join(sorted(set(self._tools.values()))))
+        if self.speaker is not None and self.speaker.speaking:
+            return AgentStatus("speaking")
+        if self._responding or not self._turns.empty():
+            return AgentStatus("thinking")
+        return AgentStatus("listening")
+
+    def stop(self) -> None:
+        """Show the final status: the agent no longer listens."""
+        self._status = AgentStatus("stopped")
+        self.display.show(self._status)

@@ -1,0 +1,322 @@
+"""What the desktop agent shows: a live terminal view, a plain text log, or JSON lines.
+
+Every display takes the same events (``show(event)``): the agent's status, the VAD's speech
+events, the dialogue's events, the sentences spoken and tool announcements.
+
+- ``RichDisplay`` (a terminal): a status line at the bottom (a spinner, what the agent is doing
+  and for how long), the reply streaming above it, and the finished lines of the conversation
+  printed above that: what the user said, tool calls with arguments, results with durations, and
+  the latency of each turn (end of speech to first word).
+- ``PlainDisplay`` (a pipe or a file): the same lines, no control codes; the reply streams on one
+  line and status changes are lines of their own (``[listening]``).
+- ``JsonDisplay`` (``--json``): one JSON object per event and line, ``{"type": "text_delta",
+  "at_s": 1.234, "text": "Hi"}``; ``type`` is the event's class name in snake case and ``at_s``
+  the seconds since the display started. Audio is never printed: an utterance shows its
+  ``duration_s``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from typing import IO, Any, Protocol
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from assistant.events import (
+    AgentState,
+    AgentStatus,
+    Announcement,
+    ClientToolRequested,
+    ConfirmationRequested,
+    DialogueEvent,
+    ErrorEvent,
+    MalformedToolCall,
+    SpeechEndLikely,
+    SpeechStarted,
+    SpeechStopped,
+    SpokenSentence,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+    TurnDone,
+    UserTranscript,
+    Utterance,
+)
+
+DisplayEvent = (
+    DialogueEvent
+    | AgentStatus
+    | SpeechStarted
+    | SpeechEndLikely
+    | SpeechStopped
+    | Utterance
+    | SpokenSentence
+    | Announcement
+)
+"""Everything a display can show."""
+
+RESULT_PREVIEW_CHARS = 160
+"""Tool results longer than this are shortened on screen (never in JSON)."""
+
+STATUS_LABELS: dict[AgentState, str] = {
+    "loading": "loading model",
+    "listening": "listening",
+    "hearing": "hearing you",
+    "thinking": "thinking",
+    "calling_tool": "calling a tool",
+    "speaking": "speaking",
+    "stopped": "stopped",
+}
+
+_CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
+
+
+class Display(Protocol):
+    """Somewhere to show the conversation."""
+
+    def show(self, event: DisplayEvent) -> None:
+        """Show one event."""
+        ...
+
+    def close(self) -> None:
+        """Finish the output (end an open line, stop the live view)."""
+        ...
+
+
+# --- rendering (pure) ------------------------------------------------------------------------
+
+
+def event_type(event: DisplayEvent) -> str:
+    """The event's name on the JSON stream: its class name in snake case."""
+    return _CAMEL.sub("_", type(event).__name__).lower()
+
+
+def event_to_json(event: DisplayEvent) -> dict[str, Any]:
+    """The event as a JSON-ready dict with its ``type`` first; audio becomes its duration."""
+    out: dict[str, Any] = {"type": event_type(event)}
+    if isinstance(event, Utterance):
+        out.update(
+            start_ms=event.start_ms,
+            end_ms=event.end_ms,
+            duration_s=round(event.duration_s, 3),
+            truncated=event.truncated,
+        )
+        return out
+    out.update(dataclasses.asdict(event))
+    return out
+
+
+def status_label(status: AgentStatus) -> str:
+    """The words of the status line, e.g. ``calling get_time`` or ``loading model tiny``."""
+    if status.state == "calling_tool" and status.detail:
+        return f"calling {status.detail}"
+    label = STATUS_LABELS[status.state]
+    return f"{label} {status.detail}" if status.detail else label
+
+
+def _shorten(text: str, limit: int = RESULT_PREVIEW_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _call_text(call: ToolCall) -> str:
+    return f"{call.name}({json.dumps(call.arguments, ensure_ascii=False)})"
+
+
+def _turn_line(done: TurnDone) -> Text | None:
+    metrics = done.metrics
+    parts = []
+    if metrics.speech_end_to_first_delta_ms is not None:
+        parts.append(f"first word {metrics.speech_end_to_first_delta_ms:.0f} ms after you stopped")
+    if metrics.speech_end_to_done_ms is not None:
+        parts.append(f"done after {metrics.speech_end_to_done_ms / 1000:.2f} s")
+    if done.finish_reason not in ("stop", "tool_calls"):
+        parts.append(f"ended: {done.finish_reason}")
+    return Text(f"  ({', '.join(parts)})", style="dim") if parts else None
+
+
+def describe(event: DisplayEvent) -> Text | None:
+    """The finished line an event adds to the conversation, or None when it adds none.
+
+    Text deltas and statuses are not lines: displays stream and show them in their own way.
+    """
+    if isinstance(event, Utterance):
+        return Text(f"  (heard {event.duration_s:.1f} s of speech)", style="dim")
+    if isinstance(event, UserTranscript):
+        return Text.assemble(("you: ", "bold cyan"), event.text or "(nothing understood)")
+    if isinstance(event, ToolCall | ClientToolRequested):
+        call = event if isinstance(event, ToolCall) else event.call
+        return Text.assemble(("→ tool ", "bold magenta"), _call_text(call))
+    if isinstance(event, ToolResult):
+        verdict = ("ok", "green") if event.ok else ("failed", "bold red")
+        return Text.assemble(
+            ("← ", "bold magenta"),
+            f"{event.name} ",
+            verdict,
+            f" in {event.duration_s * 1000:.0f} ms: ",
+            (_shorten(event.content), "dim"),
+        )
+    if isinstance(event, MalformedToolCall):
+        return Text.assemble(("malformed tool call: ", "bold red"), event.reason)
+    if isinstance(event, ConfirmationRequested):
+        return Text.assemble(("? ", "bold yellow"), event.prompt)
+    if isinstance(event, ErrorEvent):
+        return Text.assemble((f"error ({event.code}): ", "bold red"), event.message)
+    if isinstance(event, Announcement):
+        return Text.assemble((f"⏰ {event.source}: ", "bold yellow"), event.text)
+    if isinstance(event, TurnDone):
+        return _turn_line(event)
+    return None
+
+
+# --- the displays ----------------------------------------------------------------------------
+
+
+class JsonDisplay:
+    """One JSON object per event and line, flushed at once (for scripts)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self._started_s = time.monotonic()
+
+    def show(self, event: DisplayEvent) -> None:
+        """Write the event as one line."""
+        record = event_to_json(event)
+        record = {"type": record.pop("type"), "at_s": self._elapsed_s(), **record}
+        self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.stream.flush()
+
+    def _elapsed_s(self) -> float:
+        return round(time.monotonic() - self._started_s, 3)
+
+    def close(self) -> None:
+        """Flush the stream."""
+        self.stream.flush()
+
+
+class PlainDisplay:
+    """Lines of text without control codes; the reply streams onto one ``assistant:`` line."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self._reply_open = False
+        self._state: AgentStatus | None = None
+        self._deferred: AgentStatus | None = None
+
+    def show(self, event: DisplayEvent) -> None:
+        """Print the event's line (or status), ending an open reply line first when needed."""
+        if isinstance(event, AgentStatus):
+            self._show_status(event)
+        elif isinstance(event, TextDelta):
+            if not self._reply_open:
+                self.stream.write("assistant: ")
+                self._reply_open = True
+            self.stream.write(event.text)
+        else:
+            line = describe(event)
+            if line is not None or isinstance(event, TurnDone | ToolCall):
+                self._end_reply()
+            if line is not None:
+                self.stream.write(line.plain + "\n")
+        self.stream.flush()
+
+    def _show_status(self, status: AgentStatus) -> None:
+        if self._reply_open:
+            # A status line would cut the streaming reply in two: show it once the line ends.
+            self._deferred = status
+            return
+        if status != self._state:
+            self._state = status
+            self.stream.write(f"[{status_label(status)}]\n")
+
+    def _end_reply(self) -> None:
+        if self._reply_open:
+            self.stream.write("\n")
+            self._reply_open = False
+            deferred, self._deferred = self._deferred, None
+            if deferred is not None:
+                self._show_status(deferred)
+
+    def close(self) -> None:
+        """End an open reply line."""
+        self._end_reply()
+        self.stream.flush()
+
+
+class RichDisplay:
+    """A live terminal view: conversation lines, the streaming reply, and a status line."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console()
+        self._status = AgentStatus("loading")
+        self._status_since_s = time.monotonic()
+        self._reply = Text()
+        self._live = Live(
+            get_renderable=self._render,
+            console=self.console,
+            refresh_per_second=10,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._live.start()
+
+    def show(self, event: DisplayEvent) -> None:
+        """Update the status, extend the reply, or print a finished line."""
+        if isinstance(event, AgentStatus):
+            if event != self._status:
+                self._status, self._status_since_s = event, time.monotonic()
+        elif isinstance(event, TextDelta):
+            # A new Text each time: the live view's thread may be rendering the old one.
+            reply = (
+                self._reply.copy() if self._reply else Text.assemble(("assistant: ", "bold green"))
+            )
+            reply.append(event.text)
+            self._reply = reply
+        else:
+            line = describe(event)
+            if line is not None or isinstance(event, TurnDone | ToolCall):
+                self._end_reply()
+            if line is not None:
+                self.console.print(line)
+        self._live.refresh()
+
+    def _end_reply(self) -> None:
+        if self._reply:
+            self.console.print(self._reply)
+            self._reply = Text()
+
+    def _render(self) -> Group:
+        elapsed_s = time.monotonic() - self._status_since_s
+        line = Table.grid(padding=(0, 1))
+        line.add_row(
+            Spinner("dots", style="cyan"),
+            Text(status_label(self._status), style="bold"),
+            Text(f"{elapsed_s:.1f} s", style="dim"),
+            Text("Ctrl-C to quit", style="dim"),
+        )
+        return Group(self._reply, line) if self._reply else Group(line)
+
+    def close(self) -> None:
+        """Print the unfinished reply and stop the live view."""
+        self._end_reply()
+        self._live.stop()
+
+
+def make_display(mode: str, stream: IO[str]) -> Display:
+    """``json``, ``plain``, ``rich``, or ``auto`` (rich on a terminal, plain otherwise)."""
+    if mode == "json":
+        return JsonDisplay(stream)
+    if mode == "auto":
+        mode = "rich" if stream.isatty() else "plain"
+    if mode == "rich":
+        return RichDisplay(Console(file=stream))
+    if mode == "plain":
+        return PlainDisplay(stream)
+    raise ValueError(f"display mode must be auto, rich, plain or json, not {mode!r}")

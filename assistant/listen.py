@@ -1,0 +1,299 @@
+"""The ``listen`` command: check the set-up, load the model, run the voice agent, exit cleanly.
+
+Everything that can be checked before the slow model load is checked first (the input file,
+the microphone, the speech output, the tools file), so that a mistake costs a second, not a
+minute. Ctrl-C (SIGINT) or SIGTERM stops the agent: the microphone is closed, speech stops, the
+running reply is cancelled, the session log is finished, and the exit status is 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from assistant.agent import DEFAULT_ECHO_TAIL_MS, VoiceAgent, file_frames
+from assistant.config import Settings
+from assistant.display import Display, make_display
+from assistant.events import AgentStatus
+
+log = logging.getLogger(__name__)
+
+CPU_WARNING = (
+    "no GPU found: running Voxtral on the CPU, where a reply takes seconds instead of a "
+    "fraction of a second (pass --model-device cpu to choose the CPU and hide this warning)"
+)
+
+
+class ListenError(Exception):
+    """The agent cannot run; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ListenOptions:
+    """Everything ``listen`` needs beyond the settings; the defaults are the command's."""
+
+    settings: Settings = field(default_factory=Settings)
+    mic: int | str | None = None
+    """Microphone: index, name or part of a name; the default input device when None."""
+    output_device: int | str | None = None
+    """Speaker for spoken replies; the default output device when None."""
+    input_path: Path | None = None
+    """Read this recording instead of the microphone."""
+    realtime: bool = True
+    """Read ``input_path`` at the pace of a microphone (else as fast as possible)."""
+    speak: bool = True
+    voice: str = "en-us"
+    """An espeak-ng voice (``espeak-ng --voices`` lists them)."""
+    words_per_minute: int = 175
+    barge_in: bool = False
+    """Let speech interrupt the reply: only with headphones or an echo canceller."""
+    echo_tail_ms: int = DEFAULT_ECHO_TAIL_MS
+    display: str = "auto"
+    """``auto``, ``rich``, ``plain`` or ``json``."""
+    session_log: Path | None = None
+    forced_replies: Path | None = None
+    """Test aid: a JSON script of replies to force (``assistant.testing.forced_file``)."""
+
+
+@dataclass(eq=False)
+class _Prepared:
+    """What the checks produced, ready for the run."""
+
+    recording: np.ndarray | None = None
+    synthesizer: Any = None
+    tools: Any = None
+    script: Any = None
+
+
+def parse_device(value: str | None) -> int | str | None:
+    """A device given on the command line: an index when it is a number, else a name."""
+    if value is None:
+        return None
+    return int(value) if value.strip().isdigit() else value
+
+
+def run_listen(options: ListenOptions, stream: IO[str] | None = None) -> int:
+    """Run the agent until its input ends or it is stopped; return the exit status."""
+    prepared = _prepare(options)
+    display = make_display(options.display, stream or sys.stdout)
+    try:
+        return asyncio.run(_main(options, prepared, display))
+    finally:
+        display.close()
+
+
+# --- checks before loading ------------------------------------------------------------------
+
+
+def _prepare(options: ListenOptions) -> _Prepared:
+    prepared = _Prepared()
+    if options.input_path is not None:
+        prepared.recording = _read_recording(options.input_path)
+    else:
+        from assistant.mic_capture import MicError, find_input_device
+
+        try:
+            find_input_device(options.mic)
+        except MicError as exc:
+            raise ListenError(f"{exc} (or read a recording with --input FILE.wav)") from None
+    if options.speak:
+        prepared.synthesizer = _check_speech(options)
+    if options.forced_replies is not None:
+        from assistant.testing.forced_file import ForcedScript, ForcedScriptError
+
+        try:
+            prepared.script = ForcedScript.from_file(options.forced_replies)
+        except ForcedScriptError as exc:
+            raise ListenError(str(exc)) from None
+    if options.settings.tools_file is not None:
+        from assistant.tools import ToolsFileError, load_tools
+
+        try:
+            prepared.tools = load_tools(options.settings.tools_file)
+        except ToolsFileError as exc:
+            raise ListenError(str(exc)) from None
+    if options.settings.model.device == "auto":
+        import torch
+
+        if not torch.cuda.is_available():
+            log.warning(CPU_WARNING)
+    return prepared
+
+
+def _read_recording(path: Path) -> np.ndarray:
+    from assistant.audio_io import AudioError, load_audio
+
+    try:
+        audio = load_audio(path)
+    except AudioError as exc:
+        raise ListenError(str(exc)) from None
+    return np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
+
+
+def _check_speech(options: ListenOptions) -> Any:
+    from assistant.tts import EspeakSynthesizer, SoundDevicePlayer, SpeechError
+
+    try:
+        synthesizer = EspeakSynthesizer(options.voice, options.words_per_minute)
+        synthesizer.synthesize("ok")  # an unknown voice fails here, not at the first reply
+        SoundDevicePlayer(options.output_device).check(synthesizer.sample_rate_hz)
+    except (SpeechError, ValueError) as exc:
+        raise ListenError(str(exc)) from None
+    return synthesizer
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+async def _main(options: ListenOptions, prepared: _Prepared, display: Display) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    session = asyncio.create_task(_session(options, prepared, display), name="listen")
+    stopper = asyncio.create_task(stop.wait(), name="listen-stop")
+    try:
+        await asyncio.wait({session, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        session.cancel()
+        outcome = (await asyncio.gather(session, return_exceptions=True))[0]
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return 0
+
+
+async def _session(options: ListenOptions, prepared: _Prepared, display: Display) -> None:
+    from assistant.dialogue import Dialogue, DialogueSettings
+    from assistant.model_worker import GenerationParams
+    from assistant.tts import Speaker
+    from assistant.vad_segmenter import VadSegmenter
+
+    settings = options.settings
+    display.show(AgentStatus("loading", settings.model.id))
+    worker = await _load_worker(settings, prepared.script)
+    try:
+        params = GenerationParams(
+            max_new_tokens=settings.model.max_new_tokens,
+            temperature=settings.model.temperature,
+            top_p=settings.model.top_p,
+        )
+        dialogue_settings = DialogueSettings(
+            instructions=settings.instructions,
+            interrupt_response=options.barge_in,
+            session_log_path=options.session_log,
+            params=params,
+        )
+        dialogue = Dialogue(worker, prepared.tools, dialogue_settings)
+        speaker = None
+        if prepared.synthesizer is not None:
+            from assistant.tts import SoundDevicePlayer
+
+            speaker = Speaker(prepared.synthesizer, SoundDevicePlayer(options.output_device))
+        agent = VoiceAgent(
+            dialogue,
+            VadSegmenter(settings.vad),
+            display,
+            speaker,
+            barge_in=options.barge_in,
+            echo_tail_ms=options.echo_tail_ms,
+            announcements=prepared.tools.announcements if prepared.tools is not None else None,
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(dialogue.aclose)
+            if speaker is not None:
+                await stack.enter_async_context(speaker)
+            try:
+                await _run_agent(agent, options, prepared, stack)
+            finally:
+                agent.stop()
+    finally:
+        if prepared.tools is not None:
+            await prepared.tools.aclose()
+        await asyncio.to_thread(worker.close)
+
+
+async def _run_agent(
+    agent: VoiceAgent,
+    options: ListenOptions,
+    prepared: _Prepared,
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    frame_ms = options.settings.vad.frame_ms
+    if prepared.recording is not None:
+        frames: AsyncIterator[np.ndarray] = file_frames(
+            prepared.recording, realtime=options.realtime, frame_ms=frame_ms
+        )
+        # A recording holds no echo of the speaker, and read fast it has no clock to share.
+        await agent.run(frames, gate_echo=False, turn_by_turn=not options.realtime)
+        return
+    from assistant.mic_capture import MicCapture, MicError
+
+    try:
+        mic = await stack.enter_async_context(MicCapture(options.mic, frame_ms=frame_ms))
+        await agent.run(mic, gate_echo=True)
+    except MicError as exc:
+        raise ListenError(str(exc)) from None
+
+
+async def _load_worker(settings: Settings, script: Any) -> Any:
+    """Load the model in a daemon thread: Ctrl-C during a long load exits without waiting."""
+    from assistant.model_worker import ModelWorker
+
+    forced: list[Callable[[int], list[Any]]] = []
+
+    def factory(batch_size: int) -> list[Any]:
+        return forced[0](batch_size) if forced else []
+
+    def load() -> Any:
+        return ModelWorker.load(
+            settings.model.id,
+            device=settings.model.device,
+            dtype=settings.model.dtype,
+            logits_processor_factory=factory if script is not None else None,
+        )
+
+    try:
+        worker = await _in_daemon_thread(load)
+    except ValueError as exc:
+        raise ListenError(str(exc)) from None
+    if script is not None:
+        forced.append(script.factory(worker.tokenizer))
+    return worker
+
+
+async def _in_daemon_thread(function: Callable[[], Any]) -> Any:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def target() -> None:
+        try:
+            result, error = function(), None
+        except BaseException as exc:  # handed to the awaiting coroutine, which re-raises it
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=target, name="load-model", daemon=True).start()
+    return await future
