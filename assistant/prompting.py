@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -103,13 +103,59 @@ def _text_of(message: Any) -> str:
     return "".join(getattr(chunk, "text", "") for chunk in message.content)
 
 
-def _clips(audios: Sequence[Any], lengths_s: Sequence[float]) -> list[Clip]:
-    clips = []
-    for audio, length_s in zip(audios, lengths_s, strict=True):
-        samples = np.ascontiguousarray(audio.audio_array, dtype=np.float32)
-        key = hashlib.blake2b(samples.tobytes(), digest_size=16).digest()
-        clips.append(Clip(samples=samples, key=key, audio_s=length_s))
-    return clips
+class _RememberedAudio:
+    """Wraps mistral-common's audio encoder so a clip seen in an earlier turn is not redone.
+
+    Every turn re-encodes the whole conversation; without this, each earlier clip would be
+    decoded, resampled, padded and hashed again, and a turn would cost more the longer the
+    conversation. Keeps the ``max_clips`` most recent clips.
+    """
+
+    def __init__(self, encoder: Any, max_clips: int = 256) -> None:
+        self._encoder = encoder
+        self._max_clips = max_clips
+        self._encodings: dict[str | bytes, Any] = {}
+        self._keys: dict[int, bytes] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._encoder, name)
+
+    def __call__(self, chunk: Any) -> Any:
+        source = getattr(chunk, "input_audio", None)
+        if source is None:  # a URL chunk: nothing stable to remember it by
+            return self._encoder(chunk)
+        encoding = self._encodings.pop(source, None)
+        if encoding is None:
+            encoding = self._encoder(chunk)
+            self._keys[id(encoding.audio)] = _content_key(encoding.audio.audio_array)
+        self._encodings[source] = encoding  # most recent last
+        while len(self._encodings) > self._max_clips:
+            oldest = next(iter(self._encodings))
+            self._keys.pop(id(self._encodings.pop(oldest).audio), None)
+        return encoding
+
+    def key(self, audio: Any) -> bytes:
+        """The content hash of an ``Audio`` this encoder produced (computed once)."""
+        known = self._keys.get(id(audio))
+        return known if known is not None else _content_key(audio.audio_array)
+
+
+def _content_key(samples: np.ndarray) -> bytes:
+    data = np.ascontiguousarray(samples, dtype=np.float32).tobytes()
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _clips(
+    audios: Sequence[Any], lengths_s: Sequence[float], key: Callable[[Any], bytes]
+) -> list[Clip]:
+    return [
+        Clip(
+            samples=np.ascontiguousarray(audio.audio_array, dtype=np.float32),
+            key=key(audio),
+            audio_s=length_s,
+        )
+        for audio, length_s in zip(audios, lengths_s, strict=True)
+    ]
 
 
 @functools.lru_cache(maxsize=256)
@@ -138,6 +184,12 @@ class PromptBuilder:
     def __init__(self, tokenizer: MistralTokenizer) -> None:
         self.tokenizer = tokenizer
         self.version = tokenizer_version(tokenizer)
+        instruct = tokenizer.instruct_tokenizer
+        encoder = getattr(instruct, "audio_encoder", None)
+        if encoder is not None and not isinstance(encoder, _RememberedAudio):
+            encoder = _RememberedAudio(encoder)
+            instruct.audio_encoder = encoder  # type: ignore[assignment]
+        self._audio = encoder
 
     def chat(self, messages: Sequence[Any], tools: Sequence[Tool] | None = None) -> EncodedPrompt:
         """Encode a conversation that ends with a user or tool message."""
@@ -158,7 +210,7 @@ class PromptBuilder:
         if len(lengths) != len(tokenized.audios):
             # Audio given by URL chunks: the padded length is all that is known.
             lengths = [len(a.audio_array) / a.sampling_rate for a in tokenized.audios]
-        return EncodedPrompt(list(tokenized.tokens), _clips(tokenized.audios, lengths))
+        return EncodedPrompt(list(tokenized.tokens), _clips(tokenized.audios, lengths, self._key))
 
     def transcription(self, chunk: Any, language: str | None = None) -> EncodedPrompt:
         """Encode a transcription request for one ``AudioChunk`` (``lang:xx`` when given)."""
@@ -171,4 +223,11 @@ class PromptBuilder:
         except (MistralCommonException, ValueError) as exc:
             raise PromptError(f"cannot build the transcription prompt: {exc}") from None
         length_s = _duration_s(chunk.input_audio)
-        return EncodedPrompt(list(tokenized.tokens), _clips(tokenized.audios, [length_s]))
+        return EncodedPrompt(
+            list(tokenized.tokens), _clips(tokenized.audios, [length_s], self._key)
+        )
+
+    def _key(self, audio: Any) -> bytes:
+        if isinstance(self._audio, _RememberedAudio):
+            return self._audio.key(audio)
+        return _content_key(audio.audio_array)
