@@ -1,0 +1,57 @@
+"""The context budget on the tiny model: long conversations keep working, newest turns stay."""
+
+from __future__ import annotations
+
+from mistral_common.protocol.instruct.messages import AudioChunk, TextChunk
+
+from assistant.dialogue import Dialogue, DialogueSettings
+from assistant.model_worker import GenerationParams
+from tests.dialogue.house import turn
+
+BUDGET_TOKENS = 1600
+"""Room for about three short clips (376 tokens each) and their replies."""
+
+
+async def test_two_hundred_audio_turns_stay_within_the_budget(scripted, speech) -> None:
+    """200 turns of short clips: every turn is answered, the prompt never exceeds the budget,
+    and the newest turns are always the ones kept."""
+    worker, script = scripted
+    settings = DialogueSettings(
+        context_budget_tokens=BUDGET_TOKENS,
+        transcribe_user=False,
+        params=GenerationParams(max_new_tokens=16),
+    )
+    dialogue = Dialogue(worker, settings=settings)
+    clip = speech("turn on the light")
+    for n in range(200):
+        script.reply(f"Answer {n}.")
+        dialogue.add_user_turn(audio=clip, text=f"question {n}")
+        done = (await turn(dialogue))[-1]
+        assert done.finish_reason == "stop" and done.text == f"Answer {n}."
+        assert done.metrics.prompt_tokens <= BUDGET_TOKENS
+        newest_user, newest_reply = dialogue.history[-2:]
+        assert newest_user.content[-1] == TextChunk(text=f"question {n}")
+        assert newest_reply.content == f"Answer {n}."
+    assert dialogue.dropped_turns > 190
+    kept = [m.content[-1].text for m in dialogue.history if m.role == "user"]
+    assert kept == [f"question {n}" for n in range(200 - len(kept), 200)]
+
+
+async def test_dropped_audio_is_kept_as_its_transcript(scripted, speech) -> None:
+    """Over the budget, an old clip is replaced by its transcript before its turn is dropped."""
+    worker, script = scripted
+    settings = DialogueSettings(
+        context_budget_tokens=600, params=GenerationParams(max_new_tokens=16)
+    )
+    dialogue = Dialogue(worker, settings=settings)
+    script.transcript("turn on the kitchen light")
+    dialogue.add_user_turn(audio=speech("turn on the kitchen light"))
+    await turn(dialogue)
+    script.transcript("and the hall light")
+    dialogue.add_user_turn(audio=speech("and the hall light"))
+    await turn(dialogue)
+    first, second = (m for m in dialogue.history if m.role == "user")
+    assert first.content == [TextChunk(text="turn on the kitchen light")]
+    assert isinstance(second.content[0], AudioChunk)
+    assert dialogue.dropped_turns == 0
+    assert "turn on the kitchen light" in script.prompt_text()
