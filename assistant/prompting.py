@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -116,6 +117,8 @@ class _RememberedAudio:
         self._max_clips = max_clips
         self._encodings: dict[str | bytes, Any] = {}
         self._keys: dict[int, bytes] = {}
+        # count_tokens runs on callers' threads while the model thread builds prompts.
+        self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._encoder, name)
@@ -124,19 +127,21 @@ class _RememberedAudio:
         source = getattr(chunk, "input_audio", None)
         if source is None:  # a URL chunk: nothing stable to remember it by
             return self._encoder(chunk)
-        encoding = self._encodings.pop(source, None)
-        if encoding is None:
-            encoding = self._encoder(chunk)
-            self._keys[id(encoding.audio)] = _content_key(encoding.audio.audio_array)
-        self._encodings[source] = encoding  # most recent last
-        while len(self._encodings) > self._max_clips:
-            oldest = next(iter(self._encodings))
-            self._keys.pop(id(self._encodings.pop(oldest).audio), None)
-        return encoding
+        with self._lock:
+            encoding = self._encodings.pop(source, None)
+            if encoding is None:
+                encoding = self._encoder(chunk)
+                self._keys[id(encoding.audio)] = _content_key(encoding.audio.audio_array)
+            self._encodings[source] = encoding  # most recent last
+            while len(self._encodings) > self._max_clips:
+                oldest = next(iter(self._encodings))
+                self._keys.pop(id(self._encodings.pop(oldest).audio), None)
+            return encoding
 
     def key(self, audio: Any) -> bytes:
         """The content hash of an ``Audio`` this encoder produced (computed once)."""
-        known = self._keys.get(id(audio))
+        with self._lock:
+            known = self._keys.get(id(audio))
         return known if known is not None else _content_key(audio.audio_array)
 
 
