@@ -34,6 +34,8 @@ _ABBREVIATIONS = frozenset(
 )
 _CLOSERS = "\"')]}»”’"
 _END_MARKS = ".!?…"
+# What may follow an end mark inside the same sentence: more marks, quotes, closing markup.
+_TRAILERS = _END_MARKS + _CLOSERS + "*_`"
 _MARKUP = re.compile(r"[*_#`~]+")
 _SPACES = re.compile(r"\s+")
 
@@ -106,7 +108,7 @@ class SentenceSplitter:
             if char not in _END_MARKS:
                 continue
             after = index + 1
-            while after < len(buffer) and buffer[after] in _END_MARKS + _CLOSERS:
+            while after < len(buffer) and buffer[after] in _TRAILERS:
                 after += 1
             if after < len(buffer) and buffer[after].isspace() and _ends_sentence(buffer, index):
                 return after

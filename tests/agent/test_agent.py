@@ -1,0 +1,231 @@
+"""The voice agent pipeline: frames → VAD → dialogue → display and speech, on the tiny model."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+from assistant.agent import EchoGate, VoiceAgent, file_frames
+from assistant.dialogue import Dialogue, DialogueSettings
+from assistant.display import JsonDisplay
+from assistant.model_worker import ModelWorker
+from assistant.testing.forced_file import ForcedScript
+from assistant.testing.pulse import VirtualAudio
+from assistant.testing.speech import synthesize
+from assistant.tools import load_tools
+from assistant.tts import EspeakSynthesizer, SoundDevicePlayer, Speaker
+from assistant.vad_segmenter import VadSegmenter
+from tests.agent.conftest import REPLY_TEXT, TOOL_CALL, TRANSCRIPT
+
+LONG_REPLY = (
+    "This reply is long on purpose. It goes on for a few sentences. "
+    "That leaves time to talk over it."
+)
+INTERRUPTED = (0.3, "Tell me something", 2.5, "Stop talking now", 1.0)
+"""A command, then a second one about two seconds into the spoken reply."""
+
+
+def _silence(seconds: float) -> np.ndarray:
+    return np.zeros(round(16000 * seconds), dtype=np.int16)
+
+
+def _recording(*parts: str | float) -> np.ndarray:
+    """Speech (strings, espeak-ng) and silences (seconds) one after another."""
+    return np.concatenate([synthesize(p) if isinstance(p, str) else _silence(p) for p in parts])
+
+
+WorkerFactory = Callable[[ForcedScript], ModelWorker]
+
+
+@pytest.fixture
+def make_worker(tiny_model_dir: Path) -> Iterator[WorkerFactory]:
+    """Tiny-model workers that play a forced script; closed after the test."""
+    workers: list[ModelWorker] = []
+
+    def make(script: ForcedScript) -> ModelWorker:
+        tokenizer = MistralTokenizer.from_file(str(tiny_model_dir / "tekken.json"))
+        worker = ModelWorker.load(
+            tiny_model_dir, device="cpu", logits_processor_factory=script.factory(tokenizer)
+        )
+        workers.append(worker)
+        return worker
+
+    yield make
+    for worker in workers:
+        worker.close()
+
+
+async def _run(
+    agent: VoiceAgent, frames: AsyncIterator[np.ndarray], **options: Any
+) -> list[dict[str, Any]]:
+    try:
+        await agent.run(frames, **options)
+    finally:
+        await agent.dialogue.aclose()
+    assert isinstance(agent.display, JsonDisplay)
+    stream = agent.display.stream
+    assert isinstance(stream, io.StringIO)
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def _agent(
+    worker: ModelWorker, tools: Any = None, speaker: Speaker | None = None, **options: Any
+) -> VoiceAgent:
+    dialogue = Dialogue(
+        worker,
+        tools,
+        DialogueSettings(interrupt_response=options.get("barge_in", False)),
+    )
+    display = JsonDisplay(io.StringIO())
+    return VoiceAgent(dialogue, VadSegmenter(), display, speaker, **options)
+
+
+def _types(records: list[dict[str, Any]], *kinds: str) -> list[dict[str, Any]]:
+    return [r for r in records if r["type"] in kinds]
+
+
+# --- the echo gate and file input -----------------------------------------------------------
+
+
+def test_the_echo_gate_is_closed_while_speaking_and_for_the_tail() -> None:
+    """Half-duplex: closed while the assistant speaks and for the tail after; open otherwise."""
+    gate = EchoGate(tail_ms=400)
+    assert gate.closed(speaking=True, last_sound_end_s=0.0, now_s=10.0)
+    assert gate.closed(speaking=False, last_sound_end_s=10.0, now_s=10.3)
+    assert not gate.closed(speaking=False, last_sound_end_s=10.0, now_s=10.5)
+    assert not gate.closed(speaking=False, last_sound_end_s=0.0, now_s=0.1)
+
+
+def test_a_negative_echo_tail_is_refused() -> None:
+    """The tail is a duration: negative values are an error."""
+    with pytest.raises(ValueError, match="echo tail"):
+        EchoGate(tail_ms=-1)
+
+
+async def test_a_recording_becomes_whole_frames_followed_by_silence() -> None:
+    """Every frame has frame_ms of samples; the audio comes first, then trailing silence."""
+    audio = (np.arange(16000 + 123) % 1000 + 1).astype(np.int16)
+    frames = [
+        f async for f in file_frames(audio, realtime=False, frame_ms=20, trailing_silence_ms=500)
+    ]
+    joined = np.concatenate(frames)
+    assert {len(f) for f in frames} == {320}
+    assert np.array_equal(joined[: len(audio)], audio)
+    assert len(joined) >= len(audio) + 8000 and not joined[len(audio) :].any()
+
+
+async def test_a_recording_read_in_real_time_takes_as_long_as_it_lasts() -> None:
+    """Paced reading delivers one second of audio in no less than about a second."""
+    started = time.monotonic()
+    async for _ in file_frames(_silence(0.8), realtime=True, trailing_silence_ms=200):
+        pass
+    assert time.monotonic() - started >= 0.95
+
+
+# --- turns ----------------------------------------------------------------------------------
+
+
+async def test_an_utterance_is_answered_with_a_tool_call_and_a_reply(
+    make_worker: WorkerFactory, tools_file: Path
+) -> None:
+    """The VAD's utterance becomes a turn: transcript, tool call and result, reply, done."""
+    script = ForcedScript([TRANSCRIPT], [{"tool_calls": [TOOL_CALL]}, {"text": REPLY_TEXT}])
+    agent = _agent(make_worker(script), load_tools(tools_file))
+    frames = file_frames(_recording(0.5, "What time is it"), realtime=False)
+    records = await _run(agent, frames, turn_by_turn=True)
+    kinds = [r["type"] for r in records if r["type"] != "agent_status"]
+    assert kinds[:4] == ["speech_started", "speech_end_likely", "speech_stopped", "utterance"]
+    assert kinds[-1] == "turn_done"
+    (result,) = _types(records, "tool_result")
+    assert result["name"] == "get_time" and result["ok"]
+    assert json.loads(result["content"])["timezone"] == "UTC"
+    (transcript,) = _types(records, "user_transcript")
+    assert transcript["text"] == TRANSCRIPT
+    deltas = "".join(r["text"] for r in _types(records, "text_delta"))
+    (done,) = _types(records, "turn_done")
+    assert deltas == done["text"] == REPLY_TEXT
+    assert done["metrics"]["speech_end_to_first_delta_ms"] > 0
+
+
+async def test_the_status_line_follows_the_turn(
+    make_worker: WorkerFactory, tools_file: Path
+) -> None:
+    """Listening, hearing you, thinking, calling the tool, thinking, listening: in that order."""
+    script = ForcedScript([TRANSCRIPT], [{"tool_calls": [TOOL_CALL]}, {"text": REPLY_TEXT}])
+    agent = _agent(make_worker(script), load_tools(tools_file))
+    frames = file_frames(_recording(0.5, "What time is it"), realtime=False)
+    records = await _run(agent, frames, turn_by_turn=True)
+    states = [(r["state"], r["detail"]) for r in _types(records, "agent_status")]
+    assert states == [
+        ("listening", ""),
+        ("hearing", ""),
+        ("listening", ""),
+        ("thinking", ""),
+        ("calling_tool", "get_time"),
+        ("thinking", ""),
+        ("listening", ""),
+    ]
+
+
+async def test_each_utterance_of_a_recording_gets_its_own_turn_in_order(
+    make_worker: WorkerFactory,
+) -> None:
+    """Two commands separated by silence are two turns, answered one after the other."""
+    script = ForcedScript(["One", "Two"], [{"text": "First answer."}, {"text": "Second answer."}])
+    agent = _agent(make_worker(script))
+    frames = file_frames(_recording(0.3, "Lights on", 1.5, "Lights off"), realtime=False)
+    records = await _run(agent, frames, turn_by_turn=True)
+    assert [r["text"] for r in _types(records, "turn_done")] == ["First answer.", "Second answer."]
+    kinds = [r["type"] for r in _types(records, "utterance", "turn_done")]
+    assert kinds == ["utterance", "turn_done", "utterance", "turn_done"]
+
+
+# --- speech and echo ------------------------------------------------------------------------
+
+
+async def test_half_duplex_ignores_what_is_heard_while_the_reply_is_spoken(
+    make_worker: WorkerFactory, virtual_audio: VirtualAudio
+) -> None:
+    """Speech that arrives while the assistant speaks starts no turn: the gate hears silence."""
+    script = ForcedScript([], [{"text": LONG_REPLY}, {"text": "Should never be said."}])
+    speaker = await Speaker(EspeakSynthesizer(), SoundDevicePlayer()).start()
+    agent = _agent(make_worker(script), speaker=speaker)
+    frames = file_frames(_recording(*INTERRUPTED), realtime=True)
+    try:
+        records = await _run(agent, frames, gate_echo=True)
+    finally:
+        await speaker.aclose()
+    assert len(_types(records, "utterance")) == 1
+    assert [r["text"] for r in _types(records, "turn_done")] == [LONG_REPLY]
+    assert agent.ignored_frames > 0
+    spoken = _types(records, "spoken_sentence")
+    assert spoken and not any(s["interrupted"] for s in spoken)
+    assert {"speaking"} <= {r["state"] for r in _types(records, "agent_status")}
+
+
+async def test_barge_in_stops_the_spoken_reply_and_answers_the_new_turn(
+    make_worker: WorkerFactory, virtual_audio: VirtualAudio
+) -> None:
+    """With barge-in, speech during the reply cuts it short and is answered next."""
+    script = ForcedScript([], [{"text": LONG_REPLY}, {"text": "Sure, stopping."}])
+    speaker = await Speaker(EspeakSynthesizer(), SoundDevicePlayer()).start()
+    agent = _agent(make_worker(script), speaker=speaker, barge_in=True)
+    frames = file_frames(_recording(*INTERRUPTED), realtime=True)
+    try:
+        records = await _run(agent, frames, gate_echo=False)
+    finally:
+        await speaker.aclose()
+    spoken = _types(records, "spoken_sentence")
+    assert len(_types(records, "utterance")) == 2
+    assert [r["text"] for r in _types(records, "turn_done")] == [LONG_REPLY, "Sure, stopping."]
+    assert [s["interrupted"] for s in spoken][-2:] == [True, False]
+    assert spoken[-1]["text"] == "Sure, stopping."
+    assert len(spoken) < len(LONG_REPLY.split(". ")) + 1
