@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
-import secrets
-import string
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from mistral_common.protocol.instruct.messages import SystemMessage, TextChunk
-from mistral_common.protocol.instruct.tool_calls import Function, Tool
+from mistral_common.protocol.instruct.tool_calls import Tool
 
 from assistant.audio_io import audio_chunk, load_audio
 from assistant.confirmation import (
@@ -38,9 +35,9 @@ from assistant.confirmation import (
     is_clear_no,
     is_clear_yes,
 )
+from assistant.dialogue_turn import ResponseState, ToolRunner, UserInput, new_call_id
 from assistant.events import (
     SAMPLE_RATE_HZ,
-    ClientToolRequested,
     ConfirmationRequested,
     DialogueEvent,
     ErrorEvent,
@@ -49,8 +46,6 @@ from assistant.events import (
     ResponseDone,
     TextDelta,
     ToolCall,
-    ToolResult,
-    ToolStarted,
     TurnDone,
     UserTranscript,
     Utterance,
@@ -62,11 +57,10 @@ from assistant.history import (
     Round,
     UserItem,
     cancelled_result,
-    common_prefix,
     delivered_rounds,
     reply_messages,
 )
-from assistant.model_worker import GenerationParams, ModelWorker, ResponseStream
+from assistant.model_worker import GenerationParams, ModelWorker
 from assistant.session_log import LoggedInput, SessionLog
 from assistant.tools import ToolRegistry
 from assistant.turn_metrics import TurnClock
@@ -74,7 +68,6 @@ from assistant.turn_metrics import TurnClock
 log = logging.getLogger(__name__)
 
 TOOL_ROUND_LIMIT_MESSAGE = "Sorry, I could not finish that: it took too many steps."
-_CALL_ID_ALPHABET = string.ascii_letters + string.digits
 
 
 @dataclass
@@ -121,101 +114,11 @@ class DialogueSettings:
 
 
 @dataclass(eq=False)
-class _Input:
-    """A user input with what the dialogue needs beyond the history (samples, timing)."""
-
-    item: UserItem
-    samples: np.ndarray | None
-    text: str | None
-    speech_end_s: float | None
-    committed_s: float
-
-
-@dataclass(eq=False)
 class _Pending:
     """A model reply whose ``confirm`` calls wait for the user's yes or no."""
 
     round: Round
     calls: list[ToolCall]
-
-
-@dataclass(eq=False)
-class _ClientCall:
-    call: ToolCall
-    output: asyncio.Future[str]
-    started_s: float
-
-
-@dataclass(eq=False)
-class _Response:
-    """The state of one running response."""
-
-    emit: Callable[[DialogueEvent], None]
-    inputs: list[_Input]
-    clock: TurnClock
-    rounds: list[Round] = field(default_factory=list)
-    spoken: list[str] = field(default_factory=list)
-    """Every text delta sent, in order (the reply as the user received it)."""
-    calls: list[ToolCall] = field(default_factory=list)
-    results: list[ToolResult] = field(default_factory=list)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    client_calls: list[_ClientCall] = field(default_factory=list)
-    confirm_calls: list[ToolCall] = field(default_factory=list)
-    stream: ResponseStream | None = None
-    transcripts: asyncio.Task[None] | None = None
-    interrupted: asyncio.Event = field(default_factory=asyncio.Event)
-    delivered_text: str | None = None
-    settled: asyncio.Event = field(default_factory=asyncio.Event)
-    turn_done_sent: bool = False
-
-    def say(self, text: str) -> None:
-        self.spoken.append(text)
-        self.clock.text_delta()
-        self.emit(TextDelta(text))
-
-    def record(self, rnd: Round, result: ToolResult) -> None:
-        rnd.results[result.call_id] = result
-        self.results.append(result)
-        self.clock.tool_finished(result)
-        self.emit(result)
-
-    def reply_text(self) -> str:
-        text = "".join(self.spoken)
-        if self.interrupted.is_set() and self.delivered_text is not None:
-            text = common_prefix(text, self.delivered_text)
-        return text
-
-
-def _new_call_id() -> str:
-    return "".join(secrets.choice(_CALL_ID_ALPHABET) for _ in range(9))
-
-
-def _error_result(call: ToolCall, message: str, started_s: float) -> ToolResult:
-    content = json.dumps({"error": message}, ensure_ascii=False)
-    duration_s = time.monotonic() - started_s
-    return ToolResult(call.id, call.name, content, ok=False, duration_s=duration_s, error=message)
-
-
-def parse_client_tools(tools: Sequence[Mapping[str, Any]]) -> dict[str, Tool]:
-    """OpenAI function-tool dicts (flat Realtime style or nested) as mistral-common tools."""
-    parsed: dict[str, Tool] = {}
-    for index, entry in enumerate(tools):
-        if not isinstance(entry, Mapping) or entry.get("type", "function") != "function":
-            raise ValueError(f"client tool {index}: expected a function tool object")
-        function = entry.get("function", entry)
-        name = function.get("name") if isinstance(function, Mapping) else None
-        if not isinstance(name, str) or not TOOL_NAME_PATTERN.match(name):
-            raise ValueError(
-                f"client tool {index}: the name must match {TOOL_NAME_PATTERN.pattern}"
-            )
-        parameters = function.get("parameters") or {"type": "object", "properties": {}}
-        if not isinstance(parameters, Mapping):
-            raise ValueError(f"client tool {name!r}: parameters must be a JSON Schema object")
-        description = function.get("description") or ""
-        parsed[name] = Tool(
-            function=Function(name=name, description=str(description), parameters=dict(parameters))
-        )
-    return parsed
 
 
 class Dialogue:
@@ -231,17 +134,16 @@ class Dialogue:
     ) -> None:
         self.worker = worker
         self.tools = tools
+        self._runner = ToolRunner(tools)
         # A copy: set_instructions must not reach other dialogues sharing the settings object.
         self.settings = dataclasses.replace(settings) if settings else DialogueSettings()
         self.conversation_id = conversation_id or f"conv_{uuid.uuid4().hex[:16]}"
         self._history = History()
-        self._client_tools: dict[str, Tool] = {}
-        self._client_outputs: dict[str, _ClientCall] = {}
         self._pending: _Pending | None = None
-        self._new_inputs: list[_Input] = []
-        self._waiting: list[_Input] = []
+        self._new_inputs: list[UserInput] = []
+        self._waiting: list[UserInput] = []
         self._call_ids: set[str] = set()
-        self._response: _Response | None = None
+        self._response: ResponseState | None = None
         self._task: asyncio.Task[None] | None = None
         self._turns = 0
         self._session_log: SessionLog | None = None
@@ -283,11 +185,7 @@ class Dialogue:
 
     def set_client_tools(self, tools: Sequence[Mapping[str, Any]]) -> None:
         """Declare the tools the connected client runs itself (OpenAI function-tool dicts)."""
-        parsed = parse_client_tools(tools)
-        clashes = sorted(name for name in parsed if self.tools is not None and name in self.tools)
-        if clashes:
-            raise ValueError(f"client tools {clashes} have the names of server tools")
-        self._client_tools = parsed
+        self._runner.set_client_tools(tools)
 
     # --- input -----------------------------------------------------------------------------
 
@@ -319,26 +217,21 @@ class Dialogue:
         if text:
             chunks.append(TextChunk(text=text))
         item = UserItem(item_id=item_id, chunks=tuple(chunks), audio_s=audio_s)
-        entry = _Input(item, samples, text or None, speech_end_s, committed_s)
+        entry = UserInput(item, samples, text or None, speech_end_s, committed_s)
         if self.is_responding:
             self._waiting.append(entry)
         else:
             self._accept(entry)
         return item_id
 
-    def _accept(self, entry: _Input) -> None:
+    def _accept(self, entry: UserInput) -> None:
         if self._pending is None:
             self._history.add_user(entry.item)
         self._new_inputs.append(entry)
 
     def provide_tool_output(self, call_id: str, output: str) -> None:
         """Deliver a client tool's output; ``ValueError`` if no call ``call_id`` is waiting."""
-        waiting = self._client_outputs.get(call_id)
-        if waiting is None or waiting.output.done():
-            raise ValueError(f"no client tool call {call_id!r} is waiting for output")
-        if not isinstance(output, str):
-            raise ValueError("a client tool's output must be a string (JSON text preferred)")
-        waiting.output.set_result(output)
+        self._runner.provide_output(call_id, output)
 
     # --- responding ------------------------------------------------------------------------
 
@@ -355,7 +248,7 @@ class Dialogue:
             raise RuntimeError("nothing to respond to: add a user turn first")
         events: asyncio.Queue[DialogueEvent] = asyncio.Queue()
         inputs, self._new_inputs = self._new_inputs, []
-        response = _Response(events.put_nowait, inputs, self._clock_for(inputs))
+        response = ResponseState(events.put_nowait, inputs, self._clock_for(inputs))
         self._response = response
         task = asyncio.create_task(self._run(response), name=f"dialogue-{self.conversation_id}")
         self._task = task
@@ -411,7 +304,7 @@ class Dialogue:
 
     # --- the turn --------------------------------------------------------------------------
 
-    def _clock_for(self, inputs: list[_Input]) -> TurnClock:
+    def _clock_for(self, inputs: list[UserInput]) -> TurnClock:
         last = inputs[-1] if inputs else None
         return TurnClock(
             speech_end_s=last.speech_end_s if last else None,
@@ -419,7 +312,7 @@ class Dialogue:
             audio_s=sum(i.item.audio_s for i in inputs),
         )
 
-    async def _run(self, r: _Response) -> None:
+    async def _run(self, r: ResponseState) -> None:
         finish: FinishReason = "error"
         try:
             try:
@@ -441,10 +334,10 @@ class Dialogue:
             if not r.turn_done_sent:
                 r.emit(TurnDone(r.reply_text(), "error", tuple(r.calls), tuple(r.results)))
 
-    async def _answer(self, r: _Response) -> FinishReason:
+    async def _answer(self, r: ResponseState) -> FinishReason:
         if self._pending is not None:
             await self._resolve_confirmation(r, self._pending)
-        tools = self._request_tools()
+        tools = self._runner.mistral_tools()
         tool_rounds = 0
         while not r.interrupted.is_set():
             rnd = Round()
@@ -460,15 +353,12 @@ class Dialogue:
                 r.rounds.append(limit)
                 r.say(limit.text)
                 return "length"
-            await self._finish_calls(r, rnd)
-            if self._pending is not None:
+            confirm = await self._runner.finish(r, rnd, self.settings.client_tool_timeout_s)
+            if confirm and not r.interrupted.is_set():
+                self._ask_confirmation(r, rnd, confirm)
                 return "tool_calls"
             tool_rounds += 1
         return "cancelled"
-
-    def _request_tools(self) -> list[Tool]:
-        tools = self.tools.mistral_tools() if self.tools is not None else []
-        return tools + list(self._client_tools.values())
 
     def _with_instructions(self, messages: list[Message]) -> list[Message]:
         if not self.settings.instructions:
@@ -500,7 +390,7 @@ class Dialogue:
         return self._with_instructions([*self._history.messages, *draft])
 
     async def _generate(
-        self, r: _Response, rnd: Round, tools: list[Tool], may_run: bool
+        self, r: ResponseState, rnd: Round, tools: list[Tool], may_run: bool
     ) -> FinishReason:
         """One model call: stream its text, start its tool calls as they arrive."""
         messages = self._prompt(reply_messages(r.rounds[:-1]), tools)
@@ -540,111 +430,49 @@ class Dialogue:
             r.transcripts = self._start_transcripts(r)
         return finish
 
-    def _on_call(self, r: _Response, rnd: Round, call: ToolCall, may_run: bool) -> None:
+    def _on_call(self, r: ResponseState, rnd: Round, call: ToolCall, may_run: bool) -> None:
         if not TOOL_NAME_PATTERN.match(call.name):
             r.emit(MalformedToolCall(call.name, f"invalid tool name {call.name!r}"))
             return
         if call.id in self._call_ids:
-            call = ToolCall(_new_call_id(), call.name, call.arguments)
+            call = ToolCall(new_call_id(), call.name, call.arguments)
         self._call_ids.add(call.id)
         rnd.calls.append(call)
         r.calls.append(call)
         r.emit(call)
         if not may_run or r.interrupted.is_set():
             return
-        spec = self.tools.get(call.name) if self.tools is not None else None
-        if call.name in self._client_tools:
-            waiting = _ClientCall(
-                call, asyncio.get_running_loop().create_future(), time.monotonic()
-            )
-            self._client_outputs[call.id] = waiting
-            r.client_calls.append(waiting)
-            r.clock.tool_started()
-            r.emit(ClientToolRequested(call))
-        elif spec is not None and spec.confirm:
-            r.confirm_calls.append(call)
-        else:
-            task = asyncio.create_task(
-                self._execute(r, rnd, call), name=f"tool-{call.name}-{call.id}"
-            )
-            r.tasks.append(task)
+        self._runner.start(r, rnd, call)
 
-    async def _execute(self, r: _Response, rnd: Round, call: ToolCall) -> None:
-        started_s = time.monotonic()
-        r.clock.tool_started()
-        r.emit(ToolStarted(call))
-        if self.tools is None:
-            result = _error_result(call, f"unknown tool {call.name!r}", started_s)
-        else:
-            result = await self.tools.execute(call)
-        r.record(rnd, result)
-
-    async def _finish_calls(self, r: _Response, rnd: Round) -> None:
-        """Wait for the round's tools and client tools; ask about ``confirm`` calls."""
-        if r.tasks:
-            await asyncio.wait(r.tasks)
-        for waiting in [w for w in r.client_calls if w.call.id not in rnd.results]:
-            await self._wait_client(r, rnd, waiting)
-        confirm = [c for c in rnd.calls if c in r.confirm_calls and c.id not in rnd.results]
-        if not confirm or r.interrupted.is_set():
-            return
+    def _ask_confirmation(self, r: ResponseState, rnd: Round, calls: list[ToolCall]) -> None:
+        """Hold the reply back until the user answers; ask about each ``confirm`` call."""
         r.rounds.remove(rnd)
-        self._pending = _Pending(rnd, confirm)
-        for call in confirm:
-            spec = self.tools.get(call.name) if self.tools is not None else None
-            prompt = confirmation_prompt(call, spec.description if spec is not None else "")
+        self._pending = _Pending(rnd, calls)
+        for call in calls:
+            prompt = confirmation_prompt(call, self._runner.description(call.name))
             r.emit(ConfirmationRequested(call, prompt))
             r.say(prompt if not r.spoken else f" {prompt}")
 
-    async def _wait_client(self, r: _Response, rnd: Round, waiting: _ClientCall) -> None:
-        timeout_s = self.settings.client_tool_timeout_s
-        remaining_s = waiting.started_s + timeout_s - time.monotonic()
-        interrupted = asyncio.ensure_future(r.interrupted.wait())
-        either: set[asyncio.Future[Any]] = {waiting.output, interrupted}
-        try:
-            await asyncio.wait(
-                either,
-                timeout=max(0.0, remaining_s),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            interrupted.cancel()
-        self._client_outputs.pop(waiting.call.id, None)
-        call = waiting.call
-        if waiting.output.done():
-            duration_s = time.monotonic() - waiting.started_s
-            result = ToolResult(call.id, call.name, waiting.output.result(), duration_s=duration_s)
-        elif r.interrupted.is_set():
-            result = cancelled_result(call, "interrupted")
-        else:
-            message = f"the client did not return a result within {timeout_s:g} s"
-            result = _error_result(call, message, waiting.started_s)
-        r.record(rnd, result)
-
-    async def _resolve_confirmation(self, r: _Response, pending: _Pending) -> None:
+    async def _resolve_confirmation(self, r: ResponseState, pending: _Pending) -> None:
         """The user's answer decides the pending calls; the reply then joins the history."""
         self._pending = None
         answer = " ".join(await self._answer_texts(r)).strip()
         yes = is_clear_yes(answer, self.settings.confirm_yes_words)
         log.info("%s: confirmation answered %r (yes=%s)", self.conversation_id, answer, yes)
         rnd = pending.round
-        tasks = []
         for call in pending.calls:
             if yes:
-                tasks.append(
-                    asyncio.create_task(self._execute(r, rnd, call), name=f"tool-{call.id}")
-                )
+                self._runner.run(r, rnd, call)
             else:
                 r.record(rnd, cancelled_result(call, "the user did not confirm"))
-        if tasks:
-            await asyncio.wait(tasks)
+        await self._runner.wait_started(r)
         self._history.add_replies(reply_messages([rnd], "interrupted"))
         if not yes and not is_clear_no(answer):
             # Not an answer at all but a new request: it is the user's next message.
             for entry in r.inputs:
                 self._history.add_user(entry.item)
 
-    async def _answer_texts(self, r: _Response) -> list[str]:
+    async def _answer_texts(self, r: ResponseState) -> list[str]:
         texts = []
         for entry in r.inputs:
             if entry.samples is not None:
@@ -656,18 +484,18 @@ class Dialogue:
 
     # --- transcripts -----------------------------------------------------------------------
 
-    def _start_transcripts(self, r: _Response) -> asyncio.Task[None]:
+    def _start_transcripts(self, r: ResponseState) -> asyncio.Task[None]:
         return asyncio.create_task(
             self._transcribe_all(r), name=f"transcripts-{self.conversation_id}"
         )
 
-    async def _transcribe_all(self, r: _Response) -> None:
+    async def _transcribe_all(self, r: ResponseState) -> None:
         if not self.settings.transcribe_user:
             return
         pending = [e for e in r.inputs if e.samples is not None and e.item.transcript is None]
         await asyncio.gather(*(self._transcribe(r, entry) for entry in pending))
 
-    async def _transcribe(self, r: _Response, entry: _Input) -> None:
+    async def _transcribe(self, r: ResponseState, entry: UserInput) -> None:
         if entry.samples is None or entry.item.transcript is not None:
             return
         try:
@@ -680,12 +508,10 @@ class Dialogue:
 
     # --- the end of a turn -----------------------------------------------------------------
 
-    async def _settle(self, r: _Response) -> None:
+    async def _settle(self, r: ResponseState) -> None:
         """Let started tools finish, record every call's result, commit the reply."""
-        if r.tasks:
-            await asyncio.wait(r.tasks)
-        for client_call in r.client_calls:
-            self._client_outputs.pop(client_call.call.id, None)
+        await self._runner.wait_started(r)
+        self._runner.forget_client_calls(r)
         for rnd in r.rounds:
             for call in rnd.calls:
                 if call.id not in rnd.results:
@@ -700,7 +526,7 @@ class Dialogue:
         for entry in waiting:
             self._accept(entry)
 
-    async def _wrap_up(self, r: _Response, finish: FinishReason) -> None:
+    async def _wrap_up(self, r: ResponseState, finish: FinishReason) -> None:
         if r.transcripts is None:
             r.transcripts = self._start_transcripts(r)
         await r.transcripts
