@@ -199,18 +199,28 @@ def origin_allowed(request: Request, allowed_origins: frozenset[str]) -> bool:
     No ``Origin`` header (not a browser): allowed. Otherwise the Origin must be this server
     itself (the page it serves) or one of ``allowed_origins`` (``*`` allows any).
     """
-    origin = request.headers.get("Origin")
-    if origin is None:
+    origins = request.headers.get_all("Origin")
+    if not origins:
         return True
-    origin = origin.strip().rstrip("/").lower()
+    if len(origins) > 1:
+        return False
+    origin = origins[0].strip().rstrip("/").lower()
     if "*" in allowed_origins or origin in allowed_origins:
         return True
-    host = (request.headers.get("Host") or "").strip().lower()
-    return bool(host) and urlsplit(origin).netloc == host
+    host = _single_host(request)
+    return host is not None and urlsplit(origin).netloc == host
 
 
 def host_is_loopback(request: Request) -> bool:
     """Whether the ``Host`` header names this machine (defeats DNS rebinding without a token)."""
-    host = (request.headers.get("Host") or "").strip().lower()
+    host = _single_host(request)
+    if host is None:
+        return False
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     return name in LOOPBACK_NAMES
+
+
+def _single_host(request: Request) -> str | None:
+    """The one ``Host`` header, lower-cased; None when missing or repeated."""
+    hosts = request.headers.get_all("Host")
+    return hosts[0].strip().lower() if len(hosts) == 1 and hosts[0].strip() else None

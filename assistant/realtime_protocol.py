@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-INPUT_RATES_HZ = (16_000, 24_000)
-"""Input sample rates accepted for ``audio/pcm`` (OpenAI's is 24 kHz; 16 kHz saves a resample)."""
+MAX_EVENT_ID_CHARS = 128
+"""Longer client ``event_id`` values are refused (and never echoed back)."""
 
 
 class ProtocolError(Exception):
@@ -112,7 +112,7 @@ class SessionUpdate(_Wire):
     """``session.update``."""
 
     type: Literal["session.update"]
-    event_id: str | None = None
+    event_id: str | None = Field(None, max_length=MAX_EVENT_ID_CHARS)
     session: SessionConfig
 
 
@@ -120,7 +120,7 @@ class InputAudioBufferAppend(_Wire):
     """``input_audio_buffer.append``: base64 PCM16 in the session's input format."""
 
     type: Literal["input_audio_buffer.append"]
-    event_id: str | None = None
+    event_id: str | None = Field(None, max_length=MAX_EVENT_ID_CHARS)
     audio: str
 
 
@@ -128,14 +128,14 @@ class InputAudioBufferCommit(_Wire):
     """``input_audio_buffer.commit``: the buffered audio becomes a user message."""
 
     type: Literal["input_audio_buffer.commit"]
-    event_id: str | None = None
+    event_id: str | None = Field(None, max_length=MAX_EVENT_ID_CHARS)
 
 
 class InputAudioBufferClear(_Wire):
     """``input_audio_buffer.clear``."""
 
     type: Literal["input_audio_buffer.clear"]
-    event_id: str | None = None
+    event_id: str | None = Field(None, max_length=MAX_EVENT_ID_CHARS)
 
 
 class InputText(_Wire):
@@ -176,7 +176,7 @@ class ConversationItemCreate(_Wire):
     """``conversation.item.create`` (user messages and ``function_call_output``)."""
 
     type: Literal["conversation.item.create"]
-    event_id: str | None = None
+    event_id: str | None = Field(None, max_length=MAX_EVENT_ID_CHARS)
     previous_item_id: str | None = None
     item: Annotated[UserMessageItem | FunctionCallOutputItem, Field(discriminator="type")]
 
@@ -185,7 +185,7 @@ class ResponseCreate(_Wire):
     """``response.create``."""
 
     type: Literal["response.create"]
-    event_id: str | None = None
+    event_id: str | None = Field(None, max_length=MAX_EVENT_ID_CHARS)
     response: dict[str, Any] | None = None
     """Per-response overrides; accepted and ignored (the session's settings apply)."""
 
@@ -194,7 +194,7 @@ class ResponseCancel(_Wire):
     """``response.cancel``."""
 
     type: Literal["response.cancel"]
-    event_id: str | None = None
+    event_id: str | None = Field(None, max_length=MAX_EVENT_ID_CHARS)
     response_id: str | None = None
 
 
@@ -231,7 +231,9 @@ def parse_client_event(data: str | bytes) -> ClientEvent:
         raise ProtocolError("invalid_json", f"the frame is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ProtocolError("invalid_json", "an event must be a JSON object")
-    event_id = raw.get("event_id") if isinstance(raw.get("event_id"), str) else None
+    event_id = raw.get("event_id")
+    if not isinstance(event_id, str) or len(event_id) > MAX_EVENT_ID_CHARS:
+        event_id = None
     kind = raw.get("type")
     if not isinstance(kind, str):
         raise ProtocolError(

@@ -1,0 +1,243 @@
+"""The plain-HTTP side of the server: the browser page, ``GET /healthz``, ``POST /v1/respond``.
+
+``HttpApi.process_request`` sees every request on the port first (websockets calls it before
+any WebSocket handshake), so the Host, Origin and token checks for ``/v1/realtime`` live here
+too. ``POST /v1/respond`` runs one dialogue turn with the server's tools and answers JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
+
+from assistant import events as ev
+from assistant.audio_io import AudioError, load_audio
+from assistant.dialogue import Dialogue
+from assistant.http_edge import (
+    HttpConnection,
+    error_response,
+    host_is_loopback,
+    http_response,
+    json_response,
+    origin_allowed,
+    token_valid,
+)
+
+log = logging.getLogger(__name__)
+
+REALTIME_PATH = "/v1/realtime"
+RESPOND_PATH = "/v1/respond"
+
+PAGE_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline' blob:; style-src 'unsafe-inline'; "
+    "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+
+AUDIO_CONTENT_TYPES = frozenset(
+    {
+        "audio/wav",
+        "audio/x-wav",
+        "audio/wave",
+        "audio/flac",
+        "audio/x-flac",
+        "audio/ogg",
+        "audio/mpeg",
+        "application/octet-stream",
+    }
+)
+
+
+class RespondText(BaseModel):
+    """The JSON body of ``POST /v1/respond``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=100_000)
+
+
+def page_html() -> bytes:
+    """The browser page, shipped inside the package."""
+    return resources.files("assistant").joinpath("static/index.html").read_bytes()
+
+
+class HttpApi:
+    """Routes plain HTTP requests and guards WebSocket upgrades."""
+
+    def __init__(
+        self,
+        *,
+        token: str | None,
+        allowed_origins: Iterable[str],
+        health: Callable[[], dict[str, Any]],
+        new_dialogue: Callable[[], Dialogue],
+        respond_timeout_s: float,
+    ) -> None:
+        self._token = token
+        self._allowed_origins = frozenset(o.strip().rstrip("/").lower() for o in allowed_origins)
+        self._health = health
+        self._new_dialogue = new_dialogue
+        self._respond_timeout_s = respond_timeout_s
+        self._page = page_html()
+        self.turns_in_flight = 0
+
+    async def process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """Answer a plain HTTP request, refuse a bad upgrade, or return None to accept it."""
+        method = connection.http_method if isinstance(connection, HttpConnection) else "GET"
+        if isinstance(connection, HttpConnection) and connection.http_error is not None:
+            return error_response(*connection.http_error)
+        path = urlsplit(request.path).path
+        if path in ("/", "/index.html"):
+            return self._only(method, "GET") or http_response(
+                http.HTTPStatus.OK,
+                self._page,
+                "text/html; charset=utf-8",
+                {"Content-Security-Policy": PAGE_CSP},
+            )
+        if path == "/healthz":
+            return self._only(method, "GET") or json_response(http.HTTPStatus.OK, self._health())
+        if path == REALTIME_PATH:
+            return self._only(method, "GET") or self._refuse(request)
+        if path == RESPOND_PATH:
+            refusal = self._only(method, "POST") or self._refuse(request)
+            if refusal is not None:
+                return refusal
+            body = connection.http_body if isinstance(connection, HttpConnection) else b""
+            return await self._respond(request, body)
+        return error_response(http.HTTPStatus.NOT_FOUND, f"no such path: {path}")
+
+    @staticmethod
+    def _only(method: str, allowed: str) -> Response | None:
+        if method == allowed:
+            return None
+        return error_response(
+            http.HTTPStatus.METHOD_NOT_ALLOWED, f"use {allowed} here", Allow=allowed
+        )
+
+    def _refuse(self, request: Request) -> Response | None:
+        """The access checks: Host (without a token), Origin, then the token."""
+        if self._token is None and not host_is_loopback(request):
+            return error_response(
+                http.HTTPStatus.FORBIDDEN, "this server answers only to a loopback Host"
+            )
+        if not origin_allowed(request, self._allowed_origins):
+            return error_response(
+                http.HTTPStatus.FORBIDDEN,
+                "this Origin is not allowed (see --allowed-origin)",
+            )
+        if self._token is not None and not token_valid(request, self._token):
+            return error_response(
+                http.HTTPStatus.UNAUTHORIZED,
+                "missing or wrong token: send 'Authorization: Bearer <token>'",
+                **{"WWW-Authenticate": "Bearer"},
+            )
+        return None
+
+    # --- POST /v1/respond ------------------------------------------------------------------
+
+    async def _respond(self, request: Request, body: bytes) -> Response:
+        content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        audio: np.ndarray | None = None
+        text: str | None = None
+        if content_type == "application/json":
+            try:
+                text = RespondText.model_validate_json(body).text
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "body"
+                return error_response(http.HTTPStatus.BAD_REQUEST, f"{where}: {first['msg']}")
+        elif content_type in AUDIO_CONTENT_TYPES:
+            try:
+                audio = load_audio(body)
+            except AudioError as exc:
+                return error_response(http.HTTPStatus.BAD_REQUEST, str(exc))
+        else:
+            return error_response(
+                http.HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                "send audio (audio/wav, audio/flac, ...) or application/json with 'text'",
+            )
+        dialogue = self._new_dialogue()
+        self.turns_in_flight += 1
+        try:
+            status, payload = await asyncio.wait_for(
+                run_turn(dialogue, audio=audio, text=text), self._respond_timeout_s
+            )
+        except asyncio.TimeoutError:
+            return error_response(
+                http.HTTPStatus.GATEWAY_TIMEOUT,
+                f"the turn took longer than {self._respond_timeout_s:g} s",
+            )
+        finally:
+            self.turns_in_flight -= 1
+        return json_response(status, payload)
+
+
+async def run_turn(
+    dialogue: Dialogue, *, audio: np.ndarray | None = None, text: str | None = None
+) -> tuple[http.HTTPStatus, dict[str, Any]]:
+    """One user turn and the reply (tools included) as the JSON of ``POST /v1/respond``."""
+    started_s = time.monotonic()
+    dialogue.add_user_turn(audio=audio, text=text, speech_end_s=started_s)
+    transcript: str | None = None
+    confirmation: dict[str, Any] | None = None
+    error: ev.ErrorEvent | None = None
+    done: ev.TurnDone | None = None
+    async for event in dialogue.respond():
+        if isinstance(event, ev.UserTranscript):
+            transcript = event.text
+        elif isinstance(event, ev.ConfirmationRequested):
+            confirmation = {"prompt": event.prompt, "tool_call": _call_json(event.call)}
+        elif isinstance(event, ev.ErrorEvent):
+            error = event
+        elif isinstance(event, ev.TurnDone):
+            done = event
+    payload: dict[str, Any] = {
+        "transcript": transcript,
+        "text": done.text if done else "",
+        "finish_reason": done.finish_reason if done else "error",
+        "tool_calls": [_call_json(c) for c in done.tool_calls] if done else [],
+        "tool_results": [_result_json(r) for r in done.tool_results] if done else [],
+        "confirmation": confirmation,
+        "timings": {
+            **(asdict(done.metrics) if done else {}),
+            "total_ms": round((time.monotonic() - started_s) * 1000, 1),
+        },
+    }
+    if error is not None:
+        payload["error"] = {"code": error.code, "message": error.message}
+        return http.HTTPStatus.INTERNAL_SERVER_ERROR, payload
+    return http.HTTPStatus.OK, payload
+
+
+def _call_json(call: ev.ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "name": call.name, "arguments": call.arguments}
+
+
+def _result_json(result: ev.ToolResult) -> dict[str, Any]:
+    try:
+        content: Any = json.loads(result.content)
+    except ValueError:
+        content = result.content
+    return {
+        "call_id": result.call_id,
+        "name": result.name,
+        "ok": result.ok,
+        "content": content,
+        "error": result.error,
+        "duration_ms": round(result.duration_s * 1000, 1),
+    }

@@ -1,0 +1,259 @@
+"""One Realtime response: dialogue events in, ``response.*`` server events out.
+
+The writer keeps the response's output items (assistant messages and function calls) and
+their indexes, and guarantees exactly one ``response.done`` per ``response.created``.
+Server-side tool results are this server's extension: each appears as a
+``conversation.item.created`` holding a ``function_call_output`` item.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from assistant import events as ev
+from assistant.realtime_protocol import (
+    assistant_message_item,
+    function_call_item,
+    function_call_output_item,
+    new_id,
+    response_object,
+    server_event,
+)
+
+log = logging.getLogger(__name__)
+
+SendEvent = Callable[[dict[str, Any]], None]
+ChainItem = Callable[[str], "str | None"]
+"""Records a new conversation item as the latest and returns the previous one's id."""
+
+
+class ResponseWriter:
+    """Emits the server events of one response, in order, from dialogue events."""
+
+    def __init__(self, send: SendEvent, chain: ChainItem) -> None:
+        self.response_id = new_id("resp")
+        self.text_so_far = ""
+        """All reply text streamed in this response (what a barge-in has delivered)."""
+        self.cancel_reason: str | None = None
+        """Why the response is being cancelled (``client_cancelled``, ``turn_detected``...)."""
+        self._send = send
+        self._chain = chain
+        self._output: list[dict[str, Any]] = []
+        self._message_id: str | None = None
+        self._message_text = ""
+        self._calls: set[str] = set()
+        self._error: dict[str, Any] | None = None
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        """Whether ``response.done`` was sent."""
+        return self._done
+
+    def created(self) -> None:
+        """Send ``response.created``."""
+        self._send(
+            server_event(
+                "response.created", response=response_object(self.response_id, "in_progress", [])
+            )
+        )
+
+    def handle(self, event: ev.DialogueEvent) -> None:
+        """Translate one dialogue event (transcripts and client tools are the session's)."""
+        if isinstance(event, ev.TextDelta):
+            self._text(event.text)
+        elif isinstance(event, ev.ToolCall):
+            self._function_call(event)
+        elif isinstance(event, ev.ToolResult):
+            self._tool_result(event)
+        elif isinstance(event, ev.ConfirmationRequested):
+            self._function_call(event.call)
+        elif isinstance(event, ev.ErrorEvent):
+            self.failed(event.code, event.message)
+        elif isinstance(event, ev.TurnDone):
+            self._finish(event)
+        elif isinstance(event, ev.MalformedToolCall):
+            log.info("response %s: malformed tool call (%s)", self.response_id, event.reason)
+
+    def client_tool(self, call: ev.ToolCall) -> None:
+        """A client-side tool call: its ``function_call`` item (once)."""
+        self._function_call(call)
+
+    def done_waiting_for_client(self) -> None:
+        """End this response at a client tool call (the client answers, then resumes)."""
+        self._close_message("completed")
+        self._send_done("completed", None, None, None)
+
+    def failed(self, code: str, message: str) -> None:
+        """Report an error; the response ends as ``failed``."""
+        self._error = {"type": "server_error", "code": code, "message": message}
+        self._send(server_event("error", error={**self._error, "param": None, "event_id": None}))
+
+    def ensure_done(self) -> None:
+        """Send ``response.done`` if the turn ended without one (error, cancellation)."""
+        if self._done:
+            return
+        status = "failed" if self._error else "cancelled"
+        self._close_message("incomplete")
+        self._send_done(status, self._status_details(status), None, None)
+
+    # --- items -----------------------------------------------------------------------------
+
+    def _text(self, delta: str) -> None:
+        if self._message_id is None:
+            self._message_id = new_id("item")
+            self._message_text = ""
+            item = assistant_message_item(self._message_id, "", "in_progress")
+            self._item_added(item)
+            self._send(
+                server_event(
+                    "response.content_part.added",
+                    response_id=self.response_id,
+                    item_id=self._message_id,
+                    output_index=len(self._output),
+                    content_index=0,
+                    part={"type": "output_text", "text": ""},
+                )
+            )
+        self._message_text += delta
+        self.text_so_far += delta
+        self._send(
+            server_event(
+                "response.output_text.delta",
+                response_id=self.response_id,
+                item_id=self._message_id,
+                output_index=len(self._output),
+                content_index=0,
+                delta=delta,
+            )
+        )
+
+    def _close_message(self, status: str) -> None:
+        if self._message_id is None:
+            return
+        item_id, text = self._message_id, self._message_text
+        self._message_id = None
+        where = {
+            "response_id": self.response_id,
+            "item_id": item_id,
+            "output_index": len(self._output),
+            "content_index": 0,
+        }
+        self._send(server_event("response.output_text.done", **where, text=text))
+        part = {"type": "output_text", "text": text}
+        self._send(server_event("response.content_part.done", **where, part=part))
+        self._item_done(assistant_message_item(item_id, text, status))
+
+    def _function_call(self, call: ev.ToolCall) -> None:
+        if call.id in self._calls:
+            return
+        self._calls.add(call.id)
+        self._close_message("completed")
+        item_id = new_id("item")
+        self._item_added(function_call_item(item_id, call.id, call.name, "", "in_progress"))
+        where = {
+            "response_id": self.response_id,
+            "item_id": item_id,
+            "output_index": len(self._output),
+            "call_id": call.id,
+        }
+        arguments = call.arguments_json
+        self._send(server_event("response.function_call_arguments.delta", **where, delta=arguments))
+        self._send(
+            server_event(
+                "response.function_call_arguments.done",
+                **where,
+                name=call.name,
+                arguments=arguments,
+            )
+        )
+        self._item_done(function_call_item(item_id, call.id, call.name, arguments, "completed"))
+
+    def _tool_result(self, result: ev.ToolResult) -> None:
+        item_id = new_id("item")
+        self._send(
+            server_event(
+                "conversation.item.created",
+                previous_item_id=self._chain(item_id),
+                item=function_call_output_item(item_id, result.call_id, result.content),
+            )
+        )
+
+    def _item_added(self, item: dict[str, Any]) -> None:
+        self._send(
+            server_event(
+                "response.output_item.added",
+                response_id=self.response_id,
+                output_index=len(self._output),
+                item=item,
+            )
+        )
+        self._send(
+            server_event(
+                "conversation.item.created", previous_item_id=self._chain(item["id"]), item=item
+            )
+        )
+
+    def _item_done(self, item: dict[str, Any]) -> None:
+        self._send(
+            server_event(
+                "response.output_item.done",
+                response_id=self.response_id,
+                output_index=len(self._output),
+                item=item,
+            )
+        )
+        self._output.append(item)
+
+    # --- the end ---------------------------------------------------------------------------
+
+    def _finish(self, done: ev.TurnDone) -> None:
+        status = {
+            "stop": "completed",
+            "tool_calls": "completed",
+            "length": "incomplete",
+            "cancelled": "cancelled",
+            "error": "failed",
+        }[done.finish_reason]
+        if self._error is not None:
+            status = "failed"
+        self._close_message("completed" if status == "completed" else "incomplete")
+        metrics = done.metrics
+        usage = {
+            "total_tokens": metrics.prompt_tokens + metrics.generated_tokens,
+            "input_tokens": metrics.prompt_tokens,
+            "output_tokens": metrics.generated_tokens,
+            "input_token_details": {"audio_s": metrics.audio_s},
+            "output_token_details": {"text_tokens": metrics.generated_tokens},
+        }
+        self._send_done(status, self._status_details(status), usage, dataclasses.asdict(metrics))
+
+    def _status_details(self, status: str) -> dict[str, Any] | None:
+        if status == "cancelled":
+            return {"type": "cancelled", "reason": self.cancel_reason or "client_cancelled"}
+        if status == "incomplete":
+            return {"type": "incomplete", "reason": "max_output_tokens"}
+        if status == "failed":
+            return {"type": "failed", "error": self._error}
+        return None
+
+    def _send_done(
+        self,
+        status: str,
+        details: dict[str, Any] | None,
+        usage: dict[str, Any] | None,
+        metrics: dict[str, Any] | None,
+    ) -> None:
+        self._done = True
+        response = response_object(
+            self.response_id,
+            status,
+            list(self._output),
+            status_details=details,
+            usage=usage,
+            metrics=metrics,
+        )
+        self._send(server_event("response.done", response=response))

@@ -1,0 +1,477 @@
+"""One ``/v1/realtime`` conversation: parsed client events in, server events out.
+
+``RealtimeSession`` owns the input audio buffer, the server VAD (a ``VadSegmenter``) and a
+``Dialogue``; it emits server event dicts through a ``send`` callback that never blocks (the
+connection behind it has a bounded queue). At most one response runs at a time, as a named
+task owned by the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import numpy as np
+import soxr
+
+from assistant import events as ev
+from assistant.audio_io import AudioError
+from assistant.config import VadSettings
+from assistant.dialogue import Dialogue
+from assistant.model_worker import GenerationParams
+from assistant.realtime_protocol import (
+    ClientEvent,
+    ConversationItemCreate,
+    FunctionCallOutputItem,
+    InputAudioBufferAppend,
+    InputAudioBufferClear,
+    InputAudioBufferCommit,
+    InputText,
+    ProtocolError,
+    ResponseCancel,
+    ResponseCreate,
+    SessionState,
+    SessionUpdate,
+    TurnDetection,
+    decode_pcm16,
+    function_call_output_item,
+    new_id,
+    server_event,
+    user_message_item,
+)
+from assistant.realtime_response import ResponseWriter
+from assistant.vad_segmenter import VadSegmenter
+
+log = logging.getLogger(__name__)
+
+SendEvent = Callable[[dict[str, Any]], None]
+
+MIN_COMMIT_MS = 100
+"""A manual commit needs at least this much audio (as OpenAI's server requires)."""
+
+CANCEL_WAIT_S = 5.0
+"""How long a cancellation waits for the response to wind down (one decode step, normally)."""
+
+
+class RealtimeSession:
+    """The state machine of one connection over a ``Dialogue`` and a ``VadSegmenter``."""
+
+    def __init__(
+        self,
+        dialogue: Dialogue,
+        send: SendEvent,
+        *,
+        model_name: str,
+        vad_settings: VadSettings | None = None,
+        max_buffered_audio_s: float = 300.0,
+    ) -> None:
+        self.id = new_id("sess")
+        self._dialogue = dialogue
+        self._send = send
+        self._vad_base = vad_settings or VadSettings()
+        self._max_buffered_samples = round(max_buffered_audio_s * ev.SAMPLE_RATE_HZ)
+        self.state = SessionState(model=model_name, instructions=dialogue.settings.instructions)
+        # Realtime clients ask for transcripts with audio.input.transcription (off by default).
+        dialogue.settings.transcribe_user = self.state.transcribe
+        self._awaiting_reply = False
+        """Whether user input (or a tool output) arrived since the last response began."""
+        self._resampler: soxr.ResampleStream | None = None
+        self._buffer: list[np.ndarray] = []
+        self._buffered_samples = 0
+        self._stream_samples = 0
+        """16 kHz samples received since the session started (OpenAI's ``audio_*_ms`` clock)."""
+        self._segmenter: VadSegmenter | None = None
+        self._segmenter_offset_ms = 0
+        self._speech_item_id: str | None = None
+        self._last_item_id: str | None = None
+        self._item_ids: dict[str, str] = {}
+        """Dialogue item id → wire item id (for transcripts)."""
+        self._item_audio_s: dict[str, float] = {}
+        self._response: ResponseWriter | None = None
+        self._response_task: asyncio.Task[None] | None = None
+        self._suspended_turn: AsyncIterator[Any] | None = None
+        """A turn paused at a client tool call, resumed by the next ``response.create``."""
+        self._configure_audio()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Send ``session.created``."""
+        self._send(server_event("session.created", session=self._wire_state()))
+
+    @property
+    def responding(self) -> bool:
+        """Whether a response is running."""
+        return self._response_task is not None and not self._response_task.done()
+
+    async def finish(self, grace_s: float) -> None:
+        """Let a running response finish for up to ``grace_s``, then cancel it."""
+        task = self._response_task
+        if task is not None and not task.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), grace_s)
+        await self.close()
+
+    async def close(self) -> None:
+        """Cancel any running response and release the suspended turn."""
+        await self._cancel_response("server_shutdown")
+        task = self._response_task
+        if task is not None and not task.done():
+            task.cancel()
+        await self._drop_suspended_turn()
+        await self._dialogue.aclose()
+
+    # --- client events ---------------------------------------------------------------------
+
+    async def handle(self, event: ClientEvent) -> None:
+        """Apply one client event; refusals raise ``ProtocolError`` (the session is unchanged)."""
+        if isinstance(event, InputAudioBufferAppend):
+            await self._append(event)
+        elif isinstance(event, SessionUpdate):
+            self._update(event)
+        elif isinstance(event, InputAudioBufferCommit):
+            await self._commit_manually(event)
+        elif isinstance(event, InputAudioBufferClear):
+            self._clear()
+        elif isinstance(event, ConversationItemCreate):
+            await self._create_item(event)
+        elif isinstance(event, ResponseCreate):
+            self._create_response(event.event_id)
+        elif isinstance(event, ResponseCancel):
+            if not self.responding:
+                raise ProtocolError(
+                    "response_cancel_not_active",
+                    "there is no active response to cancel",
+                    event_id=event.event_id,
+                )
+            await self._cancel_response("client_cancelled")
+
+    def _update(self, event: SessionUpdate) -> None:
+        before = self.state
+        after = before.apply(event.session)
+        if after.tools != before.tools:
+            try:
+                self._dialogue.set_client_tools([dict(t) for t in after.tools])
+            except ValueError as exc:
+                raise ProtocolError(
+                    "invalid_value", str(exc), event_id=event.event_id, param="session.tools"
+                ) from None
+        self.state = after
+        if after.instructions != before.instructions:
+            self._dialogue.set_instructions(after.instructions)
+        settings = self._dialogue.settings
+        settings.transcribe_user = after.transcribe
+        if after.max_output_tokens != before.max_output_tokens:
+            limit = after.max_output_tokens or GenerationParams().max_new_tokens
+            settings.params = dataclasses.replace(settings.params, max_new_tokens=limit)
+        if (
+            after.turn_detection != before.turn_detection
+            or after.input_rate_hz != before.input_rate_hz
+        ):
+            self._configure_audio()
+        self._send(server_event("session.updated", session=self._wire_state()))
+
+    def _wire_state(self) -> dict[str, Any]:
+        base = self._vad_base
+        defaults = {
+            "threshold": base.threshold,
+            "prefix_padding_ms": base.prefix_padding_ms,
+            "silence_duration_ms": base.silence_duration_ms,
+        }
+        return self.state.to_wire(self.id, defaults)
+
+    def _configure_audio(self) -> None:
+        """(Re)build the resampler and the VAD after a format or turn-detection change."""
+        rate = self.state.input_rate_hz
+        self._resampler = (
+            None
+            if rate == ev.SAMPLE_RATE_HZ
+            else soxr.ResampleStream(rate, ev.SAMPLE_RATE_HZ, 1, dtype="int16")
+        )
+        vad = self.state.turn_detection
+        if vad is None:
+            self._segmenter = None
+            return
+        overrides = {
+            k: v
+            for k, v in (
+                ("threshold", vad.threshold),
+                ("prefix_padding_ms", vad.prefix_padding_ms),
+                ("silence_duration_ms", vad.silence_duration_ms),
+            )
+            if v is not None
+        }
+        self._segmenter = VadSegmenter(self._vad_base, **overrides)
+        self._segmenter_offset_ms = self._stream_ms
+        self._speech_item_id = None
+
+    @property
+    def _stream_ms(self) -> int:
+        return self._stream_samples * 1000 // ev.SAMPLE_RATE_HZ
+
+    # --- audio -----------------------------------------------------------------------------
+
+    def _to_16k(self, pcm: np.ndarray) -> np.ndarray:
+        if self._resampler is None:
+            return pcm
+        return np.asarray(self._resampler.resample_chunk(pcm), dtype=np.int16)
+
+    async def _append(self, event: InputAudioBufferAppend) -> None:
+        pcm = self._to_16k(decode_pcm16(event.audio, event_id=event.event_id))
+        vad = self.state.turn_detection
+        if self._segmenter is None or vad is None:
+            if self._buffered_samples + len(pcm) > self._max_buffered_samples:
+                limit_s = self._max_buffered_samples / ev.SAMPLE_RATE_HZ
+                raise ProtocolError(
+                    "input_audio_buffer_full",
+                    f"the input audio buffer holds at most {limit_s:g} s: commit or clear it; "
+                    "this chunk was not added",
+                    event_id=event.event_id,
+                    param="audio",
+                )
+            self._buffer.append(pcm)
+            self._buffered_samples += len(pcm)
+            self._stream_samples += len(pcm)
+            return
+        self._stream_samples += len(pcm)
+        for vad_event in self._segmenter.process(pcm):
+            await self._on_vad_event(vad_event, vad)
+
+    async def _on_vad_event(self, vad_event: Any, vad: TurnDetection) -> None:
+        offset = self._segmenter_offset_ms
+        if isinstance(vad_event, ev.SpeechStarted):
+            self._speech_item_id = new_id("item")
+            self._send(
+                server_event(
+                    "input_audio_buffer.speech_started",
+                    audio_start_ms=offset + vad_event.start_ms,
+                    item_id=self._speech_item_id,
+                )
+            )
+            if vad.interrupt_response and self.responding:
+                await self._cancel_response("turn_detected")
+        elif isinstance(vad_event, ev.SpeechStopped):
+            self._send(
+                server_event(
+                    "input_audio_buffer.speech_stopped",
+                    audio_end_ms=offset + vad_event.end_ms,
+                    item_id=self._speech_item_id or new_id("item"),
+                )
+            )
+        elif isinstance(vad_event, ev.Utterance):
+            behind_s = (self._stream_ms - offset - vad_event.end_ms) / 1000
+            item_id = self._speech_item_id or new_id("item")
+            self._speech_item_id = None
+            await self._commit(vad_event.pcm, item_id, time.monotonic() - behind_s)
+            if vad.create_response and not self.responding:
+                self._create_response(None)
+
+    async def _commit_manually(self, event: InputAudioBufferCommit) -> None:
+        if self._segmenter is not None:
+            for vad_event in self._segmenter.flush():
+                if isinstance(vad_event, ev.Utterance):
+                    item_id = self._speech_item_id or new_id("item")
+                    self._speech_item_id = None
+                    await self._commit(vad_event.pcm, item_id, time.monotonic())
+                    return
+        samples = self._buffered_samples
+        if samples * 1000 < MIN_COMMIT_MS * ev.SAMPLE_RATE_HZ:
+            raise ProtocolError(
+                "input_audio_buffer_commit_empty",
+                f"buffer too small: expected at least {MIN_COMMIT_MS} ms of audio, "
+                f"have {samples * 1000 // ev.SAMPLE_RATE_HZ} ms",
+                event_id=event.event_id,
+            )
+        pcm = np.concatenate(self._buffer)
+        self._buffer, self._buffered_samples = [], 0
+        await self._commit(pcm, new_id("item"), time.monotonic())
+
+    def _clear(self) -> None:
+        self._buffer, self._buffered_samples = [], 0
+        if self._segmenter is not None:
+            self._segmenter.reset()
+            self._segmenter_offset_ms = self._stream_ms
+            self._speech_item_id = None
+        self._send(server_event("input_audio_buffer.cleared"))
+
+    async def _commit(self, pcm: np.ndarray, item_id: str, speech_end_s: float) -> None:
+        await self._drop_suspended_turn()
+        self._add_user_item(item_id, audio=pcm, speech_end_s=speech_end_s, committed=True)
+
+    def _add_user_item(
+        self,
+        item_id: str,
+        *,
+        audio: np.ndarray | None = None,
+        text: str | None = None,
+        speech_end_s: float | None = None,
+        event_id: str | None = None,
+        committed: bool = False,
+    ) -> None:
+        """Hand the input to the dialogue, then announce the item (and the commit)."""
+        try:
+            dialogue_id = self._dialogue.add_user_turn(
+                audio=audio, text=text, speech_end_s=speech_end_s
+            )
+        except (AudioError, ValueError) as exc:
+            raise ProtocolError("invalid_value", str(exc), event_id=event_id) from None
+        self._awaiting_reply = True
+        self._item_ids[dialogue_id] = item_id
+        previous = self._chain(item_id)
+        content: list[dict[str, Any]] = []
+        if text is not None:
+            content.append({"type": "input_text", "text": text})
+        if audio is not None:
+            self._item_audio_s[item_id] = len(audio) / ev.SAMPLE_RATE_HZ
+            content.append({"type": "input_audio", "transcript": None})
+        if committed:
+            self._send(
+                server_event(
+                    "input_audio_buffer.committed", item_id=item_id, previous_item_id=previous
+                )
+            )
+        self._send(
+            server_event(
+                "conversation.item.created",
+                previous_item_id=previous,
+                item=user_message_item(item_id, content),
+            )
+        )
+
+    # --- conversation items ----------------------------------------------------------------
+
+    def _chain(self, item_id: str) -> str | None:
+        """Make ``item_id`` the latest conversation item; return the one before it."""
+        previous, self._last_item_id = self._last_item_id, item_id
+        return previous
+
+    async def _create_item(self, event: ConversationItemCreate) -> None:
+        item = event.item
+        item_id = item.id or new_id("item")
+        if isinstance(item, FunctionCallOutputItem):
+            try:
+                self._dialogue.provide_tool_output(item.call_id, item.output)
+            except ValueError as exc:
+                raise ProtocolError(
+                    "invalid_value", str(exc), event_id=event.event_id, param="item.call_id"
+                ) from None
+            self._awaiting_reply = True
+            self._send(
+                server_event(
+                    "conversation.item.created",
+                    previous_item_id=self._chain(item_id),
+                    item=function_call_output_item(item_id, item.call_id, item.output),
+                )
+            )
+            return
+        texts = [part.text for part in item.content if isinstance(part, InputText)]
+        clips = [
+            self._decode_clip(part.audio, event.event_id, f"item.content.{i}.audio")
+            for i, part in enumerate(item.content)
+            if not isinstance(part, InputText)
+        ]
+        await self._drop_suspended_turn()
+        self._add_user_item(
+            item_id,
+            audio=np.concatenate(clips) if clips else None,
+            text="\n".join(texts) if texts else None,
+            event_id=event.event_id,
+        )
+
+    def _decode_clip(self, audio_b64: str, event_id: str | None, param: str) -> np.ndarray:
+        pcm = decode_pcm16(audio_b64, event_id=event_id, param=param)
+        rate = self.state.input_rate_hz
+        if rate != ev.SAMPLE_RATE_HZ:
+            pcm = np.asarray(soxr.resample(pcm, rate, ev.SAMPLE_RATE_HZ), dtype=np.int16)
+        if not len(pcm):
+            raise ProtocolError(
+                "invalid_audio", "the audio is empty", event_id=event_id, param=param
+            )
+        return pcm
+
+    # --- responses -------------------------------------------------------------------------
+
+    def _create_response(self, event_id: str | None) -> None:
+        if self.responding:
+            raise ProtocolError(
+                "conversation_already_has_active_response",
+                "a response is already in progress: cancel it or wait for response.done",
+                event_id=event_id,
+            )
+        if not self._awaiting_reply and self._suspended_turn is None:
+            raise ProtocolError(
+                "no_user_input",
+                "nothing to respond to: add a user message or commit audio first",
+                event_id=event_id,
+            )
+        self._awaiting_reply = False
+        writer = ResponseWriter(self._send, self._chain)
+        self._response = writer
+        self._response_task = asyncio.create_task(
+            self._run_response(writer), name=f"{self.id}:{writer.response_id}"
+        )
+
+    async def _run_response(self, writer: ResponseWriter) -> None:
+        turn, self._suspended_turn = self._suspended_turn, None
+        if turn is None:
+            turn = aiter(self._dialogue.respond())
+        writer.created()
+        try:
+            async for event in turn:
+                if isinstance(event, ev.UserTranscript):
+                    self._send_transcript(event)
+                elif isinstance(event, ev.ClientToolRequested):
+                    writer.client_tool(event.call)
+                    # The OpenAI flow: the response ends here; the client runs the tool,
+                    # sends function_call_output, then response.create resumes this turn.
+                    self._suspended_turn = turn
+                    writer.done_waiting_for_client()
+                    return
+                else:
+                    writer.handle(event)
+        except Exception:
+            log.exception("response %s failed", writer.response_id)
+            writer.failed("server_error", "the response failed; see the server log")
+        finally:
+            writer.ensure_done()
+
+    def _send_transcript(self, event: ev.UserTranscript) -> None:
+        item_id = self._item_ids.get(event.item_id, event.item_id)
+        self._send(
+            server_event(
+                "conversation.item.input_audio_transcription.completed",
+                item_id=item_id,
+                content_index=0,
+                transcript=event.text,
+                usage={"type": "duration", "seconds": self._item_audio_s.get(item_id, 0.0)},
+            )
+        )
+
+    async def _cancel_response(self, reason: str) -> None:
+        """Stop the running response and wait until its ``response.done`` is out."""
+        writer, task = self._response, self._response_task
+        if writer is None or task is None or task.done():
+            return
+        writer.cancel_reason = reason
+        delivered = writer.text_so_far or None
+        if reason == "turn_detected":
+            await self._dialogue.interrupt(delivered_text=delivered)
+        else:
+            await self._dialogue.cancel(delivered_text=delivered)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), CANCEL_WAIT_S)
+
+    async def _drop_suspended_turn(self) -> None:
+        """New user input while a client tool is pending abandons that tool call."""
+        turn, self._suspended_turn = self._suspended_turn, None
+        if turn is None:
+            return
+        await self._dialogue.cancel()
+        close = getattr(turn, "aclose", None)
+        if close is not None:
+            await close()

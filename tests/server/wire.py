@@ -1,0 +1,52 @@
+"""Talking to a running server from tests: URLs, sessions, events."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+
+from assistant.ws_server import AssistantServer
+
+EVENT_TIMEOUT_S = 30.0
+
+
+def ws_url(server: AssistantServer, query: str = "") -> str:
+    """The /v1/realtime URL of a running server."""
+    return f"ws://127.0.0.1:{server.port}/v1/realtime{query}"
+
+
+async def next_event(ws: ClientConnection, kind: str | None = None) -> dict[str, Any]:
+    """The next server event (of type ``kind``, skipping others)."""
+    async with asyncio.timeout(EVENT_TIMEOUT_S):
+        while True:
+            event = json.loads(await ws.recv())
+            if kind is None or event["type"] == kind:
+                return event
+
+
+async def events_until(ws: ClientConnection, kind: str) -> list[dict[str, Any]]:
+    """All server events up to and including the first of type ``kind``."""
+    seen = []
+    while True:
+        event = await next_event(ws)
+        seen.append(event)
+        if event["type"] == kind:
+            return seen
+
+
+async def open_session(server: AssistantServer, **connect_options: Any) -> ClientConnection:
+    """Connect to /v1/realtime and consume session.created."""
+    ws = await connect(ws_url(server), **connect_options)
+    created = await next_event(ws)
+    assert created["type"] == "session.created"
+    return ws
+
+
+def pcm16_b64(pcm: np.ndarray) -> str:
+    """int16 samples as base64 PCM16 (little-endian)."""
+    return base64.b64encode(pcm.astype("<i2").tobytes()).decode()
