@@ -50,3 +50,47 @@ async def open_session(server: AssistantServer, **connect_options: Any) -> Clien
 def pcm16_b64(pcm: np.ndarray) -> str:
     """int16 samples as base64 PCM16 (little-endian)."""
     return base64.b64encode(pcm.astype("<i2").tobytes()).decode()
+
+
+class HttpReply:
+    """Status, headers and body of one plain HTTP exchange."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status_code = status
+        self.headers = headers
+        self.content = body
+
+    @property
+    def text(self) -> str:
+        return self.content.decode()
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+async def http(
+    method: str,
+    url: str,
+    *,
+    content: bytes | None = None,
+    json_body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> HttpReply:
+    """One HTTP request with the standard library (in a thread, so the server keeps running)."""
+    import urllib.error
+    import urllib.request
+
+    headers = dict(headers or {})
+    if json_body is not None:
+        content = json.dumps(json_body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    request = urllib.request.Request(url, data=content, method=method, headers=headers)
+
+    def send() -> HttpReply:
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return HttpReply(response.status, dict(response.headers.items()), response.read())
+        except urllib.error.HTTPError as error:
+            return HttpReply(error.code, dict(error.headers.items()), error.read())
+
+    return await asyncio.to_thread(send)

@@ -1,0 +1,153 @@
+"""Plain HTTP on the server's port: the page, /healthz and POST /v1/respond."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from tests.server.wire import http
+
+
+def _wav(pcm: np.ndarray, rate_hz: int = 16000, subtype: str = "PCM_16", fmt: str = "WAV") -> bytes:
+    out = io.BytesIO()
+    sf.write(out, pcm, rate_hz, subtype=subtype, format=fmt)
+    return out.getvalue()
+
+
+def _base(server) -> str:
+    return f"http://127.0.0.1:{server.port}"
+
+
+async def test_page_is_served_with_a_strict_policy(server) -> None:
+    """GET / returns the single-file page with a Content-Security-Policy."""
+    response = await http("GET", _base(server) + "/")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert "audioWorklet" in response.text
+    assert "<script src" not in response.text  # no external assets
+
+
+async def test_healthz_reports_model_and_sessions(server) -> None:
+    """GET /healthz says the model is loaded and how busy the server is."""
+    health = (await http("GET", _base(server) + "/healthz")).json()
+    assert health["status"] == "ok"
+    assert health["model_loaded"] is True
+    assert (health["sessions"], health["queue_depth"]) == (0, 0)
+
+
+async def test_respond_with_a_wav_runs_a_tool(server, script, speech_16k) -> None:
+    """POST /v1/respond with a WAV: transcript, tool call and result, reply, timings."""
+    script.hear("What is the weather in Paris today?")
+    script.say(tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}])
+    script.say("It is 21 degrees in Paris.")
+    response = await http(
+        "POST",
+        _base(server) + "/v1/respond",
+        content=_wav(speech_16k),
+        headers={"Content-Type": "audio/wav"},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["transcript"] == "What is the weather in Paris today?"
+    assert body["text"] == "It is 21 degrees in Paris."
+    assert [(c["name"], c["arguments"]) for c in body["tool_calls"]] == [
+        ("get_weather", {"city": "Paris"})
+    ]
+    assert body["tool_results"][0]["ok"] is True
+    assert body["tool_results"][0]["content"]["temperature_c"] == 21
+    assert body["timings"]["total_ms"] > 0
+    assert body["timings"]["model_calls"] == 2
+
+
+async def test_respond_accepts_flac_at_any_rate(server, script, speech_16k) -> None:
+    """A FLAC body at 44.1 kHz is understood as well."""
+    script.say("Hello.")
+    pcm = np.asarray(soxr.resample(speech_16k, 16000, 44100), dtype=np.int16)
+    response = await http(
+        "POST",
+        _base(server) + "/v1/respond",
+        content=_wav(pcm, 44100, fmt="FLAC"),
+        headers={"Content-Type": "audio/flac"},
+    )
+    assert response.status_code == 200
+    assert response.json()["text"] == "Hello."
+
+
+async def test_respond_with_json_text(server, script) -> None:
+    """A JSON body with text gets the reply without a transcript."""
+    script.say("Good evening.")
+    response = await http("POST", _base(server) + "/v1/respond", json_body={"text": "Hi there"})
+    assert response.status_code == 200
+    assert (response.json()["transcript"], response.json()["text"]) == (None, "Good evening.")
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "phrase"),
+    [
+        (b"RIFF....WAVEnot really", "audio/wav", 400, ""),
+        (b'{"txt": "hi"}', "application/json", 400, "text"),
+        (b"hello", "text/plain", 415, "application/json"),
+    ],
+    ids=["unreadable-wav", "json-without-text", "unsupported-type"],
+)
+async def test_respond_refuses_bad_bodies(server, content, content_type, status, phrase) -> None:
+    """Bad bodies get a 4xx JSON error saying what to send."""
+    response = await http(
+        "POST",
+        _base(server) + "/v1/respond",
+        content=content,
+        headers={"Content-Type": content_type},
+    )
+    assert response.status_code == status
+    assert phrase in response.json()["error"]["message"]
+
+
+async def test_respond_refuses_a_body_over_the_limit(start_server) -> None:
+    """A body larger than max_request_body_bytes gets 413 before it is read."""
+    async with start_server(limits={"max_request_body_bytes": 1000}) as server:
+        response = await http(
+            "POST",
+            _base(server) + "/v1/respond",
+            content=b"\0" * 5000,
+            headers={"Content-Type": "audio/wav"},
+        )
+    assert response.status_code == 413
+
+
+async def test_respond_needs_the_token(start_server, script) -> None:
+    """With a token configured, /v1/respond answers 401 without it and 200 with it."""
+    script.say("Done.")
+    async with start_server(token="tok") as server:
+        url = _base(server) + "/v1/respond"
+        refused = await http("POST", url, json_body={"text": "hi"})
+        accepted = await http(
+            "POST", url, json_body={"text": "hi"}, headers={"Authorization": "Bearer tok"}
+        )
+    assert refused.status_code == 401
+    assert accepted.status_code == 200
+
+
+async def test_cross_site_post_is_refused(server) -> None:
+    """A browser POST from a foreign Origin gets 403 (no cross-site turns)."""
+    response = await http(
+        "POST",
+        _base(server) + "/v1/respond",
+        json_body={"text": "unlock the door"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/v1/respond", 405), ("POST", "/healthz", 405), ("GET", "/nope", 404)],
+)
+async def test_wrong_method_or_path(server, method, path, status) -> None:
+    """Wrong methods get 405 and unknown paths 404."""
+    response = await http(method, _base(server) + path)
+    assert response.status_code == status
