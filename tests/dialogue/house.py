@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from typing import Any
 
@@ -22,8 +23,11 @@ class House:
         """(call id, tool name, arguments) of every handler run, in start order."""
         self.started = asyncio.Event()
         self._gate = asyncio.Event()
+        self._overlap = asyncio.Event()
         self.active = 0
         self.max_active = 0
+        self.expected_overlap = 1
+        """How many set_light calls a test expects to run at once (each waits for them)."""
         self.tools = self._registry()
 
     def release(self) -> None:
@@ -46,9 +50,12 @@ class House:
             house._ran(context, room=room, state=state)
             house.active += 1
             house.max_active = max(house.max_active, house.active)
-            # Give the other calls of the round a chance to start: proves they overlap.
-            for _ in range(3):
-                await asyncio.sleep(0)
+            if house.active >= house.expected_overlap:
+                house._overlap.set()
+            # Wait (bounded) until the expected number of calls run at once: they overlap only
+            # if the dialogue runs them concurrently; one after another, this times out instead.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(house._overlap.wait(), timeout=2.0)
             house.active -= 1
             return {"room": room, "state": state}
 

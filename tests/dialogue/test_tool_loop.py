@@ -64,6 +64,7 @@ async def test_parallel_calls_run_concurrently_and_keep_call_order(scripted, hou
     worker, script = scripted
     script.reply(None, [LIGHT_ON, LIGHT_OFF])
     script.reply("Both done.")
+    house.expected_overlap = 2
     dialogue = Dialogue(worker, house.tools)
     dialogue.add_user_turn(text="kitchen on, hall off")
     await turn(dialogue)
