@@ -505,7 +505,7 @@ def _add_listen(sub: Any) -> None:
 
 
 def _listen(args: argparse.Namespace) -> int:
-    from assistant.listen import ListenError, ListenOptions, parse_device, run_listen
+    from assistant.listen import ListenError, ListenOptions, exit_now, parse_device, run_listen
 
     if args.fast and args.input is None:
         raise CliError("--fast applies to --input FILE only")
@@ -527,9 +527,10 @@ def _listen(args: argparse.Namespace) -> int:
         forced_replies=args.forced_replies,
     )
     try:
-        return run_listen(options)
+        status = run_listen(options)
     except ListenError as exc:
         raise CliError(str(exc)) from None
+    exit_now(status)
 
 
 # --- main ----------------------------------------------------------------------------------

@@ -20,9 +20,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import sys
 import time
 from typing import IO, Any, Protocol
 
+from rich import get_console
 from rich.console import Console, Group
 from rich.live import Live
 from rich.spinner import Spinner
@@ -262,8 +264,9 @@ class RichDisplay:
             console=self.console,
             refresh_per_second=10,
             transient=True,
-            redirect_stdout=False,
-            redirect_stderr=False,
+            # Log lines and stray prints go above the live view instead of through it.
+            redirect_stdout=True,
+            redirect_stderr=True,
         )
         self._live.start()
 
@@ -316,7 +319,9 @@ def make_display(mode: str, stream: IO[str]) -> Display:
     if mode == "auto":
         mode = "rich" if stream.isatty() else "plain"
     if mode == "rich":
-        return RichDisplay(Console(file=stream))
+        # On stdout, share rich's global console with the log handler, so that log lines print
+        # above the live view; a second console on the same terminal would write through it.
+        return RichDisplay(get_console() if stream is sys.stdout else Console(file=stream))
     if mode == "plain":
         return PlainDisplay(stream)
     raise ValueError(f"display mode must be auto, rich, plain or json, not {mode!r}")

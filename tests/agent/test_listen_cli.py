@@ -1,0 +1,116 @@
+"""``voxtral-assistant listen``: file input with JSON output, and one clear line per mistake."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from assistant.cli import build_parser
+from tests.agent.cli import run_listen
+from tests.agent.conftest import REPLY_TEXT, TOOL_CALL, TRANSCRIPT, ScriptWriter
+
+
+def test_input_file_with_json_prints_the_turn_event_by_event(
+    tiny_model_dir: Path, command_wav: Path, tools_file: Path, forced_replies: ScriptWriter
+) -> None:
+    """``--input FILE.wav --json``: every event of the turn, in order, one JSON object a line."""
+    done = run_listen(
+        "--model", tiny_model_dir, "--input", command_wav, "--fast", "--json", "--no-speak",
+        "--tools", tools_file, "--forced-replies", forced_replies(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    deltas = [e for e in events if e["type"] == "text_delta"]
+    others = [e for e in events if e["type"] != "text_delta"]
+    expected = [
+        ("agent_status", {"state": "loading", "detail": str(tiny_model_dir)}),
+        ("agent_status", {"state": "listening"}),
+        ("speech_started", {}),
+        ("agent_status", {"state": "hearing"}),
+        ("speech_end_likely", {}),
+        ("speech_stopped", {}),
+        ("agent_status", {"state": "listening"}),
+        ("utterance", {"truncated": False}),
+        ("agent_status", {"state": "thinking"}),
+        ("tool_call", {"name": "get_time", "arguments": TOOL_CALL["arguments"]}),
+        ("tool_started", {}),
+        ("agent_status", {"state": "calling_tool", "detail": "get_time"}),
+        ("tool_result", {"name": "get_time", "ok": True}),
+        ("agent_status", {"state": "thinking"}),
+        ("user_transcript", {"text": TRANSCRIPT}),
+        ("turn_done", {"text": REPLY_TEXT, "finish_reason": "stop"}),
+        ("agent_status", {"state": "listening"}),
+        ("agent_status", {"state": "stopped"}),
+    ]
+    assert [e["type"] for e in others] == [kind for kind, _ in expected]
+    for event, (_, fields) in zip(others, expected, strict=True):
+        assert event.items() >= fields.items(), event
+        assert event["at_s"] >= 0
+    speech = others[2:8]
+    assert speech[0]["start_ms"] < speech[3]["end_ms"] == speech[5]["end_ms"]
+    assert 0.8 < speech[5]["duration_s"] < 2.5  # "What time is it" after 0.5 s of silence
+    call, started, result = others[9], others[10], others[12]
+    assert started["call"]["id"] == call["id"] == result["call_id"]
+    assert json.loads(result["content"])["timezone"] == "UTC"
+    assert "".join(d["text"] for d in deltas) == REPLY_TEXT
+    turn = others[15]
+    assert [c["name"] for c in turn["tool_calls"]] == ["get_time"]
+    assert turn["metrics"]["model_calls"] == 2
+    assert turn["metrics"]["speech_end_to_first_delta_ms"] > 0
+
+
+def test_a_missing_model_is_one_clear_line(tmp_path: Path, command_wav: Path) -> None:
+    """A model folder that does not exist fails with status 2 and no traceback."""
+    done = run_listen("--model", tmp_path / "nowhere", "--input", command_wav, "--no-speak")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "voxtral-assistant:" in done.stderr and "nowhere" in done.stderr
+
+
+def test_no_microphone_is_a_clear_error_before_the_model_loads(tiny_model_dir: Path) -> None:
+    """Without any input device, listen says so (and offers --input) instead of loading."""
+    done = run_listen(
+        "--model", tiny_model_dir, "--no-speak",
+        env={"PULSE_SERVER": "unix:/nonexistent/pulse"},  # no sound server: no devices
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "no input device" in done.stderr and "--input" in done.stderr
+    assert "loaded" not in done.stderr
+
+
+def test_an_unreadable_recording_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A file that is not audio is refused with its name, before the model loads."""
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio", encoding="utf-8")
+    done = run_listen("--model", tiny_model_dir, "--input", bad, "--no-speak")
+    assert done.returncode == 2
+    assert "notes.wav" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unknown_voice_is_refused_before_the_model_loads(
+    tiny_model_dir: Path, command_wav: Path
+) -> None:
+    """``--voice`` that espeak-ng does not know fails at once with the voice's name."""
+    done = run_listen("--model", tiny_model_dir, "--input", command_wav, "--voice", "xx-nope")
+    assert done.returncode == 2
+    assert "'xx-nope'" in done.stderr and "loaded" not in done.stderr
+
+
+def test_fast_needs_an_input_file() -> None:
+    """``--fast`` without ``--input`` is a usage mistake."""
+    done = run_listen("--fast", "--no-speak")
+    assert done.returncode == 2 and "--fast applies to --input" in done.stderr
+
+
+def test_help_says_barge_in_is_for_headphones_or_echo_cancellers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The help of ``listen`` explains when barge-in is safe and what half-duplex does."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["listen", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--barge-in" in text and "headphones" in text and "echo canceller" in text
+    assert "half-duplex" in text
+    assert "--forced-replies" not in text
