@@ -1,0 +1,159 @@
+"""Conversation behaviour over /v1/realtime: commits, barge-in, transcripts, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+
+from tests.server.wire import events_until, next_event, open_session, pcm16_b64
+
+LONG_REPLY = "la " * 400
+
+
+def _session(turn_detection: dict | None, **extra) -> str:
+    audio_input = {"format": {"type": "audio/pcm", "rate": 16000}, "turn_detection": turn_detection}
+    audio_input.update(extra)
+    return json.dumps(
+        {"type": "session.update", "session": {"type": "realtime", "audio": {"input": audio_input}}}
+    )
+
+
+def _text_item(text: str) -> str:
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    return json.dumps({"type": "conversation.item.create", "item": item})
+
+
+def _append(pcm: np.ndarray) -> str:
+    return json.dumps({"type": "input_audio_buffer.append", "audio": pcm16_b64(pcm)})
+
+
+async def test_manual_commit_then_response(server, script, speech_16k) -> None:
+    """turn_detection null: append, commit, response.create → the reply to the audio."""
+    script.say("I heard you.")
+    ws = await open_session(server)
+    await ws.send(_session(None))
+    await next_event(ws, "session.updated")
+    await ws.send(_append(speech_16k))
+    await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+    committed = await next_event(ws)
+    created = await next_event(ws)
+    assert committed["type"] == "input_audio_buffer.committed"
+    assert created["type"] == "conversation.item.created"
+    assert created["item"]["id"] == committed["item_id"]
+    assert created["item"]["content"] == [{"type": "input_audio", "transcript": None}]
+    await ws.send(json.dumps({"type": "response.create"}))
+    events = await events_until(ws, "response.done")
+    assert next(e for e in events if e["type"] == "response.output_text.done")["text"] == (
+        "I heard you."
+    )
+    assert events[-1]["response"]["metrics"]["audio_s"] > 1.0
+    await ws.close()
+
+
+async def test_transcript_arrives_for_the_committed_item(server, script, speech_16k) -> None:
+    """With transcription on, the committed item gets its transcript event."""
+    script.hear("What is the weather in Paris today?")
+    script.say("Sunny.")
+    ws = await open_session(server)
+    await ws.send(_session(None, transcription={"model": "voxtral"}))
+    await next_event(ws, "session.updated")
+    await ws.send(_append(speech_16k))
+    await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+    item_id = (await next_event(ws, "input_audio_buffer.committed"))["item_id"]
+    await ws.send(json.dumps({"type": "response.create"}))
+    events = await events_until(ws, "response.done")
+    transcript = next(
+        e for e in events if e["type"] == "conversation.item.input_audio_transcription.completed"
+    )
+    assert (transcript["item_id"], transcript["transcript"]) == (
+        item_id,
+        "What is the weather in Paris today?",
+    )
+    await ws.close()
+
+
+async def test_speech_during_a_reply_interrupts_it(server, script, speech_16k) -> None:
+    """Server VAD barge-in: new speech cancels the reply (turn_detected), then it is answered."""
+    script.say(LONG_REPLY)
+    script.say("Yes?")
+    ws = await open_session(server)
+    await ws.send(_session({"type": "server_vad"}))
+    await next_event(ws, "session.updated")
+    await ws.send(_text_item("Sing me a song."))
+    await ws.send(json.dumps({"type": "response.create"}))
+    await next_event(ws, "response.output_text.delta")
+    silence = np.zeros(16000, dtype=np.int16)
+    await ws.send(_append(np.concatenate([speech_16k, silence])))
+    first = await events_until(ws, "response.done")
+    assert "input_audio_buffer.speech_started" in [e["type"] for e in first]
+    assert first[-1]["response"]["status"] == "cancelled"
+    assert first[-1]["response"]["status_details"]["reason"] == "turn_detected"
+    second = await events_until(ws, "response.done")
+    assert "input_audio_buffer.committed" in [e["type"] for e in second]
+    assert next(e for e in second if e["type"] == "response.output_text.done")["text"] == "Yes?"
+    assert second[-1]["response"]["status"] == "completed"
+    await ws.close()
+
+
+async def test_second_response_while_one_runs_is_refused(server, script) -> None:
+    """response.create during a response gets conversation_already_has_active_response."""
+    script.say(LONG_REPLY)
+    ws = await open_session(server)
+    await ws.send(_text_item("Sing."))
+    await ws.send(json.dumps({"type": "response.create"}))
+    await next_event(ws, "response.output_text.delta")
+    await ws.send(json.dumps({"type": "response.create", "event_id": "again"}))
+    error = await next_event(ws, "error")
+    assert (error["error"]["code"], error["error"]["event_id"]) == (
+        "conversation_already_has_active_response",
+        "again",
+    )
+    await ws.send(json.dumps({"type": "response.cancel"}))
+    assert (await next_event(ws, "response.done"))["response"]["status"] == "cancelled"
+    await ws.close()
+
+
+async def test_response_with_nothing_to_answer_is_refused(server) -> None:
+    """response.create before any input gets no_user_input and starts nothing."""
+    ws = await open_session(server)
+    await ws.send(json.dumps({"type": "response.create", "event_id": "r0"}))
+    error = await next_event(ws)
+    assert (error["type"], error["error"]["code"]) == ("error", "no_user_input")
+    await ws.close()
+
+
+async def test_cancel_without_a_response_is_an_error(server) -> None:
+    """response.cancel with nothing running gets response_cancel_not_active."""
+    ws = await open_session(server)
+    await ws.send(json.dumps({"type": "response.cancel"}))
+    assert (await next_event(ws))["error"]["code"] == "response_cancel_not_active"
+    await ws.close()
+
+
+async def test_client_tool_names_must_not_clash_with_server_tools(server) -> None:
+    """Declaring a client tool named like a server tool is refused; the session is unchanged."""
+    tool = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+    ws = await open_session(server)
+    await ws.send(json.dumps({"type": "session.update", "session": {"tools": [tool]}}))
+    error = await next_event(ws)
+    assert (error["error"]["code"], error["error"]["param"]) == ("invalid_value", "session.tools")
+    await ws.close()
+
+
+async def test_shutdown_ends_the_running_response_before_closing(start_server, script) -> None:
+    """On shutdown a running response still gets its response.done, then the close is 1001."""
+    script.say(LONG_REPLY)
+    async with start_server(limits={"shutdown_grace_s": 0.1}) as server:
+        ws = await open_session(server)
+        await ws.send(_text_item("Sing."))
+        await ws.send(json.dumps({"type": "response.create"}))
+        await next_event(ws, "response.output_text.delta")
+        shutdown = asyncio.create_task(server.shutdown())
+        done = await next_event(ws, "response.done")
+        await shutdown
+        async with asyncio.timeout(5):
+            await ws.wait_closed()
+    assert done["response"]["status"] in ("completed", "cancelled")
+    assert ws.close_code == 1001
