@@ -38,6 +38,7 @@ from assistant.realtime_protocol import (
     SessionState,
     SessionUpdate,
     TurnDetection,
+    assistant_message_item,
     decode_pcm16,
     function_call_output_item,
     new_id,
@@ -125,6 +126,17 @@ class RealtimeSession:
             task.cancel()
         await self._drop_suspended_turn()
         await self._dialogue.aclose()
+
+    def announce(self, text: str) -> None:
+        """Something a tool says unprompted (a timer ran out), as a finished assistant message."""
+        item_id = new_id("item")
+        self._send(
+            server_event(
+                "conversation.item.created",
+                previous_item_id=self._chain(item_id),
+                item=assistant_message_item(item_id, text, "completed"),
+            )
+        )
 
     # --- client events ---------------------------------------------------------------------
 

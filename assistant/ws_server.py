@@ -26,6 +26,7 @@ from websockets.frames import CloseCode
 
 from assistant.config import Settings, VadSettings
 from assistant.dialogue import Dialogue, DialogueSettings
+from assistant.events import Announcement
 from assistant.http_api import HttpApi
 from assistant.http_edge import HttpConnection
 from assistant.realtime_protocol import ProtocolError, error_event, parse_client_event
@@ -240,6 +241,7 @@ class AssistantServer:
         self._connections: set[_Connection] = set()
         self._server: Server | None = None
         self._started_s = time.monotonic()
+        self._announcer: asyncio.Task[None] | None = None
         self.slow_clients_disconnected = 0
         self.http = HttpApi(
             token=token,
@@ -277,6 +279,10 @@ class AssistantServer:
             open_timeout=limits.request_timeout_s + limits.respond_timeout_s,
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
+        if self.tools is not None:
+            self._announcer = asyncio.create_task(
+                self._announce(self.tools.announcements), name="server-announcements"
+            )
         log.info("serving on http://%s:%d (WebSocket /v1/realtime)", self.host, self.port)
 
     async def shutdown(self) -> None:
@@ -285,6 +291,8 @@ class AssistantServer:
             return
         server, self._server = self._server, None
         server.close(close_connections=False)
+        if self._announcer is not None:
+            self._announcer.cancel()
         await asyncio.gather(
             *(
                 conn.stop(
@@ -333,6 +341,16 @@ class AssistantServer:
             await conn.run()
         finally:
             self._connections.discard(conn)
+
+    async def _announce(self, announcements: asyncio.Queue[Announcement]) -> None:
+        """Tools speaking up later (a timer ran out) reach every open session."""
+        while True:
+            announcement = await announcements.get()
+            log.info(
+                "announcement from %s to %d session(s)", announcement.source, len(self._connections)
+            )
+            for conn in list(self._connections):
+                conn.session.announce(announcement.text)
 
     def _count_slow_client(self) -> None:
         self.slow_clients_disconnected += 1

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 
+from assistant.events import Announcement
 from tests.server.wire import events_until, next_event, open_session, pcm16_b64
 
 LONG_REPLY = "la " * 400
@@ -157,3 +158,15 @@ async def test_shutdown_ends_the_running_response_before_closing(start_server, s
             await ws.wait_closed()
     assert done["response"]["status"] in ("completed", "cancelled")
     assert ws.close_code == 1001
+
+
+async def test_tool_announcements_reach_open_sessions(server) -> None:
+    """An announcement from a tool (a timer ran out) arrives as a finished assistant message."""
+    ws = await open_session(server)
+    assert server.tools is not None
+    server.tools.announcements.put_nowait(Announcement("Your tea is ready.", "set_timer"))
+    created = await next_event(ws, "conversation.item.created")
+    assert created["item"]["role"] == "assistant"
+    assert created["item"]["status"] == "completed"
+    assert created["item"]["content"] == [{"type": "output_text", "text": "Your tea is ready."}]
+    await ws.close()
