@@ -284,7 +284,8 @@ async def _load_worker(settings: Settings, script: Any) -> Any:
     try:
         worker = await _in_daemon_thread(load)
     except ValueError as exc:
-        raise ListenError(str(exc)) from None
+        hint = "; run on the CPU with --model-device cpu (slower)" if "CUDA" in str(exc) else ""
+        raise ListenError(f"{exc}{hint}") from None
     if script is not None:
         forced.append(script.factory(worker.tokenizer))
     return worker

@@ -114,3 +114,35 @@ def test_help_says_barge_in_is_for_headphones_or_echo_cancellers(
     assert "--barge-in" in text and "headphones" in text and "echo canceller" in text
     assert "half-duplex" in text
     assert "--forced-replies" not in text
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_has_gpu(), reason="checks the behaviour of a machine without a GPU")
+def test_without_a_gpu_auto_warns_and_runs_on_the_cpu(
+    tiny_model_dir: Path, command_wav: Path, forced_replies: ScriptWriter
+) -> None:
+    """No GPU: the default device runs on the CPU after a warning about speed."""
+    done = run_listen(
+        "--model", tiny_model_dir, "--input", command_wav, "--fast", "--no-speak", "--plain",
+        "--forced-replies", forced_replies(replies=[{"text": "Hi."}]),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "no GPU found" in done.stderr and "seconds" in done.stderr
+    assert "assistant: Hi." in done.stdout
+
+
+@pytest.mark.skipif(_has_gpu(), reason="checks the behaviour of a machine without a GPU")
+def test_without_a_gpu_asking_for_cuda_offers_the_cpu(
+    tiny_model_dir: Path, command_wav: Path
+) -> None:
+    """``--model-device cuda`` with no GPU fails in one line that points to the CPU."""
+    done = run_listen(
+        "--model", tiny_model_dir, "--input", command_wav, "--no-speak", "--model-device", "cuda"
+    )
+    assert done.returncode == 2
+    assert "no CUDA GPU" in done.stderr and "--model-device cpu" in done.stderr
