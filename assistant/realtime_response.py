@@ -35,8 +35,6 @@ class ResponseWriter:
 
     def __init__(self, send: SendEvent, chain: ChainItem) -> None:
         self.response_id = new_id("resp")
-        self.text_so_far = ""
-        """All reply text streamed in this response (what a barge-in has delivered)."""
         self.cancel_reason: str | None = None
         """Why the response is being cancelled (``client_cancelled``, ``turn_detected``...)."""
         self._send = send
@@ -119,7 +117,6 @@ class ResponseWriter:
                 )
             )
         self._message_text += delta
-        self.text_so_far += delta
         self._send(
             server_event(
                 "response.output_text.delta",

@@ -97,6 +97,7 @@ class RealtimeSession:
         self._response_task: asyncio.Task[None] | None = None
         self._suspended_turn: AsyncIterator[Any] | None = None
         """A turn paused at a client tool call, resumed by the next ``response.create``."""
+        self._closed = False
         self._configure_audio()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -119,7 +120,10 @@ class RealtimeSession:
         await self.close()
 
     async def close(self) -> None:
-        """Cancel any running response and release the suspended turn."""
+        """Cancel any running response and release the suspended turn (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         await self._cancel_response("server_shutdown")
         task = self._response_task
         if task is not None and not task.done():
@@ -470,11 +474,11 @@ class RealtimeSession:
         if writer is None or task is None or task.done():
             return
         writer.cancel_reason = reason
-        delivered = writer.text_so_far or None
+        # Every delta already went out to the client, so the reply keeps all text sent.
         if reason == "turn_detected":
-            await self._dialogue.interrupt(delivered_text=delivered)
+            await self._dialogue.interrupt()
         else:
-            await self._dialogue.cancel(delivered_text=delivered)
+            await self._dialogue.cancel()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(task), CANCEL_WAIT_S)
 
@@ -484,6 +488,8 @@ class RealtimeSession:
         if turn is None:
             return
         await self._dialogue.cancel()
+        # respond() is typed as an iterator but is an async generator: close it now rather
+        # than at garbage collection.
         close = getattr(turn, "aclose", None)
         if close is not None:
             await close()

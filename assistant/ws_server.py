@@ -132,9 +132,11 @@ class _Connection:
         self.close_reason = ""
 
     def send_event(self, event: dict[str, Any]) -> None:
+        """Queue one server event (never blocks; an overflow disconnects the client)."""
         self.outbox.put(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
 
     async def run(self) -> None:
+        """Serve the client until it leaves, idles out, stops reading, or the server stops."""
         name = self.session.id
         self.session.start()
         tasks = {
