@@ -44,6 +44,7 @@ class HttpConnection(ServerConnection):
         self.http_error: tuple[http.HTTPStatus, str] | None = None
         """Set when the body was refused before reading it (too large, chunked)."""
         self._pending: bytearray | None = bytearray()
+        self._continued = False
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -82,6 +83,10 @@ class HttpConnection(ServerConnection):
         body_start = head_end + 4
         if self.http_method == "POST" and self.http_error is None and length:
             if len(self._pending) - body_start < length:
+                if not self._continued and b"\r\nexpect: 100-continue" in head.lower():
+                    # curl waits a second for this before sending bodies over 1 MiB.
+                    self._continued = True
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 return
             self.http_body = bytes(self._pending[body_start : body_start + length])
         self._pending = None

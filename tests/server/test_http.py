@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import numpy as np
@@ -151,3 +152,22 @@ async def test_wrong_method_or_path(server, method, path, status) -> None:
     """Wrong methods get 405 and unknown paths 404."""
     response = await http(method, _base(server) + path)
     assert response.status_code == status
+
+
+async def test_expect_100_continue_is_answered(server, script) -> None:
+    """A client that sends Expect: 100-continue (curl, large bodies) is told to go on at once."""
+    script.say("Fine.")
+    body = b'{"text": "hello"}'
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        b"POST /v1/respond HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    async with asyncio.timeout(0.5):
+        assert await reader.readline() == b"HTTP/1.1 100 Continue\r\n"
+    writer.write(body)
+    async with asyncio.timeout(30):
+        await reader.readline()
+        status = await reader.readline()
+    writer.close()
+    assert status.startswith(b"HTTP/1.1 200")
