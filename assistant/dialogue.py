@@ -418,7 +418,10 @@ class Dialogue:
                 r.say(event.text)
             elif isinstance(event, ToolCall):
                 self._on_call(r, rnd, event, may_run)
-            elif isinstance(event, (MalformedToolCall, ErrorEvent)):
+            elif isinstance(event, MalformedToolCall):
+                if not r.interrupted.is_set():  # else the cancel cut it off mid-call
+                    r.emit(event)
+            elif isinstance(event, ErrorEvent):
                 r.emit(event)
             elif isinstance(event, ResponseDone):
                 r.clock.model_call(event)

@@ -68,6 +68,17 @@ async def test_audio_turn_is_transcribed_without_delaying_the_reply(scripted, sp
     assert kinds.index(TextDelta) < kinds.index(UserTranscript) < kinds.index(TurnDone)
 
 
+async def test_the_reply_is_generated_before_any_transcription(scripted, speech) -> None:
+    """The model thread takes the reply's generation first, the clips' transcriptions after."""
+    worker, script = scripted
+    script.reply("It is noon.")
+    dialogue = Dialogue(worker)
+    dialogue.add_user_turn(audio=speech("what time"))
+    dialogue.add_user_turn(audio=speech("is it"))
+    await turn(dialogue)
+    assert script.served == ["chat", "transcription", "transcription"]
+
+
 async def test_transcripts_can_be_turned_off(scripted, speech) -> None:
     """With transcribe_user off no transcription request reaches the model."""
     worker, script = scripted

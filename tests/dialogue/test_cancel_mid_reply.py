@@ -1,0 +1,86 @@
+"""Cancellations that land at exact points of a reply, made deterministic by holding the model
+thread mid-generation: after a tool call was streamed but before the reply's stream ended."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from mistral_common.protocol.instruct.messages import AssistantMessage, ToolMessage, UserMessage
+
+from assistant.dialogue import Dialogue, DialogueSettings
+from assistant.events import DialogueEvent, MalformedToolCall, ToolResult, TurnDone
+from assistant.testing.forced import reply_tokens
+from assistant.testing.tiny_model import EOS_ID
+from tests.dialogue.house import House
+
+SLOW = {"name": "slow_switch", "arguments": {"name": "fan"}}
+LIGHT_ON = {"name": "set_light", "arguments": {"room": "hall", "state": "on"}}
+SILENCE = np.zeros(1600, dtype=np.int16)
+
+
+async def _collect(dialogue: Dialogue, into: list[DialogueEvent]) -> None:
+    async for event in dialogue.respond():
+        into.append(event)
+
+
+def _two_call_reply(script) -> tuple[list[int], int]:
+    """A reply with two separate tool-call segments, and the token count after which the first
+    call is complete (the second segment's opening token closes it) but the stream goes on."""
+    first = reply_tokens(script.tokenizer, None, [SLOW])
+    assert first[-1] == EOS_ID
+    first = first[:-1]
+    return [*first, *reply_tokens(script.tokenizer, None, [LIGHT_ON])], len(first) + 1
+
+
+async def _interrupt_mid_stream(
+    dialogue: Dialogue, script, house: House, events: list[DialogueEvent]
+) -> tuple[asyncio.Task[None], asyncio.Task[bool]]:
+    """Start a turn, interrupt it while its first tool runs and the model is held mid-reply,
+    let the model finish the cancelled reply; return the consumer and the interrupt tasks."""
+    tokens, after = _two_call_reply(script)
+    gate = script.held_reply(tokens, after_tokens=after)
+    dialogue.add_user_turn(text="fan on, and the hall light")
+    consumer = asyncio.create_task(_collect(dialogue, events))
+    await house.started.wait()  # the model thread is held: the reply's stream has not ended
+    interrupting = asyncio.create_task(dialogue.interrupt())
+    await asyncio.sleep(0)  # the interrupt has cancelled the stream
+    gate.set()
+    # The model thread serves requests in order: once this transcription is back, the
+    # cancelled reply's stream has ended and the dialogue has read its end.
+    await dialogue.worker.transcribe(SILENCE)
+    await asyncio.sleep(0.05)
+    return consumer, interrupting
+
+
+async def test_cancel_after_a_streamed_call_waits_for_its_tool(scripted, house) -> None:
+    """A tool started from a reply cancelled before its stream ended still finishes before the
+    response settles, and its real result (not "cancelled") joins the history."""
+    worker, script = scripted
+    dialogue = Dialogue(worker, house.tools, DialogueSettings(transcribe_user=False))
+    events: list[DialogueEvent] = []
+    consumer, interrupting = await _interrupt_mid_stream(dialogue, script, house, events)
+    assert dialogue.is_responding and not interrupting.done()
+    house.release()
+    assert await interrupting
+    await consumer
+    (result,) = [e for e in events if isinstance(e, ToolResult)]
+    assert result.name == "slow_switch" and result.ok
+    user, calls, tool_message = dialogue.history
+    assert isinstance(user, UserMessage) and isinstance(calls, AssistantMessage)
+    assert isinstance(tool_message, ToolMessage) and tool_message.content == result.content
+    assert house.runs_per_call() == {result.call_id: 1}
+    assert isinstance(events[-1], TurnDone) and events[-1].finish_reason == "cancelled"
+
+
+async def test_a_call_cut_off_by_the_cancel_is_not_reported_malformed(scripted, house) -> None:
+    """The half-written call that a barge-in cut off is dropped silently, not sent as an error."""
+    worker, script = scripted
+    dialogue = Dialogue(worker, house.tools, DialogueSettings(transcribe_user=False))
+    events: list[DialogueEvent] = []
+    consumer, interrupting = await _interrupt_mid_stream(dialogue, script, house, events)
+    house.release()
+    await interrupting
+    await consumer
+    assert not any(isinstance(e, MalformedToolCall) for e in events)
+    assert [c.name for c in events[-1].tool_calls] == ["slow_switch"]
