@@ -81,6 +81,8 @@ class RealtimeSession:
         dialogue.settings.transcribe_user = self.state.transcribe
         self._awaiting_reply = False
         """Whether user input (or a tool output) arrived since the last response began."""
+        self._speech_unanswered = False
+        """Whether server VAD committed an utterance while a response ran (answered next)."""
         self._resampler: soxr.ResampleStream | None = None
         self._buffer: list[np.ndarray] = []
         self._buffered_samples = 0
@@ -146,6 +148,13 @@ class RealtimeSession:
 
     async def handle(self, event: ClientEvent) -> None:
         """Apply one client event; refusals raise ``ProtocolError`` (the session is unchanged)."""
+        if self._closed:
+            # The server is shutting down: nothing new may start after close().
+            raise ProtocolError(
+                "session_closed",
+                "the session is closing: no more events are accepted",
+                event_id=event.event_id,
+            )
         if isinstance(event, InputAudioBufferAppend):
             await self._append(event)
         elif isinstance(event, SessionUpdate):
@@ -284,7 +293,11 @@ class RealtimeSession:
             item_id = self._speech_item_id or new_id("item")
             self._speech_item_id = None
             await self._commit(vad_event.pcm, item_id, time.monotonic() - behind_s)
-            if vad.create_response and not self.responding:
+            if not vad.create_response:
+                return
+            if self.responding:
+                self._speech_unanswered = True
+            else:
                 self._create_response(None)
 
     async def _commit_manually(self, event: InputAudioBufferCommit) -> None:
@@ -426,11 +439,13 @@ class RealtimeSession:
                 event_id=event_id,
             )
         self._awaiting_reply = False
+        self._speech_unanswered = False
         writer = ResponseWriter(self._send, self._chain)
         self._response = writer
         self._response_task = asyncio.create_task(
             self._run_response(writer), name=f"{self.id}:{writer.response_id}"
         )
+        self._response_task.add_done_callback(lambda _: self._answer_speech_heard_meanwhile())
 
     async def _run_response(self, writer: ResponseWriter) -> None:
         turn, self._suspended_turn = self._suspended_turn, None
@@ -455,6 +470,20 @@ class RealtimeSession:
             writer.failed("server_error", "the response failed; see the server log")
         finally:
             writer.ensure_done()
+
+    def _answer_speech_heard_meanwhile(self) -> None:
+        """An utterance committed while a response ran (no barge-in) gets its own response."""
+        vad = self.state.turn_detection
+        if (
+            self._closed
+            or self.responding
+            or self._suspended_turn is not None
+            or not self._speech_unanswered
+            or vad is None
+            or not vad.create_response
+        ):
+            return
+        self._create_response(None)
 
     def _send_transcript(self, event: ev.UserTranscript) -> None:
         item_id = self._item_ids.get(event.item_id, event.item_id)

@@ -6,8 +6,12 @@ import asyncio
 import json
 
 import numpy as np
+import pytest
 
+from assistant.dialogue import Dialogue
 from assistant.events import Announcement
+from assistant.realtime_protocol import ProtocolError, parse_client_event
+from assistant.realtime_session import RealtimeSession
 from tests.server.wire import events_until, next_event, open_session, pcm16_b64
 
 LONG_REPLY = "la " * 400
@@ -170,3 +174,38 @@ async def test_tool_announcements_reach_open_sessions(server) -> None:
     assert created["item"]["status"] == "completed"
     assert created["item"]["content"] == [{"type": "output_text", "text": "Your tea is ready."}]
     await ws.close()
+
+
+async def test_speech_committed_during_a_reply_is_answered_after_it(
+    server, script, speech_16k
+) -> None:
+    """Without barge-in, an utterance committed during a reply gets its own response after it."""
+    script.say(LONG_REPLY)
+    script.say("Yes?")
+    ws = await open_session(server)
+    await ws.send(_session({"type": "server_vad", "interrupt_response": False}))
+    await next_event(ws, "session.updated")
+    await ws.send(_text_item("Sing me a song."))
+    await ws.send(json.dumps({"type": "response.create"}))
+    await next_event(ws, "response.output_text.delta")
+    await ws.send(_append(np.concatenate([speech_16k, np.zeros(16000, dtype=np.int16)])))
+    first = await events_until(ws, "response.done")
+    assert "input_audio_buffer.committed" in [e["type"] for e in first]
+    assert first[-1]["response"]["status"] != "cancelled"
+    second = await events_until(ws, "response.done")
+    assert second[0]["type"] == "response.created"
+    assert next(e for e in second if e["type"] == "response.output_text.done")["text"] == "Yes?"
+    await ws.close()
+
+
+async def test_a_closed_session_refuses_new_events(scripted_worker) -> None:
+    """After close() (server shutdown) a client event is refused and starts no response."""
+    worker, _ = scripted_worker
+    sent: list[dict] = []
+    session = RealtimeSession(Dialogue(worker), sent.append, model_name="voxtral")
+    await session.close()
+    with pytest.raises(ProtocolError) as refused:
+        await session.handle(parse_client_event(_text_item("Are you there?")))
+    assert refused.value.code == "session_closed"
+    assert not session.responding
+    assert [e["type"] for e in sent] == []
