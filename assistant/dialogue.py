@@ -19,25 +19,22 @@ import dataclasses
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from mistral_common.protocol.instruct.messages import SystemMessage, TextChunk
+from mistral_common.protocol.instruct.messages import AssistantMessage, SystemMessage, TextChunk
 from mistral_common.protocol.instruct.tool_calls import Tool
 
 from assistant.audio_io import audio_chunk, load_audio
-from assistant.confirmation import (
-    DEFAULT_YES_WORDS,
-    confirmation_prompt,
-    is_clear_no,
-    is_clear_yes,
-)
+from assistant.confirmation import confirmation_prompt, is_clear_no, is_clear_yes
+from assistant.dialogue_settings import DialogueSettings
 from assistant.dialogue_turn import ResponseState, ToolRunner, UserInput, new_call_id
 from assistant.events import (
     SAMPLE_RATE_HZ,
+    Announcement,
     ConfirmationRequested,
     DialogueEvent,
     ErrorEvent,
@@ -47,7 +44,6 @@ from assistant.events import (
     TextDelta,
     ToolCall,
     TurnDone,
-    UserTranscript,
     Utterance,
 )
 from assistant.history import (
@@ -55,62 +51,22 @@ from assistant.history import (
     History,
     Message,
     Round,
+    Turn,
     UserItem,
     cancelled_result,
     delivered_rounds,
     reply_messages,
 )
-from assistant.model_worker import GenerationParams, ModelWorker
+from assistant.model_worker import ModelWorker
 from assistant.session_log import LoggedInput, SessionLog
 from assistant.tools import ToolRegistry
-from assistant.turn_metrics import TurnClock
+from assistant.turn_metrics import TurnClock, summary
+from assistant.user_transcripts import UserTranscripts
 
 log = logging.getLogger(__name__)
 
-TOOL_ROUND_LIMIT_MESSAGE = "Sorry, I could not finish that: it took too many steps."
-
-
-@dataclass
-class DialogueSettings:
-    """How a conversation behaves; every field has a working default."""
-
-    instructions: str | None = None
-    """Persona / instruction text. From tokenizer v13 it is a system prompt; below v13, where
-    mistral-common refuses a system prompt next to audio, the model worker moves it into the
-    first user message as a text chunk."""
-    max_tool_rounds: int = 4
-    """Tool rounds per turn; a reply that still calls tools after that many is not run, and the
-    user hears ``tool_round_limit_message``."""
-    interrupt_response: bool = True
-    """Barge-in: user speech during a reply cancels it (``interrupt``)."""
-    min_interrupt_speech_ms: int = 300
-    """Shorter speech (a cough, "mm-hm") does not interrupt."""
-    transcribe_user: bool = True
-    """Also run each user clip through transcription mode (``UserTranscript`` events)."""
-    context_budget_tokens: int | None = None
-    """Most prompt tokens per request; None: the model's context minus ``max_new_tokens``."""
-    keep_dropped_transcripts: bool = True
-    """Over the budget, replace old clips by their transcripts before dropping whole turns."""
-    client_tool_timeout_s: float = 60.0
-    """How long a client tool may take before its call fails with a timeout result."""
-    confirm_yes_words: tuple[str, ...] = DEFAULT_YES_WORDS
-    """Words and phrases that confirm a ``confirm`` tool."""
-    session_log_path: Path | None = None
-    """Append every turn to this JSONL file (see ``assistant.session_log``)."""
-    log_audio: bool = False
-    """Save user clips as WAV files next to the session log."""
-    params: GenerationParams = field(default_factory=GenerationParams)
-    tool_round_limit_message: str = TOOL_ROUND_LIMIT_MESSAGE
-
-    def __post_init__(self) -> None:
-        if self.max_tool_rounds < 0:
-            raise ValueError("max_tool_rounds must be 0 or more")
-        if self.min_interrupt_speech_ms < 0:
-            raise ValueError("min_interrupt_speech_ms must be 0 or more")
-        if self.context_budget_tokens is not None and self.context_budget_tokens < 1:
-            raise ValueError("context_budget_tokens must be positive")
-        if self.client_tool_timeout_s <= 0:
-            raise ValueError("client_tool_timeout_s must be positive")
+HELD_ANNOUNCEMENTS = 16
+"""Announcements waiting for an open turn's reply; beyond that the oldest is forgotten."""
 
 
 @dataclass(eq=False)
@@ -119,6 +75,16 @@ class _Pending:
 
     round: Round
     calls: list[ToolCall]
+
+
+@dataclass(eq=False)
+class _Committed:
+    """Where the last response's messages sit in the history: ``turn.replies[start:end]``."""
+
+    turn: Turn
+    start: int
+    end: int
+    rounds: list[Round]
 
 
 class Dialogue:
@@ -138,12 +104,15 @@ class Dialogue:
         # A copy: set_instructions must not reach other dialogues sharing the settings object.
         self.settings = dataclasses.replace(settings) if settings else DialogueSettings()
         self.conversation_id = conversation_id or f"conv_{uuid.uuid4().hex[:16]}"
+        self._transcripts = UserTranscripts(worker, self.conversation_id)
         self._history = History()
         self._pending: _Pending | None = None
         self._new_inputs: list[UserInput] = []
         self._waiting: list[UserInput] = []
         self._call_ids: set[str] = set()
         self._response: ResponseState | None = None
+        self._last: _Committed | None = None
+        self._announcements: deque[str] = deque(maxlen=HELD_ANNOUNCEMENTS)
         self._task: asyncio.Task[None] | None = None
         self._turns = 0
         self._session_log: SessionLog | None = None
@@ -229,6 +198,29 @@ class Dialogue:
             self._history.add_user(entry.item)
         self._new_inputs.append(entry)
 
+    def add_announcement(self, announcement: Announcement | str) -> None:
+        """Record something the assistant said unprompted (a timer fired) as an assistant message,
+        so that a follow-up ("what was that?") can be answered.
+
+        It joins the history at once when the newest turn is answered and no response runs;
+        otherwise (a reply running, input or a confirmation waiting for one) right after that
+        reply, so user input and its reply are never split.
+        """
+        text = announcement.text if isinstance(announcement, Announcement) else announcement
+        if not text.strip():
+            raise ValueError("an announcement needs text")
+        if len(self._announcements) == HELD_ANNOUNCEMENTS:
+            log.warning("%s: too many held announcements, forgot the oldest", self.conversation_id)
+        self._announcements.append(text)
+        if not self.is_responding:
+            self._commit_announcements()
+
+    def _commit_announcements(self) -> None:
+        if self._pending is not None or not self._history.turns or self._history.awaiting_reply:
+            return
+        while self._announcements:
+            self._history.add_replies([AssistantMessage(content=self._announcements.popleft())])
+
     def provide_tool_output(self, call_id: str, output: str) -> None:
         """Deliver a client tool's output; ``ValueError`` if no call ``call_id`` is waiting."""
         self._runner.provide_output(call_id, output)
@@ -281,10 +273,14 @@ class Dialogue:
         """Stop the running response whatever the barge-in settings; False if none runs.
 
         Tool calls already started finish and their results are kept; the others are
-        recorded as cancelled; the reply text is cut to ``delivered_text``.
+        recorded as cancelled; the reply text is cut to ``delivered_text``. When the reply has
+        already ended (generated, still being spoken), ``delivered_text`` cuts it in the
+        history all the same, and the result is False: nothing was running.
         """
         response = self._response
         if response is None or response.settled.is_set():
+            if delivered_text is not None:
+                self._cut_last_reply(delivered_text)
             return False
         if not response.interrupted.is_set():
             response.delivered_text = delivered_text
@@ -293,6 +289,15 @@ class Dialogue:
                 response.stream.cancel()
         await response.settled.wait()
         return True
+
+    def _cut_last_reply(self, delivered_text: str) -> None:
+        """Cut the ended last reply to what the user heard (once; not after newer input)."""
+        last, self._last = self._last, None
+        newest = self._history.turns[-1] if self._history.turns else None
+        if last is None or self._pending is not None or newest is not last.turn:
+            return
+        replies = reply_messages(delivered_rounds(last.rounds, delivered_text))
+        self._history.replace_replies(last.turn, last.start, last.end, replies)
 
     async def aclose(self) -> None:
         """Cancel any response, wait for its end, close the session log."""
@@ -430,7 +435,7 @@ class Dialogue:
         if r.transcripts is None:
             # The model thread has finished the first generation: transcripts no longer
             # delay the reply (they run while tools do).
-            r.transcripts = self._start_transcripts(r)
+            r.transcripts = self._transcripts.start(r, enabled=self.settings.transcribe_user)
         return finish
 
     def _on_call(self, r: ResponseState, rnd: Round, call: ToolCall, may_run: bool) -> None:
@@ -459,7 +464,7 @@ class Dialogue:
     async def _resolve_confirmation(self, r: ResponseState, pending: _Pending) -> None:
         """The user's answer decides the pending calls; the reply then joins the history."""
         self._pending = None
-        answer = " ".join(await self._answer_texts(r)).strip()
+        answer = await self._transcripts.answer_text(r)
         yes = is_clear_yes(answer, self.settings.confirm_yes_words)
         log.info("%s: confirmation answered %r (yes=%s)", self.conversation_id, answer, yes)
         rnd = pending.round
@@ -475,40 +480,6 @@ class Dialogue:
             for entry in r.inputs:
                 self._history.add_user(entry.item)
 
-    async def _answer_texts(self, r: ResponseState) -> list[str]:
-        texts = []
-        for entry in r.inputs:
-            if entry.samples is not None:
-                await self._transcribe(r, entry)
-                texts.append(entry.item.transcript or "")
-            if entry.text:
-                texts.append(entry.text)
-        return texts
-
-    # --- transcripts -----------------------------------------------------------------------
-
-    def _start_transcripts(self, r: ResponseState) -> asyncio.Task[None]:
-        return asyncio.create_task(
-            self._transcribe_all(r), name=f"transcripts-{self.conversation_id}"
-        )
-
-    async def _transcribe_all(self, r: ResponseState) -> None:
-        if not self.settings.transcribe_user:
-            return
-        pending = [e for e in r.inputs if e.samples is not None and e.item.transcript is None]
-        await asyncio.gather(*(self._transcribe(r, entry) for entry in pending))
-
-    async def _transcribe(self, r: ResponseState, entry: UserInput) -> None:
-        if entry.samples is None or entry.item.transcript is not None:
-            return
-        try:
-            transcription = await self.worker.transcribe(entry.samples)
-        except Exception as exc:  # a missing transcript must never break the conversation
-            log.warning("transcription of %s failed: %s", entry.item.item_id, exc)
-            return
-        entry.item.transcript = transcription.text
-        r.emit(UserTranscript(entry.item.item_id, transcription.text, transcription.language))
-
     # --- the end of a turn -----------------------------------------------------------------
 
     async def _settle(self, r: ResponseState) -> None:
@@ -522,16 +493,22 @@ class Dialogue:
         rounds = r.rounds
         if r.interrupted.is_set():
             rounds = delivered_rounds(rounds, r.delivered_text)
+        turn = self._history.turns[-1]
+        start = len(turn.replies)
         self._history.add_replies(reply_messages(rounds))
+        self._last = None
+        if not r.interrupted.is_set() and len(turn.replies) > start:
+            self._last = _Committed(turn, start, len(turn.replies), rounds)
         r.clock.done()
         waiting, self._waiting = self._waiting, []
         r.settled.set()
+        self._commit_announcements()
         for entry in waiting:
             self._accept(entry)
 
     async def _wrap_up(self, r: ResponseState, finish: FinishReason) -> None:
         if r.transcripts is None:
-            r.transcripts = self._start_transcripts(r)
+            r.transcripts = self._transcripts.start(r, enabled=self.settings.transcribe_user)
         await r.transcripts
         done = TurnDone(
             text=r.reply_text(),
@@ -541,20 +518,8 @@ class Dialogue:
             metrics=r.clock.metrics(),
         )
         self._turns += 1
-        m = done.metrics
         log.info(
-            "%s turn %d %s: first text %s ms, first tool %s ms, done %s ms, %d model call(s), "
-            "%d prompt / %d generated tokens, %.1f s audio",
-            self.conversation_id,
-            self._turns,
-            finish,
-            m.speech_end_to_first_delta_ms,
-            m.speech_end_to_first_tool_ms,
-            m.speech_end_to_done_ms,
-            m.model_calls,
-            m.prompt_tokens,
-            m.generated_tokens,
-            m.audio_s,
+            "%s turn %d %s: %s", self.conversation_id, self._turns, finish, summary(done.metrics)
         )
         if self._session_log is not None:
             inputs = [

@@ -198,6 +198,18 @@ class History:
         _check_replies(replies)
         self.turns[-1].replies.extend(replies)
 
+    def replace_replies(self, turn: Turn, start: int, end: int, replies: Sequence[Message]) -> bool:
+        """Put ``replies`` in place of ``turn.replies[start:end]`` (one response's messages).
+
+        Returns False, changing nothing, when the turn is no longer in the history.
+        """
+        if not any(t is turn for t in self.turns):
+            return False
+        updated = [*turn.replies[:start], *replies, *turn.replies[end:]]
+        _check_replies(updated)
+        turn.replies[:] = updated
+        return True
+
     def item(self, item_id: str) -> UserItem | None:
         """The user item with this id, if it is still in the history."""
         for turn in self.turns:

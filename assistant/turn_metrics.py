@@ -80,3 +80,14 @@ class TurnClock:
             generated_tokens=self._generated_tokens,
             model_calls=self._model_calls,
         )
+
+
+def summary(metrics: TurnMetrics) -> str:
+    """One log line's worth of a turn's metrics."""
+    return (
+        f"first text {metrics.speech_end_to_first_delta_ms} ms, "
+        f"first tool {metrics.speech_end_to_first_tool_ms} ms, "
+        f"done {metrics.speech_end_to_done_ms} ms, {metrics.model_calls} model call(s), "
+        f"{metrics.prompt_tokens} prompt / {metrics.generated_tokens} generated tokens, "
+        f"{metrics.audio_s:.1f} s audio"
+    )

@@ -216,3 +216,26 @@ async def test_leaving_the_stream_early_cancels_the_response(scripted) -> None:
     await stream.aclose()
     assert not dialogue.is_responding
     assert dialogue.history[-1].role == "assistant"
+
+
+async def test_barge_in_after_the_reply_ended_cuts_it_to_what_was_heard(scripted) -> None:
+    """A reply generated in full but still being spoken is cut in the history on barge-in."""
+    worker, script = scripted
+    script.reply(LONG_REPLY)
+    dialogue = Dialogue(worker)
+    dialogue.add_user_turn(text="weather?")
+    await turn(dialogue)
+    assert not await dialogue.interrupt(delivered_text=LONG_REPLY[:20])
+    assert dialogue.history[-1].content == LONG_REPLY[:20]
+
+
+async def test_a_late_cut_never_reaches_a_reply_to_newer_input(scripted) -> None:
+    """Once the user has said something new, a late barge-in leaves the history alone."""
+    worker, script = scripted
+    script.reply(LONG_REPLY)
+    dialogue = Dialogue(worker)
+    dialogue.add_user_turn(text="weather?")
+    await turn(dialogue)
+    dialogue.add_user_turn(text="thanks")
+    await dialogue.interrupt(delivered_text="")
+    assert dialogue.history[1].content == LONG_REPLY

@@ -1,5 +1,6 @@
 """Property, on the tiny model: random interleavings of inputs, replies, tool calls, failures,
-confirmations, interruptions and cancellations never break the history or repeat a tool run."""
+confirmations, announcements, interruptions (during a reply or after it ended) and cancellations
+never break the history or repeat a tool run."""
 
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ step = st.fixed_dictionaries(
         "input": st.sampled_from(["text", "audio", "yes", "no"]),
         "rounds": st.lists(st.tuples(st.sampled_from(["", "On it. "]), reply_round), max_size=2),
         "final": st.sampled_from(["Done.", "All set, the lights are on now."]),
+        "announce": st.none() | st.integers(min_value=0, max_value=6),
         "stop": st.none()
         | st.tuples(
-            st.sampled_from(["interrupt", "leave"]),
+            st.sampled_from(["interrupt", "leave", "late"]),
             st.integers(min_value=1, max_value=25),
             st.none() | st.integers(min_value=0, max_value=12),
         ),
@@ -80,18 +82,24 @@ async def run_step(dialogue: Dialogue, script, plan, clip) -> None:
         dialogue.add_user_turn(audio=clip)
     else:
         dialogue.add_user_turn(text={"text": "lights please"}.get(plan["input"], plan["input"]))
+    if plan["announce"] == 0:
+        dialogue.add_announcement("Your tea timer is done.")
     stream = dialogue.respond()
     sent, seen = "", 0
+    kind, at, cut = plan["stop"] or ("none", 0, None)
     async for event in stream:
         seen += 1
         if isinstance(event, TextDelta):
             sent += event.text
-        if plan["stop"] is not None and seen == plan["stop"][1]:
-            kind, _, cut = plan["stop"]
-            if kind == "leave":
-                break
+        if seen == plan["announce"]:
+            dialogue.add_announcement("Your tea timer is done.")
+        if seen == at and kind == "leave":
+            break
+        if seen == at and kind == "interrupt":
             await dialogue.interrupt(delivered_text=None if cut is None else sent[:cut])
     await stream.aclose()
+    if kind == "late":
+        await dialogue.interrupt(delivered_text=None if cut is None else sent[:cut])
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

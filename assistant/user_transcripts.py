@@ -1,0 +1,58 @@
+"""Transcripts of what the user said: each clip also goes through transcription mode.
+
+They never delay a reply: the dialogue starts them once the model thread has finished the
+response's first generation, so they run while its tools do. A confirmation answer is the
+exception: its words decide what happens, so it is transcribed first. A failed transcription is
+logged and skipped; it never breaks the conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from assistant.dialogue_turn import ResponseState, UserInput
+from assistant.events import UserTranscript
+from assistant.model_worker import ModelWorker
+
+log = logging.getLogger(__name__)
+
+
+class UserTranscripts:
+    """Transcribes the user clips of responses and reports them as ``UserTranscript`` events."""
+
+    def __init__(self, worker: ModelWorker, conversation_id: str) -> None:
+        self.worker = worker
+        self.conversation_id = conversation_id
+
+    def start(self, r: ResponseState, *, enabled: bool) -> asyncio.Task[None]:
+        """Transcribe the response's clips that have none yet (nothing when not ``enabled``)."""
+        return asyncio.create_task(
+            self._all(r, enabled), name=f"transcripts-{self.conversation_id}"
+        )
+
+    async def answer_text(self, r: ResponseState) -> str:
+        """Everything the user said or typed in the response's inputs (clips transcribed now)."""
+        texts = []
+        for entry in r.inputs:
+            if entry.samples is not None:
+                await self._one(r, entry)
+                texts.append(entry.item.transcript or "")
+            if entry.text:
+                texts.append(entry.text)
+        return " ".join(texts).strip()
+
+    async def _all(self, r: ResponseState, enabled: bool) -> None:
+        if enabled:
+            await asyncio.gather(*(self._one(r, entry) for entry in r.inputs))
+
+    async def _one(self, r: ResponseState, entry: UserInput) -> None:
+        if entry.samples is None or entry.item.transcript is not None:
+            return
+        try:
+            transcription = await self.worker.transcribe(entry.samples)
+        except Exception as exc:  # a missing transcript must never break the conversation
+            log.warning("transcription of %s failed: %s", entry.item.item_id, exc)
+            return
+        entry.item.transcript = transcription.text
+        r.emit(UserTranscript(entry.item.item_id, transcription.text, transcription.language))
