@@ -28,6 +28,7 @@ from assistant.events import (
     AgentStatus,
     Announcement,
     DialogueEvent,
+    ErrorEvent,
     SpeechEndLikely,
     SpeechStarted,
     SpeechStopped,
@@ -125,6 +126,7 @@ class VoiceAgent:
         self._responding = False
         self._tools: dict[str, str] = {}
         self._muted = False
+        self._speech_failure_shown = False
         self._status: AgentStatus | None = None
 
         if speaker is not None:
@@ -253,6 +255,7 @@ class VoiceAgent:
                 self._tools.clear()
             if self.speaker is not None:
                 await self.speaker.drain()
+                self._report_speech_failure()
             if self._turns.empty():
                 self._idle.set()
             self._update_status()
@@ -275,11 +278,19 @@ class VoiceAgent:
         for sentence in sentences:
             self.speaker.say(sentence)
 
+    def _report_speech_failure(self) -> None:
+        """Show once that speech stopped working (the conversation goes on in text)."""
+        failure = self.speaker.failure if self.speaker is not None else None
+        if failure is not None and not self._speech_failure_shown:
+            self._speech_failure_shown = True
+            self.display.show(ErrorEvent("speech_error", str(failure)))
+
     async def _announce_loop(self, announcements: asyncio.Queue[Announcement]) -> None:
         while True:
             announcement = await announcements.get()
             self.display.show(announcement)
-            self._say([announcement.text])
+            if self.speaker is not None:  # said even after a barge-in muted the last reply
+                self.speaker.say(announcement.text)
 
     # --- status ----------------------------------------------------------------------------
 

@@ -372,8 +372,8 @@ class Speaker:
                 )
             except SpeechError as exc:
                 self.failure = exc
-                heard_s = 0.0
-            self._record(clip, heard_s)
+            else:
+                self._record(clip, heard_s)
             self._done_one()
 
     def _record(self, clip: _Clip, heard_s: float) -> None:

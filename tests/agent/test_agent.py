@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
@@ -16,6 +17,7 @@ from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 from assistant.agent import EchoGate, VoiceAgent, file_frames
 from assistant.dialogue import Dialogue, DialogueSettings
 from assistant.display import JsonDisplay
+from assistant.events import Announcement
 from assistant.model_worker import ModelWorker
 from assistant.testing.forced_file import ForcedScript
 from assistant.testing.pulse import VirtualAudio
@@ -229,3 +231,32 @@ async def test_barge_in_stops_the_spoken_reply_and_answers_the_new_turn(
     assert [s["interrupted"] for s in spoken][-2:] == [True, False]
     assert spoken[-1]["text"] == "Sure, stopping."
     assert len(spoken) < len(LONG_REPLY.split(". ")) + 1
+
+
+async def test_a_broken_speaker_is_reported_once_and_the_conversation_goes_on(
+    make_worker: WorkerFactory,
+) -> None:
+    """Speech that cannot be played becomes one error line; replies still arrive as text."""
+    script = ForcedScript(["One", "Two"], [{"text": "First answer."}, {"text": "Second answer."}])
+    speaker = await Speaker(EspeakSynthesizer(), SoundDevicePlayer("no such speaker")).start()
+    agent = _agent(make_worker(script), speaker=speaker)
+    frames = file_frames(_recording(0.3, "Lights on", 1.5, "Lights off"), realtime=False)
+    try:
+        records = await _run(agent, frames, gate_echo=False, turn_by_turn=True)
+    finally:
+        await speaker.aclose()
+    assert not _types(records, "spoken_sentence")
+    (error,) = _types(records, "error_event")
+    assert error["code"] == "speech_error" and "no such speaker" in error["message"]
+    assert [r["text"] for r in _types(records, "turn_done")] == ["First answer.", "Second answer."]
+
+
+async def test_tool_announcements_are_shown_while_listening(make_worker: WorkerFactory) -> None:
+    """A timer's announcement appears on the display without any user turn."""
+    announcements: asyncio.Queue[Announcement] = asyncio.Queue()
+    agent = _agent(make_worker(ForcedScript()), announcements=announcements)
+    announcements.put_nowait(Announcement("Your pasta is ready.", "set_timer"))
+    records = await _run(agent, file_frames(_silence(0.5), realtime=True))
+    (shown,) = _types(records, "announcement")
+    assert shown["text"] == "Your pasta is ready." and shown["source"] == "set_timer"
+    assert not _types(records, "utterance")

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +45,18 @@ class Terminal:
         """What the window shows now."""
         return self.tmux("capture-pane", "-p")
 
-    def wait_for(self, *texts: str, timeout_s: float = 60) -> str:
-        """Wait until every text is on the screen at once; return the screen."""
+    def wait_for(
+        self, *texts: str, check: Callable[[str], bool] = bool, timeout_s: float = 60
+    ) -> str:
+        """Wait until every text is on the screen at once (and ``check`` holds); return it.
+
+        Waiting for the whole condition, not asserting on one capture, lets a capture taken
+        in the middle of a redraw pass by.
+        """
         deadline = time.monotonic() + timeout_s
         while True:
             screen = self.screen()
-            if all(text in screen for text in texts):
+            if all(text in screen for text in texts) and check(screen):
                 return screen
             if time.monotonic() > deadline:
                 raise AssertionError(f"{texts} not on screen after {timeout_s} s:\n{screen}")
@@ -106,16 +112,19 @@ def test_the_terminal_shows_the_status_line_and_the_conversation(
 ) -> None:
     """The live view shows the status line, what the user said, the tool call and the reply."""
     terminal, _ = terminal_listen
+
+    def one_status_line_listening(screen: str) -> bool:
+        status = [line for line in screen.splitlines() if "Ctrl-C to quit" in line]
+        return len(status) == 1 and "listening" in status[0]
+
     screen = terminal.wait_for(
         "you: What time is it?",
         '→ tool get_time({"timezone": "UTC"})',
         "assistant: It is ten past ten. Anything else?",
         "first word",
-        "listening",
-        "Ctrl-C to quit",
+        check=one_status_line_listening,
     )
-    status_line = [line for line in screen.splitlines() if "Ctrl-C to quit" in line]
-    assert len(status_line) == 1 and "listening" in status_line[0]
+    assert screen.rstrip().splitlines()[-1].split()[1:2] == ["listening"]
 
 
 def test_ctrl_c_exits_with_status_0_within_two_seconds(
