@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 REALTIME_PATH = "/v1/realtime"
 RESPOND_PATH = "/v1/respond"
 
+SHUTTING_DOWN = "the server is shutting down; try again later"
+
 PAGE_CSP = (
     "default-src 'none'; script-src 'unsafe-inline' blob:; style-src 'unsafe-inline'; "
     "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
@@ -92,7 +94,24 @@ class HttpApi:
         self._new_dialogue = new_dialogue
         self._respond_timeout_s = respond_timeout_s
         self._page = page_html()
-        self.turns_in_flight = 0
+        self._turns: set[asyncio.Task[tuple[http.HTTPStatus, dict[str, Any]]]] = set()
+        self._closing = False
+
+    @property
+    def turns_in_flight(self) -> int:
+        """``POST /v1/respond`` turns running now."""
+        return len(self._turns)
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Refuse new turns; let running ones finish for up to ``grace_s``, then cancel them."""
+        self._closing = True
+        if not self._turns:
+            return
+        _, late = await asyncio.wait(set(self._turns), timeout=grace_s)
+        for turn in late:
+            turn.cancel()
+        if late:
+            await asyncio.wait(late)
 
     async def process_request(
         self, connection: ServerConnection, request: Request
@@ -151,6 +170,8 @@ class HttpApi:
     # --- POST /v1/respond ------------------------------------------------------------------
 
     async def _respond(self, request: Request, body: bytes) -> Response:
+        if self._closing:
+            return error_response(http.HTTPStatus.SERVICE_UNAVAILABLE, SHUTTING_DOWN)
         content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         audio: np.ndarray | None = None
         text: str | None = None
@@ -163,7 +184,8 @@ class HttpApi:
                 return error_response(http.HTTPStatus.BAD_REQUEST, f"{where}: {first['msg']}")
         elif content_type in AUDIO_CONTENT_TYPES:
             try:
-                audio = load_audio(body)
+                # Decoding up to 25 MiB of FLAC or MP3 must not stall the WebSocket clients.
+                audio = await asyncio.to_thread(load_audio, body)
             except AudioError as exc:
                 return error_response(http.HTTPStatus.BAD_REQUEST, str(exc))
         else:
@@ -172,18 +194,24 @@ class HttpApi:
                 "send audio (audio/wav, audio/flac, ...) or application/json with 'text'",
             )
         dialogue = self._new_dialogue()
-        self.turns_in_flight += 1
+        turn = asyncio.create_task(run_turn(dialogue, audio=audio, text=text), name="respond-turn")
+        self._turns.add(turn)
+        turn.add_done_callback(self._turns.discard)
         try:
-            status, payload = await asyncio.wait_for(
-                run_turn(dialogue, audio=audio, text=text), self._respond_timeout_s
-            )
-        except asyncio.TimeoutError:
+            await asyncio.wait({turn}, timeout=self._respond_timeout_s)
+        finally:
+            if not turn.done():
+                turn.cancel()
+                await asyncio.wait({turn})
+            await dialogue.aclose()
+        if turn.cancelled() and self._closing:
+            return error_response(http.HTTPStatus.SERVICE_UNAVAILABLE, SHUTTING_DOWN)
+        if turn.cancelled():
             return error_response(
                 http.HTTPStatus.GATEWAY_TIMEOUT,
                 f"the turn took longer than {self._respond_timeout_s:g} s",
             )
-        finally:
-            self.turns_in_flight -= 1
+        status, payload = turn.result()
         return json_response(status, payload)
 
 

@@ -295,13 +295,13 @@ class AssistantServer:
         server.close(close_connections=False)
         if self._announcer is not None:
             self._announcer.cancel()
+        grace_s = self.limits.shutdown_grace_s
         await asyncio.gather(
+            self.http.shutdown(grace_s),
             *(
-                conn.stop(
-                    CloseCode.GOING_AWAY, "server shutting down", self.limits.shutdown_grace_s
-                )
+                conn.stop(CloseCode.GOING_AWAY, "server shutting down", grace_s)
                 for conn in list(self._connections)
-            )
+            ),
         )
         await server.wait_closed()
 

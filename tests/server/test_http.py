@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 import soxr
 
+from assistant.tools import ToolRegistry, tool
 from tests.server.wire import http
 
 
@@ -171,3 +172,33 @@ async def test_expect_100_continue_is_answered(server, script) -> None:
         status = await reader.readline()
     writer.close()
     assert status.startswith(b"HTTP/1.1 200")
+
+
+async def test_shutdown_cancels_a_respond_turn_that_outlasts_the_grace(
+    start_server, script
+) -> None:
+    """On shutdown a POST /v1/respond turn still running after the grace period gets 503."""
+    script.say(tool_calls=[{"name": "slow_lookup", "arguments": {"query": "tea"}}])
+    script.say("Found it.")
+    started = asyncio.Event()
+
+    @tool
+    async def slow_lookup(query: str) -> dict[str, str]:
+        """Look something up in a slow archive.
+
+        Args:
+            query: What to look for.
+        """
+        started.set()
+        await asyncio.sleep(1.0)
+        return {"query": query, "found": "yes"}
+
+    tools = ToolRegistry.from_functions([slow_lookup])
+    async with start_server(tools=tools, limits={"shutdown_grace_s": 0.05}) as server:
+        url = _base(server) + "/v1/respond"
+        request = asyncio.create_task(http("POST", url, json_body={"text": "Find tea."}))
+        await asyncio.wait_for(started.wait(), 30)
+        await server.shutdown()
+        response = await request
+    assert response.status_code == 503
+    assert "shutting down" in response.json()["error"]["message"]
