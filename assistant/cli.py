@@ -163,15 +163,19 @@ def _serve(args: argparse.Namespace) -> int:
         ) from None
     settings = base.model_copy(update={"server": server_settings})
 
-    from assistant.ws_server import run_server
+    from assistant.tools import ToolsFileError
+    from assistant.ws_server import ServeError, run_server
 
-    asyncio.run(
-        run_server(
-            settings,
-            max_buffered_audio_s=args.max_buffered_audio_s,
-            idle_timeout_s=args.idle_timeout_s,
+    try:
+        asyncio.run(
+            run_server(
+                settings,
+                max_buffered_audio_s=args.max_buffered_audio_s,
+                idle_timeout_s=args.idle_timeout_s,
+            )
         )
-    )
+    except (ServeError, ToolsFileError) as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 

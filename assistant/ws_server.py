@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class ServeError(Exception):
+    """The server cannot start; the message says why in one sentence."""
+
+
 @dataclass(frozen=True)
 class ServerLimits:
     """Bounds on what clients may make the server hold or do."""
@@ -256,14 +260,29 @@ class AssistantServer:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen; ``self.port`` is the real port afterwards (useful with port 0)."""
+        """Listen; ``self.port`` is the real port afterwards (useful with port 0).
+
+        ``ServeError`` when the address cannot be bound (in use, not this machine's).
+        """
+        try:
+            self._server = await self._listen()
+        except OSError as exc:
+            raise ServeError(listen_failure(self.host, self.port, exc)) from None
+        self.port = next(iter(self._server.sockets)).getsockname()[1]
+        if self.tools is not None:
+            self._announcer = asyncio.create_task(
+                self._announce(self.tools.announcements), name="server-announcements"
+            )
+        log.info("serving on http://%s:%d (WebSocket /v1/realtime)", self.host, self.port)
+
+    async def _listen(self) -> Server:
         limits = self.limits
 
         class _Conn(HttpConnection):
             max_body_bytes = limits.max_request_body_bytes
             request_timeout_s = limits.request_timeout_s
 
-        self._server = await serve(
+        return await serve(
             self._handle,
             self.host,
             self.port,
@@ -280,12 +299,6 @@ class AssistantServer:
             # The request deadline is HttpConnection's; this one also covers POST turns.
             open_timeout=limits.request_timeout_s + limits.respond_timeout_s,
         )
-        self.port = next(iter(self._server.sockets)).getsockname()[1]
-        if self.tools is not None:
-            self._announcer = asyncio.create_task(
-                self._announce(self.tools.announcements), name="server-announcements"
-            )
-        log.info("serving on http://%s:%d (WebSocket /v1/realtime)", self.host, self.port)
 
     async def shutdown(self) -> None:
         """Stop accepting, let turns finish (or cancel them), close clients with 1001."""
@@ -380,45 +393,75 @@ def _select_realtime(connection: ServerConnection, offered: Any) -> Any:
 async def run_server(
     settings: Settings, *, max_buffered_audio_s: float = 300.0, idle_timeout_s: float = 600.0
 ) -> None:
-    """Load the model and tools from ``settings``, then serve until SIGINT or SIGTERM."""
+    """Load the model and tools from ``settings``, then serve until SIGINT or SIGTERM.
+
+    Raises ``ServeError`` (or ``ToolsFileError``) with one clear sentence when it cannot start;
+    the address is checked before the model loads, which takes minutes for a real checkpoint.
+    """
     from assistant.model_worker import GenerationParams, ModelWorker
     from assistant.tools import load_tools
 
-    tools = load_tools(settings.tools_file) if settings.tools_file else None
+    host, port = settings.server.host, settings.server.port
+    await check_can_listen(host, port)
     model = settings.model
-    worker = await asyncio.to_thread(
-        ModelWorker.load, model.id, device=model.device, dtype=model.dtype
-    )
-    token = settings.server.token.get_secret_value() if settings.server.token else None
-    server = AssistantServer(
-        worker,
-        tools=tools,
-        model_name=model.id,
-        host=settings.server.host,
-        port=settings.server.port,
-        token=token,
-        allowed_origins=tuple(settings.server.allowed_origins),
-        limits=ServerLimits(
-            max_sessions=settings.server.max_sessions,
-            max_buffered_audio_s=max_buffered_audio_s,
-            idle_timeout_s=idle_timeout_s,
-        ),
-        dialogue_settings=DialogueSettings(
-            instructions=settings.instructions,
-            params=GenerationParams(
-                max_new_tokens=model.max_new_tokens,
-                temperature=model.temperature,
-                top_p=model.top_p,
-            ),
-        ),
-        vad_settings=settings.vad,
-    )
+    tools = load_tools(settings.tools_file) if settings.tools_file else None
     try:
-        await serve_until_signalled(server)
+        try:
+            worker = await asyncio.to_thread(
+                ModelWorker.load, model.id, device=model.device, dtype=model.dtype
+            )
+        except ValueError as exc:
+            raise ServeError(str(exc)) from None
+        token = settings.server.token.get_secret_value() if settings.server.token else None
+        server = AssistantServer(
+            worker,
+            tools=tools,
+            model_name=model.id,
+            host=host,
+            port=port,
+            token=token,
+            allowed_origins=tuple(settings.server.allowed_origins),
+            limits=ServerLimits(
+                max_sessions=settings.server.max_sessions,
+                max_buffered_audio_s=max_buffered_audio_s,
+                idle_timeout_s=idle_timeout_s,
+            ),
+            dialogue_settings=DialogueSettings(
+                instructions=settings.instructions,
+                params=GenerationParams(
+                    max_new_tokens=model.max_new_tokens,
+                    temperature=model.temperature,
+                    top_p=model.top_p,
+                ),
+            ),
+            vad_settings=settings.vad,
+        )
+        try:
+            await serve_until_signalled(server)
+        finally:
+            await asyncio.to_thread(worker.close)
     finally:
         if tools is not None:
             await tools.aclose()
-        await asyncio.to_thread(worker.close)
+
+
+async def check_can_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` for a moment; ``ServeError`` saying why when that fails."""
+    if port == 0:
+        return
+    try:
+        probe = await asyncio.get_running_loop().create_server(asyncio.Protocol, host, port)
+    except OSError as exc:
+        raise ServeError(listen_failure(host, port, exc)) from None
+    probe.close()
+    await probe.wait_closed()
+
+
+def listen_failure(host: str, port: int, error: OSError) -> str:
+    """One sentence on why ``host:port`` cannot be bound."""
+    reason = error.strerror or str(error)
+    hint = " (is another server running there? pick another --port)" if port else ""
+    return f"cannot listen on {host}:{port}: {reason}{hint}"
 
 
 async def serve_until_signalled(server: AssistantServer) -> None:

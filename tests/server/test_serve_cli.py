@@ -7,7 +7,9 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
@@ -15,45 +17,64 @@ from websockets.asyncio.client import connect
 pytestmark = pytest.mark.timeout(120)
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOXTRAL_ASSISTANT_")}
-    return {**env, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+async def _serve(*args: str, **env: str) -> asyncio.subprocess.Process:
+    """``voxtral-assistant serve ARGS`` in a subprocess with a clean environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("VOXTRAL_ASSISTANT_")}
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "assistant",
+        "serve",
+        *args,
+        env={**base, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env},
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def _failure(proc: asyncio.subprocess.Process) -> str:
+    """Wait for a serve that must fail at start; its exit status is 2; return its stderr."""
+    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    return stderr.decode()
 
 
 async def test_public_bind_without_token_is_refused(tiny_model_dir) -> None:
     """serve --host 0.0.0.0 without a token exits 2 before loading anything."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "assistant",
-        "serve",
-        "--model",
-        str(tiny_model_dir),
-        "--host",
-        "0.0.0.0",
-        env=_env(),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 2
-    assert "requires an auth token" in stderr.decode()
+    proc = await _serve("--model", str(tiny_model_dir), "--host", "0.0.0.0")
+    assert "requires an auth token" in await _failure(proc)
+
+
+async def test_a_port_in_use_is_reported_before_the_model_loads(tiny_model_dir) -> None:
+    """serve on a taken port exits 2 with one clear line and never loads the model."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        proc = await _serve("--model", str(tiny_model_dir), "--port", str(port))
+        stderr = await _failure(proc)
+    assert f"cannot listen on 127.0.0.1:{port}" in stderr
+    assert "Traceback" not in stderr
+    assert "loaded" not in stderr
+
+
+async def test_a_broken_tools_file_is_one_clear_line(tiny_model_dir, tmp_path: Path) -> None:
+    """serve --tools with invalid YAML exits 2 naming the file and line, without a traceback."""
+    tools = tmp_path / "tools.yaml"
+    tools.write_text("tools: [{broken\n")
+    proc = await _serve("--model", str(tiny_model_dir), "--port", "0", "--tools", str(tools))
+    stderr = await _failure(proc)
+    assert f"{tools}:" in stderr
+    assert "Traceback" not in stderr
 
 
 async def test_sigterm_closes_sessions_with_1001_and_exits_0(tiny_model_dir) -> None:
     """A running server answers, then on SIGTERM closes its sessions with 1001 and exits 0."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "assistant",
-        "serve",
+    proc = await _serve(
         "--model",
         str(tiny_model_dir),
         "--device",
         "cpu",
         "--port",
         "0",
-        env={**_env(), "VOXTRAL_ASSISTANT_SERVER__TOKEN": "from-env"},
-        stderr=asyncio.subprocess.PIPE,
+        VOXTRAL_ASSISTANT_SERVER__TOKEN="from-env",
     )
     try:
         assert proc.stderr is not None
