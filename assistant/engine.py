@@ -77,8 +77,12 @@ class Job:
     """Prompt tokens that came from the conversation's cache (not prefilled again)."""
 
 
-class _Cancelled(StoppingCriteria):
-    """Stops each row whose job was cancelled, checked after every decode step."""
+class _RowStop(StoppingCriteria):
+    """Stops each row whose job was cancelled or reached its own token limit, every step.
+
+    A batch decodes up to its largest ``max_new_tokens``; a row with a smaller limit must not
+    run on with it.
+    """
 
     def __init__(self, jobs: Sequence[Job]) -> None:
         self.jobs = jobs
@@ -86,8 +90,12 @@ class _Cancelled(StoppingCriteria):
     def __call__(
         self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any
     ) -> torch.Tensor:
-        flags = [job.cancelled.is_set() for job in self.jobs]
+        flags = [job.cancelled.is_set() or _at_limit(job) for job in self.jobs]
         return torch.tensor(flags, dtype=torch.bool, device=input_ids.device)
+
+
+def _at_limit(job: Job) -> bool:
+    return len(job.generated) >= job.sampling.max_new_tokens
 
 
 class _Fanout(BaseStreamer):
@@ -116,7 +124,7 @@ class _Fanout(BaseStreamer):
                 self._done[row] = True
             else:
                 job.on_token(token)
-            if job.cancelled.is_set():
+            if job.cancelled.is_set() or _at_limit(job):
                 self._done[row] = True
 
     def end(self) -> None:
@@ -358,7 +366,7 @@ class Engine:
             cache=cache,
             generation_config=config,
             logits_processor=LogitsProcessorList(processors),
-            stopping_criteria=StoppingCriteriaList([_Cancelled(jobs)]),
+            stopping_criteria=StoppingCriteriaList([_RowStop(jobs)]),
             streamer=_Fanout(jobs, self.eos_id),
         )
 

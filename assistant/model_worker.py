@@ -341,6 +341,10 @@ class ModelWorker:
                 )
                 self._fail(request, code, str(exc))
                 continue
+            except Exception as exc:  # a bug must not end the model thread: it serves everyone
+                log.exception("building the prompt failed")
+                self._fail(request, "model_error", f"{type(exc).__name__}: {exc}")
+                continue
             parser = ToolCallParser.for_tokenizer(self.tokenizer)
             job = self._job(request, prompt, parser)
             jobs.append((request, job, parser))

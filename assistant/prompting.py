@@ -153,6 +153,11 @@ def _content_key(samples: np.ndarray) -> bytes:
 def _clips(
     audios: Sequence[Any], lengths_s: Sequence[float], key: Callable[[Any], bytes]
 ) -> list[Clip]:
+    for number, audio in enumerate(audios, start=1):
+        # mistral-common lets an empty clip through with no [AUDIO] tokens; the encoder would
+        # then fail, and with it every request batched with this one.
+        if audio.audio_array.size == 0:
+            raise PromptError(f"audio clip {number} of the prompt holds no samples")
     return [
         Clip(
             samples=np.ascontiguousarray(audio.audio_array, dtype=np.float32),

@@ -7,14 +7,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from mistral_common.protocol.instruct.messages import (
     AssistantMessage,
+    AudioChunk,
     SystemMessage,
     TextChunk,
     UserMessage,
 )
+from mistral_common.tokens.tokenizers.audio import Audio
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 from transformers import LogitsProcessor
 
@@ -229,3 +232,60 @@ async def test_transcribe_reports_the_language(
     result = await worker.transcribe(clips["short"], language=language)
     assert result.text == said
     assert result.language == expected
+
+
+async def test_requests_batched_together_keep_their_own_token_limits(
+    make_worker, clips, tiny_model_dir
+) -> None:
+    """Two requests that share one batched generate each stop at their own max_new_tokens."""
+    tokens = reply_tokens(_tokenizer(tiny_model_dir), LONG_TEXT)
+    gate = Gate(tokens, at=0)
+    calls: list[int] = []
+
+    def factory(batch_size: int) -> list[Any]:
+        calls.append(batch_size)
+        return [gate] if len(calls) == 1 else [ForcedTokens([tokens] * batch_size)]
+
+    worker = make_worker("v7", factory)
+    greedy = GenerationParams(max_new_tokens=4, temperature=0.0)
+    first = worker.respond(_ask(clips), params=greedy)
+    assert await asyncio.to_thread(gate.reached.wait, 30)  # the model thread is busy: both wait
+    short = worker.respond(_ask(clips, "Short?"), params=greedy)
+    long = worker.respond(_ask(clips, "Long?"), params=GenerationParams(30, temperature=0.0))
+    gate.go.set()
+    await first.done()
+    short_done, long_done = await short.done(), await long.done()
+    assert calls == [1, 2]  # the two waiting requests ran as one batch
+    assert (short_done.usage.generated_tokens, short_done.finish_reason) == (4, "length")
+    assert (long_done.usage.generated_tokens, long_done.finish_reason) == (30, "length")
+
+
+async def test_an_empty_clip_fails_alone_in_its_batch(make_worker, script, clips) -> None:
+    """A clip without samples is a clear bad_request; the conversation batched with it answers."""
+    worker = make_worker("v7", script.logits_processors)
+    script.add(reply_tokens(worker.tokenizer, "Hello"))
+    empty = AudioChunk.from_audio(Audio(np.zeros(0, dtype=np.float32), 16000, format="wav"))
+    streams = worker.respond_batch([[UserMessage(content=[empty])], _ask(clips)])
+    failed, answered = await _events(streams[0]), await streams[1].done()
+    assert isinstance(failed[0], ErrorEvent) and failed[0].code == "bad_request"
+    assert "no samples" in failed[0].message
+    assert answered.text == "Hello"
+
+
+async def test_an_unforeseen_failure_while_building_a_prompt_keeps_the_worker_alive(
+    make_worker, script, clips
+) -> None:
+    """An unexpected exception in prompt building is a model_error; the next request answers."""
+
+    class BrokenTools:
+        def __iter__(self) -> Any:
+            raise KeyError("tools that cannot be listed")
+
+    worker = make_worker("v7", script.logits_processors)
+    broken = worker.respond(_ask(clips), tools=BrokenTools())  # type: ignore[arg-type]
+    events = await asyncio.wait_for(_events(broken), timeout=30)
+    assert isinstance(events[0], ErrorEvent) and events[0].code == "model_error"
+    assert "KeyError" in events[0].message
+    script.add(reply_tokens(worker.tokenizer, "Hello"))
+    done = await asyncio.wait_for(worker.respond(_ask(clips)).done(), timeout=30)
+    assert done.text == "Hello"
