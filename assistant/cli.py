@@ -354,11 +354,15 @@ def _ask(args: argparse.Namespace) -> int:
     if settings.instructions:
         messages.insert(0, SystemMessage(content=settings.instructions))
     tools = _load_registry(settings.tools_file).mistral_tools() if settings.tools_file else None
-    params = GenerationParams(
-        max_new_tokens=args.max_new_tokens or settings.model.max_new_tokens,
-        temperature=settings.model.temperature,
-        top_p=settings.model.top_p,
-    )
+    limit = settings.model.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens
+    try:
+        params = GenerationParams(
+            max_new_tokens=limit,
+            temperature=settings.model.temperature,
+            top_p=settings.model.top_p,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     worker = _load_worker(args, settings)
 
     async def run() -> int:

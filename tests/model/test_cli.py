@@ -65,6 +65,13 @@ def test_ask_rejects_unreadable_audio(tiny_model_dir: Path, tmp_path: Path, caps
     assert "not readable audio" in capsys.readouterr().err
 
 
+def test_ask_rejects_a_zero_token_limit(tiny_model_dir: Path, clips, capsys) -> None:
+    """--max-new-tokens 0 stops the command with one clear line and status 2, no traceback."""
+    args = ["ask", str(clips["short"]), "--model", str(tiny_model_dir), "--max-new-tokens", "0"]
+    assert main(args) == 2
+    assert "max_new_tokens must be at least 1" in capsys.readouterr().err
+
+
 def test_transcribe_json(tiny_model_dir: Path, clips, capsys) -> None:
     """`transcribe --language en --json` prints the text and the language asked for."""
     args = ["transcribe", str(clips["short"]), "--model", str(tiny_model_dir)]
