@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -25,15 +24,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from mistral_common.protocol.instruct.messages import AssistantMessage, SystemMessage, TextChunk
+from mistral_common.protocol.instruct.messages import AssistantMessage, SystemMessage
 from mistral_common.protocol.instruct.tool_calls import Tool
 
-from assistant.audio_io import audio_chunk, load_audio
 from assistant.confirmation import confirmation_prompt, is_clear_no, is_clear_yes
 from assistant.dialogue_settings import DialogueSettings
-from assistant.dialogue_turn import ResponseState, ToolRunner, UserInput, new_call_id
+from assistant.dialogue_turn import (
+    ResponseState,
+    ToolRunner,
+    UserInput,
+    clock_for,
+    new_call_id,
+    user_input,
+)
 from assistant.events import (
-    SAMPLE_RATE_HZ,
     Announcement,
     ConfirmationRequested,
     DialogueEvent,
@@ -52,7 +56,6 @@ from assistant.history import (
     Message,
     Round,
     Turn,
-    UserItem,
     cancelled_result,
     delivered_rounds,
     reply_messages,
@@ -60,7 +63,7 @@ from assistant.history import (
 from assistant.model_worker import ModelWorker
 from assistant.session_log import LoggedInput, SessionLog
 from assistant.tools import ToolRegistry
-from assistant.turn_metrics import TurnClock, summary
+from assistant.turn_metrics import summary
 from assistant.user_transcripts import UserTranscripts
 
 log = logging.getLogger(__name__)
@@ -172,26 +175,12 @@ class Dialogue:
         follows unanswered input joins the same user message; while a confirmation is pending
         the input is the answer. Bad audio raises ``AudioError`` and adds nothing.
         """
-        if audio is None and not text:
-            raise ValueError("a user turn needs audio or text")
-        committed_s = time.monotonic()
-        item_id = f"item_{uuid.uuid4().hex[:16]}"
-        chunks: list[Any] = []
-        samples = None
-        audio_s = 0.0
-        if audio is not None:
-            samples = load_audio(audio)
-            audio_s = len(samples) / SAMPLE_RATE_HZ
-            chunks.append(audio_chunk(samples))
-        if text:
-            chunks.append(TextChunk(text=text))
-        item = UserItem(item_id=item_id, chunks=tuple(chunks), audio_s=audio_s)
-        entry = UserInput(item, samples, text or None, speech_end_s, committed_s)
+        entry = user_input(audio, text, speech_end_s)
         if self.is_responding:
             self._waiting.append(entry)
         else:
             self._accept(entry)
-        return item_id
+        return entry.item.item_id
 
     def _accept(self, entry: UserInput) -> None:
         if self._pending is None:
@@ -240,7 +229,7 @@ class Dialogue:
             raise RuntimeError("nothing to respond to: add a user turn first")
         events: asyncio.Queue[DialogueEvent] = asyncio.Queue()
         inputs, self._new_inputs = self._new_inputs, []
-        response = ResponseState(events.put_nowait, inputs, self._clock_for(inputs))
+        response = ResponseState(events.put_nowait, inputs, clock_for(inputs))
         self._response = response
         task = asyncio.create_task(self._run(response), name=f"dialogue-{self.conversation_id}")
         self._task = task
@@ -308,14 +297,6 @@ class Dialogue:
             self._session_log.close()
 
     # --- the turn --------------------------------------------------------------------------
-
-    def _clock_for(self, inputs: list[UserInput]) -> TurnClock:
-        last = inputs[-1] if inputs else None
-        return TurnClock(
-            speech_end_s=last.speech_end_s if last else None,
-            committed_s=last.committed_s if last else time.monotonic(),
-            audio_s=sum(i.item.audio_s for i in inputs),
-        )
 
     async def _run(self, r: ResponseState) -> None:
         finish: FinishReason = "error"

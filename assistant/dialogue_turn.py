@@ -1,4 +1,4 @@
-"""The state of one running response, and how its tool calls run.
+"""A user's input, the state of one running response, and how its tool calls run.
 
 ``ToolRunner`` starts server tools through the registry the moment the model emits them
 (concurrently, each as a named task), hands client tools to the connected client and waits for
@@ -14,20 +14,25 @@ import json
 import secrets
 import string
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from mistral_common.protocol.instruct.messages import TextChunk
 from mistral_common.protocol.instruct.tool_calls import Function, Tool
 
+from assistant.audio_io import audio_chunk, load_audio
 from assistant.events import (
+    SAMPLE_RATE_HZ,
     ClientToolRequested,
     DialogueEvent,
     TextDelta,
     ToolCall,
     ToolResult,
     ToolStarted,
+    Utterance,
 )
 from assistant.history import TOOL_NAME_PATTERN, Round, UserItem, cancelled_result, common_prefix
 from assistant.model_worker import ResponseStream
@@ -80,6 +85,35 @@ class UserInput:
     text: str | None
     speech_end_s: float | None
     committed_s: float
+
+
+def user_input(
+    audio: np.ndarray | Utterance | None, text: str | None, speech_end_s: float | None
+) -> UserInput:
+    """What the user said and/or typed as a new history item (``AudioError`` for bad audio)."""
+    if audio is None and not text:
+        raise ValueError("a user turn needs audio or text")
+    committed_s = time.monotonic()
+    chunks: list[Any] = []
+    samples = None
+    if audio is not None:
+        samples = load_audio(audio)
+        chunks.append(audio_chunk(samples))
+    if text:
+        chunks.append(TextChunk(text=text))
+    audio_s = 0.0 if samples is None else len(samples) / SAMPLE_RATE_HZ
+    item = UserItem(f"item_{uuid.uuid4().hex[:16]}", tuple(chunks), audio_s=audio_s)
+    return UserInput(item, samples, text or None, speech_end_s, committed_s)
+
+
+def clock_for(inputs: list[UserInput]) -> TurnClock:
+    """The metrics clock of a response to ``inputs``: it starts at the newest one's speech end."""
+    last = inputs[-1] if inputs else None
+    return TurnClock(
+        speech_end_s=last.speech_end_s if last else None,
+        committed_s=last.committed_s if last else time.monotonic(),
+        audio_s=sum(i.item.audio_s for i in inputs),
+    )
 
 
 @dataclass(eq=False)

@@ -114,6 +114,8 @@ async def test_dialogue_logs_every_turn(scripted, house, speech, tmp_path: Path)
     assert [c["name"] for c in record["tool_calls"]] == ["set_light"]
     assert record["tool_results"][0]["ok"] is True
     assert record["assistant"] == "The hall light is on."
+    assert record["metrics"]["model_calls"] == 2
+    assert record["metrics"]["speech_end_to_first_tool_ms"] is not None
 
 
 def test_log_survives_kill_9(tiny_model_dir: Path, tmp_path: Path) -> None:

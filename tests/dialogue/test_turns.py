@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -103,6 +104,17 @@ async def test_turn_metrics_are_measured_from_the_end_of_speech(scripted, speech
     assert m.speech_end_to_first_tool_ms is None
     assert m.audio_s == pytest.approx(len(clip) / 16000, abs=0.001)
     assert m.model_calls == 1 and m.prompt_tokens > 375 and m.generated_tokens > 0
+
+
+async def test_turn_metrics_are_logged(scripted, caplog) -> None:
+    """Each finished turn leaves one log line with its latencies and token counts."""
+    worker, _ = scripted
+    dialogue = Dialogue(worker, conversation_id="conv_logged")
+    dialogue.add_user_turn(text="hi")
+    with caplog.at_level(logging.INFO, logger="assistant.dialogue"):
+        await turn(dialogue)
+    (line,) = [r.getMessage() for r in caplog.records if "conv_logged turn 1" in r.getMessage()]
+    assert "stop: first text" in line and "1 model call(s)" in line
 
 
 async def test_typed_turn_has_no_commit_latency(scripted) -> None:
