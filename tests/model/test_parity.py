@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import torch
 from mistral_common.protocol.instruct.messages import AssistantMessage, TextChunk, UserMessage
+from mistral_common.protocol.instruct.request import ChatCompletionRequest
+from mistral_common.protocol.instruct.tool_calls import Function, Tool
 from transformers import AutoProcessor, VoxtralForConditionalGeneration
 
 from assistant.audio_io import audio_chunk
@@ -21,6 +23,13 @@ from tests.model.conftest import Recorders
 NEW_TOKENS = 12
 GREEDY = GenerationParams(max_new_tokens=NEW_TOKENS, temperature=0.0)
 EOS_ID, PAD_ID = 2, 11
+LIGHT = Tool(
+    function=Function(
+        name="set_light",
+        description="Switch a room's light.",
+        parameters={"type": "object", "properties": {"room": {"type": "string"}}},
+    )
+)
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +160,35 @@ async def test_batch_of_two_conversations_matches_the_reference_batch(
         await stream.done()
     (recorder,) = recorders.calls  # one batched generate for both
     assert [recorder.generated(0), recorder.generated(1)] == expected
+
+
+async def test_with_tools_the_worker_matches_mistral_commons_encoding(
+    reference, make_worker, clips
+) -> None:
+    """With tools (which apply_chat_template drops), prompt and tokens match mistral-common's."""
+    _, processor = reference
+    messages = [UserMessage(content=[audio_chunk(clips["short"]), TextChunk(text="Lights?")])]
+    recorders = Recorders()
+    worker = make_worker("v7", recorders)
+    encoded = worker.tokenizer.encode_chat_completion(
+        ChatCompletionRequest(messages=messages, tools=[LIGHT])
+    )
+    features = processor.feature_extractor(
+        [audio.audio_array for audio in encoded.audios], sampling_rate=16000, return_tensors="pt"
+    )["input_features"]
+    ids = torch.tensor([encoded.tokens])
+    expected, _ = _reference_run(
+        reference,
+        {"input_ids": ids, "attention_mask": torch.ones_like(ids), "input_features": features},
+    )
+    await worker.respond(messages, tools=[LIGHT], params=GREEDY).done()
+    (recorder,) = recorders.calls
+    assert recorder.prompt is not None
+    assert recorder.prompt.tolist() == [encoded.tokens]
+    tekken = worker.tokenizer.instruct_tokenizer.tokenizer
+    assert tekken.get_special_token("[AVAILABLE_TOOLS]") in encoded.tokens
+    assert len(expected[0]) > 1
+    assert recorder.generated() == expected[0]
 
 
 @pytest.mark.parametrize("language", ["en", None])
