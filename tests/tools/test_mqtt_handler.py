@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from assistant.events import ToolCall
 from assistant.testing.mqtt import MosquittoBroker
 from assistant.tools import ToolRegistry, load_tools
+from assistant.tools.handlers.mqtt import MqttPublisher
 
 from .conftest import WriteTools
 
@@ -204,3 +207,69 @@ async def test_broker_down_is_a_readable_error_then_recovers(write_tools: WriteT
         up = await registry.execute(ToolCall("saycall02", "say", {"screen": "a", "text": "b"}))
     await registry.aclose()
     assert up.ok, up.content
+
+
+def test_acknowledgements_racing_new_publishes_never_deadlock(
+    mqtt_broker: MosquittoBroker,
+) -> None:
+    """Waves of concurrent QoS 1 publishes all complete while acks arrive for earlier ones."""
+    outcome: list[BaseException | None] = []
+
+    async def flood() -> None:
+        publisher = MqttPublisher(mqtt_broker.host, mqtt_broker.port)
+        try:
+            for _ in range(20):
+                await asyncio.gather(
+                    *(publisher.publish(f"flood/{i}", b"x", 1, False) for i in range(50))
+                )
+        finally:
+            await publisher.aclose()
+
+    def run() -> None:
+        try:
+            asyncio.run(flood())
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    # Its own thread and loop: a deadlock must fail this test, not hang the test run.
+    worker = threading.Thread(target=run, name="mqtt-flood", daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "publishing deadlocked"
+    assert outcome == [None]
+
+
+async def test_a_call_while_the_broker_is_lost_is_never_sent_later(
+    write_tools: WriteTools,
+) -> None:
+    """A call that failed because the broker went away is not delivered when it comes back."""
+    broker = MosquittoBroker().start()
+    port = broker.port
+    registry = load_tools(SHIPPED_TOOLS, environ=broker_env(broker))
+    first = await registry.execute(
+        ToolCall("lightcall", "set_light", {"room": "office", "state": "on"})
+    )
+    broker.stop()
+    await asyncio.sleep(0.5)  # the client notices the closed connection
+    lost = await registry.execute(
+        ToolCall("lostcall1", "set_light", {"room": "kitchen", "state": "on"})
+    )
+    with MosquittoBroker(port=port) as back, back.recorder("homeassistant/#") as seen:
+        for attempt in range(100):
+            later = await registry.execute(
+                ToolCall(
+                    f"latecall{attempt % 10}", "set_light", {"room": "hallway", "state": "off"}
+                )
+            )
+            if later.ok:
+                break
+            await asyncio.sleep(0.1)
+        seen.wait_for(1)
+        await asyncio.sleep(0.3)
+        topics = [m.topic for m in seen.messages]
+    await registry.aclose()
+    assert first.ok and later.ok, later.content
+    assert not lost.ok
+    assert "MQTT broker" in lost.content
+    assert topics == ["homeassistant/light/hallway/set"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import uuid
 from typing import Any
 
@@ -61,10 +60,10 @@ class MqttPublisher:
         self._connect_lock = asyncio.Lock()
         self._connected: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # mid -> future; on_publish may run (network thread) before publish() has returned.
+        # mid -> the future of the publish() awaiting it. Only the event loop touches this:
+        # paho calls on_publish while holding its own message lock, so taking a lock of ours
+        # there while publish() holds it and waits for paho's would deadlock.
         self._pending: dict[int, asyncio.Future[None]] = {}
-        self._early: set[int] = set()
-        self._pending_lock = threading.Lock()
 
     @classmethod
     def from_config(
@@ -99,25 +98,26 @@ class MqttPublisher:
     async def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         """Publish and wait for the broker's acknowledgement (QoS 1/2) or the socket write (0)."""
         client = await self._ensure_connected()
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        with self._pending_lock:
-            info = client.publish(topic, payload, qos=qos, retain=retain)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                raise ConnectionError(
-                    f"cannot publish to the MQTT broker at {self.host}:{self.port}: "
-                    f"{mqtt.error_string(info.rc)}"
-                )
-            if info.mid in self._early:
-                self._early.discard(info.mid)
-                done.set_result(None)
-            else:
-                self._pending[info.mid] = done
+        if not client.is_connected():
+            # paho would queue a QoS 1/2 message and send it after reconnecting: the user would
+            # be told the call failed and the light would switch minutes later anyway.
+            raise ConnectionError(
+                f"lost the connection to the MQTT broker at {self.host}:{self.port}; "
+                "reconnecting, nothing was sent"
+            )
+        info = client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise ConnectionError(
+                f"cannot publish to the MQTT broker at {self.host}:{self.port}: "
+                f"{mqtt.error_string(info.rc)}"
+            )
+        # Registered before the next await: the acknowledgement reaches the loop only after.
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[info.mid] = done
         try:
             await done
         finally:
-            with self._pending_lock:
-                self._pending.pop(info.mid, None)
+            self._pending.pop(info.mid, None)
 
     async def _ensure_connected(self) -> mqtt.Client:
         async with self._connect_lock:
@@ -174,13 +174,18 @@ class MqttPublisher:
             loop.call_soon_threadsafe(_settle, future, None)
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        with self._pending_lock:
-            future = self._pending.get(mid)
-            if future is None:
-                self._early.add(mid)
-                return
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(_settle, future, None)
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._acknowledged, mid)
+        except RuntimeError:
+            return  # the loop is closed: nobody waits any more
+
+    def _acknowledged(self, mid: int) -> None:
+        future = self._pending.get(mid)
+        if future is not None:
+            _settle(future, None)
 
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
