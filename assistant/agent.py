@@ -18,10 +18,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from assistant.dialogue import Dialogue
 from assistant.display import Display
 from assistant.events import (
     SAMPLE_RATE_HZ,
@@ -41,6 +41,9 @@ from assistant.events import (
 )
 from assistant.tts import SentenceSplitter, Speaker
 from assistant.vad_segmenter import VadEvent, VadSegmenter
+
+if TYPE_CHECKING:  # the dialogue pulls in torch: ``listen`` checks its options before that
+    from assistant.dialogue import Dialogue
 
 DEFAULT_ECHO_TAIL_MS = 400
 """Room echo and the output device's buffer outlast the last sample sent to the speaker."""
@@ -117,8 +120,6 @@ class VoiceAgent:
         self.barge_in = barge_in
         self.gate = EchoGate(echo_tail_ms)
         self.announcements = announcements
-        self.ignored_frames = 0
-        """Microphone frames the echo gate replaced by silence."""
         self._turns: asyncio.Queue[_Turn] = asyncio.Queue()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -193,7 +194,6 @@ class VoiceAgent:
             if gate_echo and self._echo_possible():
                 # Silence keeps the VAD's clock running and closes any stretch it had open.
                 frame = np.zeros_like(frame)
-                self.ignored_frames += 1
             for event in self.segmenter.process(frame):
                 await self._on_vad(event, turn_by_turn)
         for event in self.segmenter.flush():
@@ -245,6 +245,8 @@ class VoiceAgent:
             for turn in turns:
                 self.dialogue.add_user_turn(audio=turn.utterance, speech_end_s=turn.speech_end_s)
             self._responding, self._muted = True, False
+            if self.speaker is not None:
+                self.speaker.take_heard()  # a barge-in cuts this reply, not the earlier ones
             self._update_status()
             splitter = SentenceSplitter()
             try:
@@ -310,8 +312,3 @@ class VoiceAgent:
         if self._responding or not self._turns.empty():
             return AgentStatus("thinking")
         return AgentStatus("listening")
-
-    def stop(self) -> None:
-        """Show the final status: the agent no longer listens."""
-        self._status = AgentStatus("stopped")
-        self.display.show(self._status)

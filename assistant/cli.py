@@ -8,11 +8,13 @@ transformers) are imported inside handlers so that ``--help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from assistant import __version__
 from assistant.checkpoint import ModelNotFoundError
@@ -513,12 +515,12 @@ def _add_listen(sub: Any) -> None:
 
 
 def _listen(args: argparse.Namespace) -> int:
-    from assistant.listen import ListenError, ListenOptions, exit_now, parse_device, run_listen
-
     if args.fast and args.input is None:
         raise CliError("--fast applies to --input FILE only")
     if args.echo_tail_ms < 0:
         raise CliError("--echo-tail-ms must be 0 or more")
+    from assistant.listen import ListenError, ListenOptions, parse_device, run_listen
+
     options = ListenOptions(
         settings=settings_from_args(args),
         mic=parse_device(args.mic),
@@ -538,7 +540,22 @@ def _listen(args: argparse.Namespace) -> int:
         status = run_listen(options)
     except ListenError as exc:
         raise CliError(str(exc)) from None
-    exit_now(status)
+    _exit_at_once(status)
+
+
+def _exit_at_once(status: int) -> NoReturn:
+    """End the ``listen`` process now, without the interpreter's teardown."""
+    # run_listen has returned: the microphone and the speaker are closed, the session log is
+    # finished and the model thread has stopped (or, after Ctrl-C during the load, the daemon
+    # thread loading it is abandoned on purpose). What is left is the teardown of torch's and
+    # transformers' modules, close to a second on a small machine, which would break "Ctrl-C
+    # quits at once". os._exit skips it and also skips flushing, so flush here first. Only
+    # this command does this; library code (run_listen included) always returns.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    logging.shutdown()
+    os._exit(status)
 
 
 # --- main ----------------------------------------------------------------------------------

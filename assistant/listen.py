@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 import numpy as np
 
@@ -83,20 +82,6 @@ def parse_device(value: str | None) -> int | str | None:
     return int(value) if value.strip().isdigit() else value
 
 
-def exit_now(status: int) -> NoReturn:
-    """End the process at once, after flushing the output and the logs.
-
-    Everything the agent opened is closed by then; what is left is the interpreter's teardown
-    of torch's CPU libraries, which takes over a second on a small machine and would make
-    Ctrl-C feel slow.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    logging.shutdown()
-    os._exit(status)
-
-
 def run_listen(options: ListenOptions, stream: IO[str] | None = None) -> int:
     """Run the agent until its input ends or it is stopped; return the exit status."""
     prepared = _prepare(options)
@@ -104,6 +89,7 @@ def run_listen(options: ListenOptions, stream: IO[str] | None = None) -> int:
     try:
         return asyncio.run(_main(options, prepared, display))
     finally:
+        display.show(AgentStatus("stopped"))
         display.close()
 
 
@@ -231,10 +217,7 @@ async def _session(options: ListenOptions, prepared: _Prepared, display: Display
             stack.push_async_callback(dialogue.aclose)
             if speaker is not None:
                 await stack.enter_async_context(speaker)
-            try:
-                await _run_agent(agent, options, prepared, stack)
-            finally:
-                agent.stop()
+            await _run_agent(agent, options, prepared, stack)
     finally:
         if prepared.tools is not None:
             await prepared.tools.aclose()
@@ -266,6 +249,7 @@ async def _run_agent(
 
 async def _load_worker(settings: Settings, script: Any) -> Any:
     """Load the model in a daemon thread: Ctrl-C during a long load exits without waiting."""
+    from assistant.checkpoint import resolve_checkpoint
     from assistant.model_worker import ModelWorker
 
     forced: list[Callable[[int], list[Any]]] = []
@@ -274,8 +258,10 @@ async def _load_worker(settings: Settings, script: Any) -> Any:
         return forced[0](batch_size) if forced else []
 
     def load() -> Any:
+        # Before the slow import of the model's classes: a wrong --model fails at once.
+        folder = resolve_checkpoint(settings.model.id)
         return ModelWorker.load(
-            settings.model.id,
+            folder,
             device=settings.model.device,
             dtype=settings.model.dtype,
             logits_processor_factory=factory if script is not None else None,

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mistral_common.protocol.instruct.messages import AssistantMessage
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from assistant.agent import EchoGate, VoiceAgent, file_frames
@@ -31,8 +32,8 @@ LONG_REPLY = (
     "This reply is long on purpose. It goes on for a few sentences. "
     "That leaves time to talk over it."
 )
-INTERRUPTED = (0.3, "Tell me something", 2.5, "Stop talking now", 1.0)
-"""A command, then a second one about two seconds into the spoken reply."""
+INTERRUPTED = (0.3, "Lights on", 2.5, "Tell me something", 2.5, "Stop talking now", 1.0)
+"""A short exchange, a command, then a second one about two seconds into the spoken reply."""
 
 
 def _silence(seconds: float) -> np.ndarray:
@@ -135,14 +136,19 @@ async def test_a_recording_read_in_real_time_takes_as_long_as_it_lasts() -> None
 # --- turns ----------------------------------------------------------------------------------
 
 
+async def _tool_turn(make_worker: WorkerFactory, tools_file: Path) -> list[dict[str, Any]]:
+    """One spoken command answered with a get_time call and a reply: the displayed records."""
+    script = ForcedScript([TRANSCRIPT], [{"tool_calls": [TOOL_CALL]}, {"text": REPLY_TEXT}])
+    agent = _agent(make_worker(script), load_tools(tools_file))
+    frames = file_frames(_recording(0.5, "What time is it"), realtime=False)
+    return await _run(agent, frames, turn_by_turn=True)
+
+
 async def test_an_utterance_is_answered_with_a_tool_call_and_a_reply(
     make_worker: WorkerFactory, tools_file: Path
 ) -> None:
     """The VAD's utterance becomes a turn: transcript, tool call and result, reply, done."""
-    script = ForcedScript([TRANSCRIPT], [{"tool_calls": [TOOL_CALL]}, {"text": REPLY_TEXT}])
-    agent = _agent(make_worker(script), load_tools(tools_file))
-    frames = file_frames(_recording(0.5, "What time is it"), realtime=False)
-    records = await _run(agent, frames, turn_by_turn=True)
+    records = await _tool_turn(make_worker, tools_file)
     kinds = [r["type"] for r in records if r["type"] != "agent_status"]
     assert kinds[:4] == ["speech_started", "speech_end_likely", "speech_stopped", "utterance"]
     assert kinds[-1] == "turn_done"
@@ -161,10 +167,7 @@ async def test_the_status_line_follows_the_turn(
     make_worker: WorkerFactory, tools_file: Path
 ) -> None:
     """Listening, hearing you, thinking, calling the tool, thinking, listening: in that order."""
-    script = ForcedScript([TRANSCRIPT], [{"tool_calls": [TOOL_CALL]}, {"text": REPLY_TEXT}])
-    agent = _agent(make_worker(script), load_tools(tools_file))
-    frames = file_frames(_recording(0.5, "What time is it"), realtime=False)
-    records = await _run(agent, frames, turn_by_turn=True)
+    records = await _tool_turn(make_worker, tools_file)
     states = [(r["state"], r["detail"]) for r in _types(records, "agent_status")]
     assert states == [
         ("listening", ""),
@@ -193,31 +196,13 @@ async def test_each_utterance_of_a_recording_gets_its_own_turn_in_order(
 # --- speech and echo ------------------------------------------------------------------------
 
 
-async def test_half_duplex_ignores_what_is_heard_while_the_reply_is_spoken(
+async def test_barge_in_cuts_the_reply_to_what_was_heard_and_answers_the_new_turn(
     make_worker: WorkerFactory, virtual_audio: VirtualAudio
 ) -> None:
-    """Speech that arrives while the assistant speaks starts no turn: the gate hears silence."""
-    script = ForcedScript([], [{"text": LONG_REPLY}, {"text": "Should never be said."}])
-    speaker = await Speaker(EspeakSynthesizer(), SoundDevicePlayer()).start()
-    agent = _agent(make_worker(script), speaker=speaker)
-    frames = file_frames(_recording(*INTERRUPTED), realtime=True)
-    try:
-        records = await _run(agent, frames, gate_echo=True)
-    finally:
-        await speaker.aclose()
-    assert len(_types(records, "utterance")) == 1
-    assert [r["text"] for r in _types(records, "turn_done")] == [LONG_REPLY]
-    assert agent.ignored_frames > 0
-    spoken = _types(records, "spoken_sentence")
-    assert spoken and not any(s["interrupted"] for s in spoken)
-    assert {"speaking"} <= {r["state"] for r in _types(records, "agent_status")}
-
-
-async def test_barge_in_stops_the_spoken_reply_and_answers_the_new_turn(
-    make_worker: WorkerFactory, virtual_audio: VirtualAudio
-) -> None:
-    """With barge-in, speech during the reply cuts it short and is answered next."""
-    script = ForcedScript([], [{"text": LONG_REPLY}, {"text": "Sure, stopping."}])
+    """Speech during a reply stops the voice, cuts the reply in the history, is answered next."""
+    script = ForcedScript(
+        [], [{"text": "Done."}, {"text": LONG_REPLY}, {"text": "Sure, stopping."}]
+    )
     speaker = await Speaker(EspeakSynthesizer(), SoundDevicePlayer()).start()
     agent = _agent(make_worker(script), speaker=speaker, barge_in=True)
     frames = file_frames(_recording(*INTERRUPTED), realtime=True)
@@ -226,11 +211,17 @@ async def test_barge_in_stops_the_spoken_reply_and_answers_the_new_turn(
     finally:
         await speaker.aclose()
     spoken = _types(records, "spoken_sentence")
-    assert len(_types(records, "utterance")) == 2
-    assert [r["text"] for r in _types(records, "turn_done")] == [LONG_REPLY, "Sure, stopping."]
+    assert [s["text"] for s in spoken][:2] == ["Done.", "This reply is long on purpose."]
     assert [s["interrupted"] for s in spoken][-2:] == [True, False]
     assert spoken[-1]["text"] == "Sure, stopping."
-    assert len(spoken) < len(LONG_REPLY.split(". ")) + 1
+    assert len(_types(records, "utterance")) == 3
+    done = ["Done.", LONG_REPLY, "Sure, stopping."]
+    assert [r["text"] for r in _types(records, "turn_done")] == done
+    # The history keeps what was heard of the cut reply, not of the replies before it.
+    replies = [m.content for m in agent.dialogue.history if isinstance(m, AssistantMessage)]
+    assert replies[0] == "Done." and replies[-1] == "Sure, stopping."
+    (cut,) = replies[1:-1]
+    assert isinstance(cut, str) and cut and LONG_REPLY.startswith(cut) and cut != LONG_REPLY
 
 
 async def test_a_broken_speaker_is_reported_once_and_the_conversation_goes_on(
@@ -251,12 +242,20 @@ async def test_a_broken_speaker_is_reported_once_and_the_conversation_goes_on(
     assert [r["text"] for r in _types(records, "turn_done")] == ["First answer.", "Second answer."]
 
 
-async def test_tool_announcements_are_shown_while_listening(make_worker: WorkerFactory) -> None:
-    """A timer's announcement appears on the display without any user turn."""
+async def test_tool_announcements_are_shown_and_said_while_listening(
+    make_worker: WorkerFactory, virtual_audio: VirtualAudio
+) -> None:
+    """A timer's announcement appears on the display and is spoken, without any user turn."""
     announcements: asyncio.Queue[Announcement] = asyncio.Queue()
-    agent = _agent(make_worker(ForcedScript()), announcements=announcements)
+    speaker = await Speaker(EspeakSynthesizer(), SoundDevicePlayer()).start()
+    agent = _agent(make_worker(ForcedScript()), speaker=speaker, announcements=announcements)
     announcements.put_nowait(Announcement("Your pasta is ready.", "set_timer"))
-    records = await _run(agent, file_frames(_silence(0.5), realtime=True))
+    try:
+        records = await _run(agent, file_frames(_silence(0.5), realtime=True))
+    finally:
+        await speaker.aclose()
     (shown,) = _types(records, "announcement")
     assert shown["text"] == "Your pasta is ready." and shown["source"] == "set_timer"
+    (said,) = _types(records, "spoken_sentence")
+    assert said["text"] == "Your pasta is ready." and not said["interrupted"]
     assert not _types(records, "utterance")

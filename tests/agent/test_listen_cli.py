@@ -1,15 +1,23 @@
-"""``voxtral-assistant listen``: file input with JSON output, and one clear line per mistake."""
+"""``voxtral-assistant listen``: file input with JSON output, and one clear line per mistake.
+
+Mistakes are checked in this process through ``main()`` (they end before the model runs, so
+``listen`` returns instead of ending the process); whole runs start the command as a process.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from assistant.cli import build_parser
+from assistant.cli import build_parser, main
 from tests.agent.cli import run_listen
 from tests.agent.conftest import REPLY_TEXT, TOOL_CALL, TRANSCRIPT, ScriptWriter
+
+ListenMain = Callable[..., tuple[int, str]]
 
 
 def test_input_file_with_json_prints_the_turn_event_by_event(
@@ -61,12 +69,31 @@ def test_input_file_with_json_prints_the_turn_event_by_event(
     assert turn["metrics"]["speech_end_to_first_delta_ms"] > 0
 
 
-def test_a_missing_model_is_one_clear_line(tmp_path: Path, command_wav: Path) -> None:
-    """A model folder that does not exist fails with status 2 and no traceback."""
-    done = run_listen("--model", tmp_path / "nowhere", "--input", command_wav, "--no-speak")
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    assert "voxtral-assistant:" in done.stderr and "nowhere" in done.stderr
+@pytest.fixture
+def listen_main(capsys: pytest.CaptureFixture[str]) -> Iterator[ListenMain]:
+    """``main(["listen", ...])`` here; returns the exit status and what went to stderr."""
+    root = logging.getLogger()
+    ours = logging.getLogger("assistant")
+    saved = (list(root.handlers), root.level, ours.level)
+
+    def run(*args: str | Path) -> tuple[int, str]:
+        status = main(["listen", *map(str, args)])
+        return status, capsys.readouterr().err
+
+    yield run
+    # main() installs a log handler on the captured stderr: put the old ones back.
+    root.handlers[:], root.level = saved[0], saved[1]
+    ours.setLevel(saved[2])
+
+
+def test_a_missing_model_is_one_clear_line(
+    listen_main: ListenMain, tmp_path: Path, command_wav: Path
+) -> None:
+    """A model folder that does not exist fails with status 2 and one line naming it."""
+    status, err = listen_main("--model", tmp_path / "nowhere", "--input", command_wav, "--no-speak")
+    assert status == 2
+    (line,) = [line for line in err.splitlines() if line.startswith("voxtral-assistant:")]
+    assert "nowhere" in line
 
 
 def test_no_microphone_is_a_clear_error_before_the_model_loads(tiny_model_dir: Path) -> None:
@@ -80,28 +107,44 @@ def test_no_microphone_is_a_clear_error_before_the_model_loads(tiny_model_dir: P
     assert "loaded" not in done.stderr
 
 
-def test_an_unreadable_recording_is_a_clear_error(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_an_unreadable_recording_is_a_clear_error(
+    listen_main: ListenMain, tiny_model_dir: Path, tmp_path: Path
+) -> None:
     """A file that is not audio is refused with its name, before the model loads."""
     bad = tmp_path / "notes.wav"
     bad.write_text("not audio", encoding="utf-8")
-    done = run_listen("--model", tiny_model_dir, "--input", bad, "--no-speak")
-    assert done.returncode == 2
-    assert "notes.wav" in done.stderr and "Traceback" not in done.stderr
+    status, err = listen_main("--model", tiny_model_dir, "--input", bad, "--no-speak")
+    assert status == 2
+    assert "notes.wav" in err and "loaded" not in err
 
 
 def test_an_unknown_voice_is_refused_before_the_model_loads(
-    tiny_model_dir: Path, command_wav: Path
+    listen_main: ListenMain, tiny_model_dir: Path, command_wav: Path
 ) -> None:
     """``--voice`` that espeak-ng does not know fails at once with the voice's name."""
-    done = run_listen("--model", tiny_model_dir, "--input", command_wav, "--voice", "xx-nope")
-    assert done.returncode == 2
-    assert "'xx-nope'" in done.stderr and "loaded" not in done.stderr
+    status, err = listen_main("--model", tiny_model_dir, "--input", command_wav, "--voice", "xx-no")
+    assert status == 2
+    assert "'xx-no'" in err and "loaded" not in err
 
 
-def test_fast_needs_an_input_file() -> None:
+def test_without_espeak_ng_speech_is_refused_with_the_way_out(
+    listen_main: ListenMain,
+    tiny_model_dir: Path,
+    command_wav: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No espeak-ng program: how to install it or ``--no-speak``, before the model loads."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no programs at all
+    status, err = listen_main("--model", tiny_model_dir, "--input", command_wav)
+    assert status == 2
+    assert "espeak-ng is not installed" in err and "--no-speak" in err and "loaded" not in err
+
+
+def test_fast_needs_an_input_file(listen_main: ListenMain) -> None:
     """``--fast`` without ``--input`` is a usage mistake."""
-    done = run_listen("--fast", "--no-speak")
-    assert done.returncode == 2 and "--fast applies to --input" in done.stderr
+    status, err = listen_main("--fast", "--no-speak")
+    assert status == 2 and "--fast applies to --input" in err
 
 
 def test_help_says_barge_in_is_for_headphones_or_echo_cancellers(
@@ -138,11 +181,12 @@ def test_without_a_gpu_auto_warns_and_runs_on_the_cpu(
 
 @pytest.mark.skipif(_has_gpu(), reason="checks the behaviour of a machine without a GPU")
 def test_without_a_gpu_asking_for_cuda_offers_the_cpu(
-    tiny_model_dir: Path, command_wav: Path
+    listen_main: ListenMain, tiny_model_dir: Path, command_wav: Path
 ) -> None:
     """``--model-device cuda`` with no GPU fails in one line that points to the CPU."""
-    done = run_listen(
+    status, err = listen_main(
         "--model", tiny_model_dir, "--input", command_wav, "--no-speak", "--model-device", "cuda"
     )
-    assert done.returncode == 2
-    assert "no CUDA GPU" in done.stderr and "--model-device cpu" in done.stderr
+    assert status == 2
+    (line,) = [line for line in err.splitlines() if line.startswith("voxtral-assistant:")]
+    assert "no CUDA GPU" in line and "--model-device cpu" in line
