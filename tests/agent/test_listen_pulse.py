@@ -17,8 +17,9 @@ from tests.agent.cli import ListenProcess
 from tests.agent.conftest import REPLY_SENTENCES, ScriptWriter
 from tests.agent.sound import read_pcm, sounding_s
 
-AFTER_REPLY_S = 2.0
-"""How long the echo of the reply is given to (wrongly) start a turn."""
+AFTER_REPLY_S = 1.0
+"""How long the end of the reply's echo is given to (wrongly) start a turn: ample, as the VAD
+reports speech after 250 ms of it."""
 
 
 def test_a_spoken_command_runs_the_tool_and_the_reply_is_spoken_without_echo(

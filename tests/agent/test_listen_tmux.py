@@ -107,23 +107,28 @@ def terminal_listen(
         terminal.close()
 
 
+def _one_status_line_listening(screen: str) -> bool:
+    status = [line for line in screen.splitlines() if "Ctrl-C to quit" in line]
+    return len(status) == 1 and "listening" in status[0]
+
+
+def _answered_and_listening(terminal: Terminal) -> str:
+    """Wait until the turn is on the screen and the agent listens again; return the screen."""
+    return terminal.wait_for(
+        "you: What time is it?",
+        '→ tool get_time({"timezone": "UTC"})',
+        "assistant: It is ten past ten. Anything else?",
+        "first word",
+        check=_one_status_line_listening,
+    )
+
+
 def test_the_terminal_shows_the_status_line_and_the_conversation(
     terminal_listen: tuple[Terminal, Path],
 ) -> None:
     """The live view shows the status line, what the user said, the tool call and the reply."""
     terminal, _ = terminal_listen
-
-    def one_status_line_listening(screen: str) -> bool:
-        status = [line for line in screen.splitlines() if "Ctrl-C to quit" in line]
-        return len(status) == 1 and "listening" in status[0]
-
-    screen = terminal.wait_for(
-        "you: What time is it?",
-        '→ tool get_time({"timezone": "UTC"})',
-        "assistant: It is ten past ten. Anything else?",
-        "first word",
-        check=one_status_line_listening,
-    )
+    screen = _answered_and_listening(terminal)
     assert screen.rstrip().splitlines()[-1].split()[1:2] == ["listening"]
 
 
@@ -132,7 +137,7 @@ def test_ctrl_c_exits_with_status_0_within_two_seconds(
 ) -> None:
     """Ctrl-C while listening ends the agent cleanly (status 0) within two seconds."""
     terminal, status_file = terminal_listen
-    terminal.wait_for("assistant: It is ten past ten.", "listening")
+    _answered_and_listening(terminal)
     pressed = time.monotonic()
     terminal.tmux("send-keys", "C-c")
     while not (status_file.exists() and status_file.read_text().strip()):
