@@ -327,9 +327,7 @@ def _load_worker(args: argparse.Namespace, settings: Settings) -> Any:
     from assistant.model_worker import ModelWorker
 
     try:
-        return ModelWorker.load(
-            settings.model.id, device=settings.model.device, dtype=settings.model.dtype
-        )
+        return ModelWorker.from_settings(settings.model)
     except ValueError as exc:
         raise CliError(str(exc)) from None
 
@@ -356,13 +354,8 @@ def _ask(args: argparse.Namespace) -> int:
     if settings.instructions:
         messages.insert(0, SystemMessage(content=settings.instructions))
     tools = _load_registry(settings.tools_file).mistral_tools() if settings.tools_file else None
-    limit = settings.model.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens
     try:
-        params = GenerationParams(
-            max_new_tokens=limit,
-            temperature=settings.model.temperature,
-            top_p=settings.model.top_p,
-        )
+        params = GenerationParams.from_settings(settings.model, args.max_new_tokens)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     worker = _load_worker(args, settings)

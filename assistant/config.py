@@ -39,6 +39,26 @@ class ModelSettings(_Group):
     max_new_tokens: int = Field(512, ge=1, le=32768)
     temperature: float = Field(0.2, ge=0.0, le=2.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
+    prefix_reuse: bool = Field(
+        True, description="Keep each conversation's KV cache; prefill only the new part of a turn."
+    )
+    cache_budget_bytes: int = Field(
+        4 * 1024**3, ge=0, description="Memory for KV caches and clip embeddings (LRU eviction)."
+    )
+    static_cache_tokens: int | None = Field(
+        None, ge=1, description="Static KV caches of this many positions (needed to compile)."
+    )
+    compile_backend: str | None = Field(
+        None, description="torch.compile the decode step with this backend, e.g. 'inductor'."
+    )
+
+    @model_validator(mode="after")
+    def _compile_needs_static_cache(self) -> ModelSettings:
+        if self.compile_backend and self.static_cache_tokens is None:
+            raise ValueError(
+                "compile_backend needs static_cache_tokens (compiled decode is static)"
+            )
+        return self
 
 
 class VadSettings(_Group):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assistant.audio_io import AudioError, AudioSource, audio_chunk
+from assistant.config import ModelSettings
 from assistant.engine import Engine, Job, Sampling
 from assistant.events import (
     ErrorEvent,
@@ -67,6 +68,17 @@ class GenerationParams:
             raise ValueError("temperature must be between 0 and 2")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError("top_p must be in (0, 1]")
+
+    @classmethod
+    def from_settings(
+        cls, model: ModelSettings, max_new_tokens: int | None = None
+    ) -> GenerationParams:
+        """The chat sampling configured in ``settings.model``."""
+        return cls(
+            max_new_tokens=model.max_new_tokens if max_new_tokens is None else max_new_tokens,
+            temperature=model.temperature,
+            top_p=model.top_p,
+        )
 
 
 GREEDY = GenerationParams(temperature=0.0)
@@ -209,6 +221,28 @@ class ModelWorker:
         """Load a checkpoint (blocking) and start the model thread."""
         return cls(
             load_model(model, device, dtype),
+            logits_processor_factory=logits_processor_factory,
+            options=options,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        model: ModelSettings,
+        *,
+        logits_processor_factory: Callable[[int], list[Any]] | None = None,
+    ) -> ModelWorker:
+        """Load the checkpoint, device, dtype and speed options configured in ``settings.model``."""
+        options = WorkerOptions(
+            prefix_reuse=model.prefix_reuse,
+            cache_budget_bytes=model.cache_budget_bytes,
+            static_cache_tokens=model.static_cache_tokens,
+            compile_backend=model.compile_backend,
+        )
+        return cls.load(
+            model.id,
+            device=model.device,
+            dtype=model.dtype,
             logits_processor_factory=logits_processor_factory,
             options=options,
         )
