@@ -109,6 +109,8 @@ def _prepare(options: ListenOptions) -> _Prepared:
             raise ListenError(f"{exc} (or read a recording with --input FILE.wav)") from None
     if options.speak:
         prepared.synthesizer = _check_speech(options)
+    if options.session_log is not None:
+        _check_session_log(options.session_log)
     if options.forced_replies is not None:
         from assistant.testing.forced_file import ForcedScript, ForcedScriptError
 
@@ -151,6 +153,16 @@ def _check_speech(options: ListenOptions) -> Any:
     except (SpeechError, ValueError) as exc:
         raise ListenError(str(exc)) from None
     return synthesizer
+
+
+def _check_session_log(path: Path) -> None:
+    """Refuse a session log that cannot be appended to (the dialogue opens it after the load)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise ListenError(f"cannot write the session log {path}: {exc.strerror or exc}") from None
 
 
 # --- the run --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import re
 import shutil
 import subprocess
@@ -25,6 +26,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from assistant.events import SpokenSentence
+
+log = logging.getLogger(__name__)
 
 ESPEAK_PACKAGES = "apt-get install espeak-ng (Debian/Ubuntu) or brew install espeak-ng (macOS)"
 
@@ -153,13 +156,20 @@ class EspeakSynthesizer:
         import soundfile as sf
 
         command = [self.executable, "-v", self.voice, "-s", str(self.words_per_minute)]
-        done = subprocess.run(
-            [*command, "--stdout", "--", text], capture_output=True, check=False, timeout=60
-        )
+        try:
+            done = subprocess.run(
+                [*command, "--stdout", "--", text], capture_output=True, check=False, timeout=60
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SpeechError(f"espeak-ng (voice {self.voice!r}) failed: {exc}") from None
         if done.returncode != 0 or not done.stdout:
             message = done.stderr.decode(errors="replace").strip() or f"exit {done.returncode}"
             raise SpeechError(f"espeak-ng (voice {self.voice!r}) failed: {message}")
-        pcm, self.sample_rate_hz = sf.read(io.BytesIO(done.stdout), dtype="int16", always_2d=True)
+        try:
+            pcm, rate_hz = sf.read(io.BytesIO(done.stdout), dtype="int16", always_2d=True)
+        except sf.SoundFileError as exc:
+            raise SpeechError(f"espeak-ng wrote no readable WAV: {exc}") from None
+        self.sample_rate_hz = rate_hz
         return np.ascontiguousarray(pcm[:, 0])
 
 
@@ -206,16 +216,19 @@ class SoundDevicePlayer:
             raise SpeechError(f"cannot play through {where}: {exc}") from exc
         block = max(1, round(sample_rate_hz * self.block_s))
         written = 0
-        with stream:
-            while written < len(pcm) and not stop.is_set():
-                stream.write(pcm[written : written + block])
-                written += len(pcm[written : written + block])
-            if stop.is_set():
-                stream.abort()
-                heard = max(0.0, written / sample_rate_hz - stream.latency)
-                return min(heard, len(pcm) / sample_rate_hz)
-            # stop() returns once the buffered audio has been played.
-            stream.stop()
+        try:
+            with stream:
+                while written < len(pcm) and not stop.is_set():
+                    stream.write(pcm[written : written + block])
+                    written += len(pcm[written : written + block])
+                if stop.is_set():
+                    stream.abort()
+                    heard = max(0.0, written / sample_rate_hz - stream.latency)
+                    return min(heard, len(pcm) / sample_rate_hz)
+                # stop() returns once the buffered audio has been played.
+                stream.stop()
+        except sd.PortAudioError as exc:  # e.g. the device went away mid-sentence
+            raise SpeechError(f"playing speech failed: {exc}") from None
         return written / sample_rate_hz
 
 
@@ -350,8 +363,8 @@ class Speaker:
                 continue
             try:
                 pcm = await asyncio.to_thread(self.synthesizer.synthesize, text)
-            except SpeechError as exc:
-                self.failure = exc
+            except Exception as exc:
+                self._fail(exc)
                 self._done_one()
                 continue
             await self._clips.put(_Clip(text, pcm, self.synthesizer.sample_rate_hz))
@@ -370,11 +383,19 @@ class Speaker:
                 heard_s = await asyncio.to_thread(
                     self.player.play, clip.pcm, clip.sample_rate_hz, self._stop
                 )
-            except SpeechError as exc:
-                self.failure = exc
+            except Exception as exc:
+                self._fail(exc)
             else:
                 self._record(clip, heard_s)
             self._done_one()
+
+    def _fail(self, exc: Exception) -> None:
+        """Speech stops for good; the sentences still queued are dropped, ``drain()`` returns."""
+        if not isinstance(exc, SpeechError):
+            # Not a failure we foresaw: keep the traceback in the log, the session goes on.
+            log.error("speech failed", exc_info=exc)
+            exc = SpeechError(f"speech failed: {type(exc).__name__}: {exc}")
+        self.failure = exc
 
     def _record(self, clip: _Clip, heard_s: float) -> None:
         duration_s = len(clip.pcm) / clip.sample_rate_hz

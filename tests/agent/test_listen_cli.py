@@ -141,6 +141,19 @@ def test_without_espeak_ng_speech_is_refused_with_the_way_out(
     assert "espeak-ng is not installed" in err and "--no-speak" in err and "loaded" not in err
 
 
+def test_a_session_log_that_cannot_be_written_is_refused_before_the_model_loads(
+    listen_main: ListenMain, tiny_model_dir: Path, command_wav: Path, tmp_path: Path
+) -> None:
+    """``--session-log`` inside a file (not a folder) fails at once, naming the log."""
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    log = tmp_path / "a-file" / "session.jsonl"
+    status, err = listen_main(
+        "--model", tiny_model_dir, "--input", command_wav, "--no-speak", "--session-log", log
+    )
+    assert status == 2
+    assert f"cannot write the session log {log}" in err and "loaded" not in err
+
+
 def test_fast_needs_an_input_file(listen_main: ListenMain) -> None:
     """``--fast`` without ``--input`` is a usage mistake."""
     status, err = listen_main("--fast", "--no-speak")

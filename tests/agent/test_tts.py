@@ -6,6 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from assistant.events import SpokenSentence
@@ -103,3 +104,23 @@ async def test_nothing_is_heard_when_nothing_was_said(virtual_audio: VirtualAudi
     speaker = await Speaker(EspeakSynthesizer(), SoundDevicePlayer()).start()
     assert await speaker.interrupt() == ""
     await speaker.aclose()
+
+
+class _BrokenSynthesizer:
+    """A synthesizer with a bug: every sentence raises an error nobody foresaw."""
+
+    sample_rate_hz = 22050
+
+    def synthesize(self, text: str) -> np.ndarray:
+        raise RuntimeError(f"cannot say {text!r}")
+
+
+async def test_an_unforeseen_speech_error_ends_speech_without_hanging_the_reply() -> None:
+    """A crashing synthesizer becomes the speaker's failure; draining the queue still ends."""
+    speaker = await Speaker(_BrokenSynthesizer(), SoundDevicePlayer()).start()
+    speaker.say(FIRST)
+    speaker.say(SECOND)
+    await asyncio.wait_for(speaker.drain(), timeout=10)
+    await speaker.aclose()
+    assert isinstance(speaker.failure, SpeechError)
+    assert "RuntimeError" in str(speaker.failure) and not speaker.speaking
