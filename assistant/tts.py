@@ -288,6 +288,7 @@ class Speaker:
         self.failure: SpeechError | None = None
         """Set when speech failed; later sentences are then skipped."""
         self._tasks: list[asyncio.Task[None]] = []
+        self._playback: asyncio.Future[float] | None = None
 
     @property
     def speaking(self) -> bool:
@@ -332,12 +333,15 @@ class Speaker:
         return heard
 
     async def aclose(self) -> None:
-        """Stop speaking and end the tasks."""
+        """Stop speaking and end the tasks; the output device is closed on return."""
         self._stop.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._playback is not None:
+            # Cancelling the task left its thread playing: it stops within a block of ``_stop``.
+            await asyncio.gather(self._playback, return_exceptions=True)
 
     async def __aenter__(self) -> Speaker:
         return await self.start()
@@ -379,10 +383,11 @@ class Speaker:
                 self._playing = True
                 if self.on_speaking:
                     self.on_speaking(True)
+            self._playback = asyncio.ensure_future(
+                asyncio.to_thread(self.player.play, clip.pcm, clip.sample_rate_hz, self._stop)
+            )
             try:
-                heard_s = await asyncio.to_thread(
-                    self.player.play, clip.pcm, clip.sample_rate_hz, self._stop
-                )
+                heard_s = await asyncio.shield(self._playback)
             except Exception as exc:
                 self._fail(exc)
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
@@ -124,3 +125,32 @@ async def test_an_unforeseen_speech_error_ends_speech_without_hanging_the_reply(
     await speaker.aclose()
     assert isinstance(speaker.failure, SpeechError)
     assert "RuntimeError" in str(speaker.failure) and not speaker.speaking
+
+
+class _WatchedPlayer(SoundDevicePlayer):
+    """The real player, noting whether a ``play()`` call is still running."""
+
+    playing = False
+
+    def play(self, pcm: np.ndarray, sample_rate_hz: int, stop: threading.Event) -> float:
+        self.playing = True
+        try:
+            return super().play(pcm, sample_rate_hz, stop)
+        finally:
+            self.playing = False
+
+
+async def test_closing_the_speaker_mid_sentence_closes_the_output_first(
+    virtual_audio: VirtualAudio,
+) -> None:
+    """``aclose()`` returns once the sentence being played has stopped and its stream is closed."""
+    player = _WatchedPlayer()
+    speaker = await Speaker(EspeakSynthesizer(), player).start()
+    sound = asyncio.Event()
+    speaker.on_speaking = lambda speaking: sound.set()
+    speaker.say(FIRST)
+    await sound.wait()
+    await asyncio.sleep(0.3)
+    assert player.playing
+    await speaker.aclose()
+    assert not player.playing
