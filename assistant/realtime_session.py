@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -83,12 +84,13 @@ class RealtimeSession:
         """Whether user input (or a tool output) arrived since the last response began."""
         self._speech_unanswered = False
         """Whether server VAD committed an utterance while a response ran (answered next)."""
-        self._resampler: soxr.ResampleStream | None = None
+        self._resampler = _resampler(self.state.input_rate_hz)
         self._buffer: list[np.ndarray] = []
         self._buffered_samples = 0
         self._stream_samples = 0
         """16 kHz samples received since the session started (OpenAI's ``audio_*_ms`` clock)."""
-        self._segmenter: VadSegmenter | None = None
+        self._segmenter: asyncio.Future[VadSegmenter] | None = None
+        """The server VAD (None with manual commits); Silero's is still being built in a thread."""
         self._segmenter_offset_ms = 0
         self._speech_item_id: str | None = None
         self._last_item_id: str | None = None
@@ -100,7 +102,7 @@ class RealtimeSession:
         self._suspended_turn: AsyncIterator[Any] | None = None
         """A turn paused at a client tool call, resumed by the next ``response.create``."""
         self._closed = False
-        self._configure_audio()
+        self._configure_vad()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -126,6 +128,8 @@ class RealtimeSession:
         if self._closed:
             return
         self._closed = True
+        if self._segmenter is not None:
+            self._segmenter.cancel()
         await self._cancel_response("server_shutdown")
         task = self._response_task
         if task is not None and not task.done():
@@ -194,11 +198,11 @@ class RealtimeSession:
         if after.max_output_tokens != before.max_output_tokens:
             limit = after.max_output_tokens or GenerationParams().max_new_tokens
             settings.params = dataclasses.replace(settings.params, max_new_tokens=limit)
-        if (
-            after.turn_detection != before.turn_detection
-            or after.input_rate_hz != before.input_rate_hz
-        ):
-            self._configure_audio()
+        if after.input_rate_hz != before.input_rate_hz:
+            self._resampler = _resampler(after.input_rate_hz)
+        if _vad_overrides(after.turn_detection) != _vad_overrides(before.turn_detection):
+            # Only a change the VAD itself sees rebuilds it (create_response does not).
+            self._configure_vad()
         self._send(server_event("session.updated", session=self._wire_state()))
 
     def _wire_state(self) -> dict[str, Any]:
@@ -210,30 +214,37 @@ class RealtimeSession:
         }
         return self.state.to_wire(self.id, defaults)
 
-    def _configure_audio(self) -> None:
-        """(Re)build the resampler and the VAD after a format or turn-detection change."""
-        rate = self.state.input_rate_hz
-        self._resampler = (
-            None
-            if rate == ev.SAMPLE_RATE_HZ
-            else soxr.ResampleStream(rate, ev.SAMPLE_RATE_HZ, 1, dtype="int16")
-        )
-        vad = self.state.turn_detection
-        if vad is None:
-            self._segmenter = None
-            return
-        overrides = {
-            k: v
-            for k, v in (
-                ("threshold", vad.threshold),
-                ("prefix_padding_ms", vad.prefix_padding_ms),
-                ("silence_duration_ms", vad.silence_duration_ms),
-            )
-            if v is not None
-        }
-        self._segmenter = VadSegmenter(self._vad_base, **overrides)
+    def _configure_vad(self) -> None:
+        """(Re)build the server VAD for the session's turn detection (none: manual commits)."""
+        self._segmenter = None
         self._segmenter_offset_ms = self._stream_ms
         self._speech_item_id = None
+        overrides = _vad_overrides(self.state.turn_detection)
+        if overrides is None:
+            return
+        build = functools.partial(VadSegmenter, self._vad_base, **overrides)
+        if self._silero:
+            # ~50 ms of CPU: built in a thread while the client gets its microphone ready.
+            self._segmenter = asyncio.create_task(asyncio.to_thread(build), name=f"{self.id}:vad")
+        else:
+            self._segmenter = asyncio.get_running_loop().create_future()
+            self._segmenter.set_result(build())
+
+    @property
+    def _silero(self) -> bool:
+        """Whether the VAD is Silero's network, which runs in threads, off the event loop.
+
+        webrtcvad costs microseconds per chunk and runs inline; Silero costs ~30 ms of CPU per
+        second of audio, which on the event loop would delay every other client's events.
+        """
+        return self._vad_base.backend == "silero"
+
+    async def _detect(self, segmenter: asyncio.Future[VadSegmenter], pcm: np.ndarray) -> list[Any]:
+        """The VAD events for ``pcm``."""
+        vad = await segmenter
+        if self._silero:
+            return await asyncio.to_thread(vad.process, pcm)
+        return vad.process(pcm)
 
     @property
     def _stream_ms(self) -> int:
@@ -249,7 +260,7 @@ class RealtimeSession:
     async def _append(self, event: InputAudioBufferAppend) -> None:
         pcm = self._to_16k(decode_pcm16(event.audio, event_id=event.event_id))
         vad = self.state.turn_detection
-        if self._segmenter is None or vad is None:
+        if vad is None or self._segmenter is None:
             if self._buffered_samples + len(pcm) > self._max_buffered_samples:
                 limit_s = self._max_buffered_samples / ev.SAMPLE_RATE_HZ
                 raise ProtocolError(
@@ -264,7 +275,7 @@ class RealtimeSession:
             self._stream_samples += len(pcm)
             return
         self._stream_samples += len(pcm)
-        for vad_event in self._segmenter.process(pcm):
+        for vad_event in await self._detect(self._segmenter, pcm):
             await self._on_vad_event(vad_event, vad)
 
     async def _on_vad_event(self, vad_event: Any, vad: TurnDetection) -> None:
@@ -302,7 +313,7 @@ class RealtimeSession:
 
     async def _commit_manually(self, event: InputAudioBufferCommit) -> None:
         if self._segmenter is not None:
-            for vad_event in self._segmenter.flush():
+            for vad_event in (await self._segmenter).flush():
                 if isinstance(vad_event, ev.Utterance):
                     item_id = self._speech_item_id or new_id("item")
                     self._speech_item_id = None
@@ -322,8 +333,8 @@ class RealtimeSession:
 
     def _clear(self) -> None:
         self._buffer, self._buffered_samples = [], 0
-        if self._segmenter is not None:
-            self._segmenter.reset()
+        if self._segmenter is not None and self._segmenter.done():
+            self._segmenter.result().reset()
             self._segmenter_offset_ms = self._stream_ms
             self._speech_item_id = None
         self._send(server_event("input_audio_buffer.cleared"))
@@ -522,3 +533,25 @@ class RealtimeSession:
         close = getattr(turn, "aclose", None)
         if close is not None:
             await close()
+
+
+def _resampler(rate_hz: int) -> soxr.ResampleStream | None:
+    """A streaming resampler from the client's rate to 16 kHz (None when it is 16 kHz)."""
+    if rate_hz == ev.SAMPLE_RATE_HZ:
+        return None
+    return soxr.ResampleStream(rate_hz, ev.SAMPLE_RATE_HZ, 1, dtype="int16")
+
+
+def _vad_overrides(vad: TurnDetection | None) -> dict[str, Any] | None:
+    """The client's VAD settings that differ from the server's (None: manual commits)."""
+    if vad is None:
+        return None
+    return {
+        k: v
+        for k, v in (
+            ("threshold", vad.threshold),
+            ("prefix_padding_ms", vad.prefix_padding_ms),
+            ("silence_duration_ms", vad.silence_duration_ms),
+        )
+        if v is not None
+    }

@@ -31,6 +31,7 @@ from assistant.http_api import HttpApi
 from assistant.http_edge import HttpConnection
 from assistant.realtime_protocol import ProtocolError, error_event, parse_client_event
 from assistant.realtime_session import RealtimeSession
+from assistant.vad_segmenter import VadSegmenter
 
 if TYPE_CHECKING:
     from assistant.model_worker import ModelWorker
@@ -264,6 +265,10 @@ class AssistantServer:
 
         ``ServeError`` when the address cannot be bound (in use, not this machine's).
         """
+        if self._vad_settings.backend == "silero":
+            # Silero's first load (import, TorchScript) takes over a second: pay it now, in a
+            # thread, rather than in the first session's audio.
+            await asyncio.to_thread(VadSegmenter, self._vad_settings)
         try:
             self._server = await self._listen()
         except OSError as exc:

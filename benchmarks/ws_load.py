@@ -15,7 +15,7 @@ uses, so it knows which chunk makes each VAD event possible and which ``audio_st
   (any lost or reordered chunk shifts them), plus ``error`` events.
 
 Run: ``python benchmarks/ws_load.py --clients 50 --seconds 30`` (prints figures, writes JSON to
-``benchmarks/out/ws_load.json``).
+``benchmarks/out/ws_load.json``); ``--vad-backend silero`` measures Silero instead of webrtcvad.
 """
 
 from __future__ import annotations
@@ -58,10 +58,10 @@ def client_audio(speech: np.ndarray, seconds: float, phase_s: float) -> np.ndarr
     return loop[:total]
 
 
-def expected_events(audio: np.ndarray) -> list[tuple[str, int, int]]:
+def expected_events(audio: np.ndarray, vad: VadSettings) -> list[tuple[str, int, int]]:
     """(event type, audio ms, index of the triggering chunk), as the server must produce them."""
     resampler = soxr.ResampleStream(RATE_HZ, ev.SAMPLE_RATE_HZ, 1, dtype="int16")
-    segmenter = VadSegmenter(VadSettings())
+    segmenter = VadSegmenter(vad)
     out = []
     for index in range(len(audio) // CHUNK_SAMPLES):
         chunk = audio[index * CHUNK_SAMPLES : (index + 1) * CHUNK_SAMPLES]
@@ -167,11 +167,13 @@ async def main_async(args: argparse.Namespace) -> dict:
     speech = np.asarray(soxr.resample(speech, 16_000, RATE_HZ), dtype=np.int16)
     # Ten phases, so that the clients do not all speak at the same moment.
     audios = [client_audio(speech, args.seconds, phase_s=k * 0.37) for k in range(10)]
-    streams = [(audio, expected_events(audio)) for audio in audios]
+    vad = VadSettings(backend=args.vad_backend)
+    streams = [(audio, expected_events(audio, vad)) for audio in audios]
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_model(Path(tmp) / "tiny", "v7", "tiny", 0)
         port = free_port()
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        env["VOXTRAL_ASSISTANT_VAD__BACKEND"] = args.vad_backend
         command = ["-m", "assistant", "-q", "serve", "--model", str(model), "--device", "cpu"]
         command += ["--port", str(port), "--max-sessions", str(args.clients)]
         server = await asyncio.create_subprocess_exec(sys.executable, *command, env=env)
@@ -199,6 +201,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         "seconds": args.seconds,
         "chunk_ms": CHUNK_MS,
         "input_rate_hz": RATE_HZ,
+        "vad_backend": args.vad_backend,
         "vad_events": int(delays.size),
         "vad_delay_p50_ms": round(float(np.percentile(delays, 50)), 1) if delays.size else None,
         "vad_delay_p99_ms": round(float(np.percentile(delays, 99)), 1) if delays.size else None,
@@ -214,6 +217,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--vad-backend", choices=["webrtc", "silero"], default="webrtc")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "ws_load.json")
     args = parser.parse_args()
     figures = asyncio.run(main_async(args))

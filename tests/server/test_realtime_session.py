@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from assistant.config import VadSettings
 from assistant.dialogue import Dialogue
 from assistant.events import Announcement
 from assistant.realtime_protocol import ProtocolError, parse_client_event
@@ -209,3 +210,26 @@ async def test_a_closed_session_refuses_new_events(scripted_worker) -> None:
     assert refused.value.code == "session_closed"
     assert not session.responding
     assert [e["type"] for e in sent] == []
+
+
+async def test_silero_vad_finds_the_utterance_and_answers_it(
+    start_server, script, speech_16k
+) -> None:
+    """With the Silero VAD backend (run off the event loop) speech is committed and answered."""
+    script.say("Heard you.")
+    async with start_server(vad_settings=VadSettings(backend="silero")) as server:
+        ws = await open_session(server)
+        await ws.send(_session({"type": "server_vad"}))
+        await next_event(ws, "session.updated")
+        await ws.send(_append(np.concatenate([speech_16k, np.zeros(16000, dtype=np.int16)])))
+        events = await events_until(ws, "response.done")
+        await ws.close()
+    order = [
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "response.created",
+        "response.done",
+    ]
+    assert [e["type"] for e in events if e["type"] in order] == order
+    assert events[-1]["response"]["status"] == "completed"
