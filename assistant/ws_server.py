@@ -52,8 +52,9 @@ class ServerLimits:
     """Concurrent ``/v1/realtime`` connections; more are closed with 1013."""
     max_message_bytes: int = 4 * 2**20
     """Largest WebSocket message; a larger one closes the connection with 1009."""
-    max_incoming_messages: int = 64
-    """Messages websockets buffers before it stops reading the socket (back-pressure)."""
+    max_incoming_messages: int = 16
+    """Messages websockets buffers before it stops reading the socket (back-pressure): with
+    ``max_message_bytes`` this bounds a connection's unread input at 64 MiB."""
     max_buffered_audio_s: float = 300.0
     """Uncommitted input audio per connection (manual turn detection)."""
     send_queue_max_bytes: int = 8 * 2**20
@@ -74,17 +75,17 @@ class ServerLimits:
 
 
 class SendQueue:
-    """Outgoing text frames of one connection, bounded in bytes; overflow never blocks."""
+    """Outgoing text frames (UTF-8) of one connection, bounded in bytes; overflow never blocks."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.queued_bytes = 0
         self.overflowed = asyncio.Event()
-        self._frames: deque[str] = deque()
+        self._frames: deque[bytes] = deque()
         self._ready = asyncio.Event()
         self._closed = False
 
-    def put(self, frame: str) -> None:
+    def put(self, frame: bytes) -> None:
         """Queue a frame, or flag an overflow (the connection is then closed)."""
         if self._closed:
             return
@@ -102,7 +103,7 @@ class SendQueue:
         self._closed = True
         self._ready.set()
 
-    async def get(self) -> str | None:
+    async def get(self) -> bytes | None:
         """The next frame, or None once closed and drained (or overflowed)."""
         while not self._frames:
             if self._closed:
@@ -138,7 +139,8 @@ class _Connection:
 
     def send_event(self, event: dict[str, Any]) -> None:
         """Queue one server event (never blocks; an overflow disconnects the client)."""
-        self.outbox.put(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
+        frame = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+        self.outbox.put(frame.encode())
 
     async def run(self) -> None:
         """Serve the client until it leaves, idles out, stops reading, or the server stops."""
@@ -215,7 +217,7 @@ class _Connection:
     async def _transmit(self) -> None:
         while (frame := await self.outbox.get()) is not None:
             try:
-                await self.ws.send(frame)
+                await self.ws.send(frame, text=True)
             except ConnectionClosed:
                 return
 
