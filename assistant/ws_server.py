@@ -414,9 +414,7 @@ async def run_server(
     tools = load_tools(settings.tools_file) if settings.tools_file else None
     try:
         try:
-            worker = await asyncio.to_thread(
-                ModelWorker.load, model.id, device=model.device, dtype=model.dtype
-            )
+            worker = await asyncio.to_thread(ModelWorker.from_settings, model)
         except ValueError as exc:
             raise ServeError(str(exc)) from None
         token = settings.server.token.get_secret_value() if settings.server.token else None
@@ -435,11 +433,7 @@ async def run_server(
             ),
             dialogue_settings=DialogueSettings(
                 instructions=settings.instructions,
-                params=GenerationParams(
-                    max_new_tokens=model.max_new_tokens,
-                    temperature=model.temperature,
-                    top_p=model.top_p,
-                ),
+                params=GenerationParams.from_settings(model),
             ),
             vad_settings=settings.vad,
         )
