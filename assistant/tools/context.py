@@ -58,8 +58,18 @@ class BackgroundTasks:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class ToolContext:
-    """Given to handlers with a parameter annotated ``ToolContext`` (hidden from the schema)."""
+    """Given to handlers with a parameter annotated ``ToolContext`` (hidden from the schema).
+
+    Made by the registry on the event loop, for one call.
+    """
 
     def __init__(
         self,
@@ -75,10 +85,19 @@ class ToolContext:
         """Background tasks shared by all tools of the registry."""
         self._announce = announce
         self._executor = executor
+        self._loop = asyncio.get_running_loop()
 
     def announce(self, text: str, source: str | None = None) -> None:
-        """Queue ``text`` to be said to the user (``registry.announcements``)."""
-        self._announce(Announcement(text=text, source=source or self.call.name))
+        """Queue ``text`` to be said to the user (``registry.announcements``).
+
+        Safe from any thread: a sync tool runs in a worker thread, and the queue belongs to
+        the event loop, so the announcement is handed over to the loop there.
+        """
+        announcement = Announcement(text=text, source=source or self.call.name)
+        if _running_loop() is self._loop:
+            self._announce(announcement)
+        else:
+            self._loop.call_soon_threadsafe(self._announce, announcement)
 
     async def run_sync(self, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run blocking ``func`` in the tools' thread pool and await its result."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
 
-from assistant.events import ToolCall
-from assistant.tools import ToolRegistry, load_tools
+from assistant.events import Announcement, ToolCall, ToolResult
+from assistant.tools import ToolContext, ToolRegistry, load_tools, tool
 
 from . import sample_handlers
 from .conftest import WriteTools
@@ -245,3 +246,32 @@ async def test_schemas_for_the_model(registry: ToolRegistry) -> None:
     }
     assert [t.function.name for t in mistral] == [s["function"]["name"] for s in openai]
     assert mistral[0].function.parameters == registry.specs[0].parameters
+
+
+def test_a_sync_tool_may_announce_from_its_thread() -> None:
+    """context.announce() in a sync tool (a worker thread) safely reaches a waiting listener."""
+
+    def remind(context: ToolContext, text: str) -> str:
+        context.announce(text)
+        return "queued"
+
+    async def scenario() -> tuple[ToolResult, Announcement]:
+        registry = ToolRegistry.from_functions([tool(remind)])
+        asyncio.get_running_loop().set_debug(True)  # refuse loop calls from other threads
+        try:
+            listener = asyncio.create_task(registry.announcements.get())
+            await asyncio.sleep(0)
+            result = await registry.execute(ToolCall("announce1", "remind", {"text": "Tea!"}))
+            return result, await listener
+        finally:
+            await registry.aclose()
+
+    outcome: list[tuple[ToolResult, Announcement]] = []
+    # Its own thread and loop: a listener that is never woken must fail this test, not hang it.
+    worker = threading.Thread(target=lambda: outcome.append(asyncio.run(scenario())), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert outcome, "the listener was never woken"
+    [(result, announcement)] = outcome
+    assert result.ok, result.content
+    assert announcement == Announcement(text="Tea!", source="remind")
