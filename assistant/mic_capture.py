@@ -178,6 +178,7 @@ class MicCapture:
         self._stream: Any = None
         self._resampler: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = False
         self._stopping = False
         self._ended = False
         self._failure: MicError | None = None
@@ -219,6 +220,7 @@ class MicCapture:
             self._stream = await asyncio.to_thread(self._open, sd, device, rate_hz, channels)
         except sd.PortAudioError as exc:
             raise explain_portaudio_error(exc, device) from exc
+        self._started = True
         return self
 
     def _open(self, sd: ModuleType, device: InputDevice, rate_hz: int, channels: int) -> Any:
@@ -292,6 +294,11 @@ class MicCapture:
         return self
 
     async def __anext__(self) -> np.ndarray:
+        if not self._started:
+            raise RuntimeError(
+                "the MicCapture is not running: use `async with MicCapture(...) as mic:` "
+                "(or await mic.start()) before reading frames"
+            )
         while not self._queue:
             if self._ended:
                 if self._failure is not None:

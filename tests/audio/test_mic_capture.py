@@ -243,3 +243,9 @@ async def test_a_stopped_capture_cannot_be_restarted(virtual_audio: VirtualAudio
         await mic.__anext__()
     with pytest.raises(RuntimeError, match="starts once"):
         await mic.start()
+
+
+async def test_reading_before_start_is_an_error() -> None:
+    """Iterating a MicCapture that was never started raises instead of waiting forever."""
+    with pytest.raises(RuntimeError, match="not running"):
+        await asyncio.wait_for(MicCapture().__anext__(), timeout=5)
