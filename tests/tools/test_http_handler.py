@@ -6,6 +6,7 @@ import json
 import logging
 import textwrap
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -203,3 +204,21 @@ async def test_unreachable_server_is_a_readable_error(write_tools: WriteTools) -
     await registry.aclose()
     assert not result.ok
     assert result.error is not None and result.error.startswith("ConnectError")
+
+
+async def test_shipped_home_assistant_example_calls_the_rest_api(
+    write_tools: WriteTools, http_server: RecordingServer
+) -> None:
+    """The commented http example in tools.yaml, uncommented, POSTs a HA service with the token."""
+    shipped = (Path(__file__).parents[2] / "tools.yaml").read_text(encoding="utf-8")
+    commented = shipped[shipped.index("  # - name: run_scene") :].splitlines()
+    example = "\n".join("  " + line.strip().removeprefix("# ") for line in commented)
+    path = write_tools("version: 1\nplugins: none\ntools:\n" + example + "\n")
+    registry = load_tools(path, environ={"HA_URL": http_server.url, "HA_TOKEN": TOKEN})
+    result = await registry.execute(ToolCall("scenecall", "run_scene", {"scene": "movie_night"}))
+    await registry.aclose()
+    assert result.ok, result.content
+    [seen] = http_server.requests
+    assert (seen.method, seen.path) == ("POST", "/api/services/scene/turn_on")
+    assert seen.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert json.loads(seen.body) == {"entity_id": "scene.movie_night"}
