@@ -45,6 +45,22 @@ ANNOUNCEMENT_QUEUE_SIZE = 64
 """When full, the oldest announcement is dropped (and logged): fresh news matters more."""
 
 
+class _HandlerTimeoutError(Exception):
+    """A ``TimeoutError`` the handler raised itself (a device that did not answer)."""
+
+    def __init__(self, timeout: BaseException) -> None:
+        super().__init__(str(timeout))
+        self.timeout = timeout
+
+
+async def _run(handler: Handler, arguments: dict[str, Any], context: ToolContext) -> Any:
+    """Run ``handler``, keeping its own timeouts apart from the registry's per-tool timeout."""
+    try:
+        return await handler.run(arguments, context)
+    except asyncio.TimeoutError as exc:
+        raise _HandlerTimeoutError(exc) from None
+
+
 def _argument_error(error: SchemaValidationError) -> str:
     where = ".".join(str(p) for p in error.absolute_path)
     return f"{where}: {error.message}" if where else error.message
@@ -145,11 +161,13 @@ class ToolRegistry:
         log.debug("tool %s (%s) called with %s", call.name, call.id, call.arguments_json)
         try:
             arguments = {**self._defaults[spec.name], **call.arguments}
-            value = await asyncio.wait_for(handler.run(arguments, context), spec.timeout_s)
+            value = await asyncio.wait_for(_run(handler, arguments, context), spec.timeout_s)
             content = serialize_result(value, spec.max_result_bytes)
         except asyncio.TimeoutError:
             message = f"the tool did not finish within {spec.timeout_s:g} s and was stopped"
             return self._fail(call, started, message)
+        except _HandlerTimeoutError as exc:
+            return self._fail(call, started, describe_exception(exc.timeout))
         except InvalidArgumentsError as exc:
             return self._invalid(call, started, exc.problems)
         except (ResultError, TemplateError) as exc:

@@ -125,6 +125,18 @@ async def test_exception_becomes_type_and_message(registry: ToolRegistry) -> Non
     assert "Traceback" not in result.content
 
 
+async def test_a_timeout_inside_the_tool_is_not_reported_as_ours() -> None:
+    """A TimeoutError the tool raises itself reads as the tool's error, not as being stopped."""
+
+    async def ask_device() -> None:
+        raise TimeoutError("the thermostat did not answer")
+
+    registry = ToolRegistry.from_functions([tool(timeout_s=10)(ask_device)])
+    result = await registry.execute(ToolCall("devcall01", "ask_device", {}))
+    await registry.aclose()
+    assert json.loads(result.content) == {"error": "TimeoutError: the thermostat did not answer"}
+
+
 async def test_secret_never_appears_in_results(registry: ToolRegistry) -> None:
     """A secret from the environment that leaks into an error is masked."""
     result = await registry.execute(call("leak"))
