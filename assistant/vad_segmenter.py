@@ -265,7 +265,8 @@ class VadSegmenter:
         elif self._state == "speech" and (
             self._pos + len(frame) - self._utterance_start() > self._max_samples
         ):
-            return self._finish(truncated=True, at_max=True) + self._step(frame, voiced)
+            cut = self._finish(truncated=True, speech_goes_on=voiced and self._silent_run == 0)
+            return cut + self._step(frame, voiced)
         return self._consume(frame, voiced)
 
     def _remember(self, audio: np.ndarray) -> None:
@@ -312,18 +313,22 @@ class VadSegmenter:
         self._clear_stretch()
         self._state = "silence"
 
-    def _finish(self, *, truncated: bool, at_max: bool = False) -> list[VadEvent]:
-        """Close the utterance: at the end of the speech, or at the cut point."""
+    def _finish(self, *, truncated: bool, speech_goes_on: bool = False) -> list[VadEvent]:
+        """Close the utterance: at the end of the speech, or at the cut point.
+
+        ``speech_goes_on``: a cut at ``max_utterance_s`` between two voiced frames; the next
+        utterance then starts right at the cut. A cut that lands on a silent frame is an
+        ordinary end (otherwise the "rest" would be an empty utterance).
+        """
         start = self._utterance_start()
         audio = np.concatenate([self._prefix, *self._frames])
-        cut_mid_speech = at_max and self._silent_run == 0
-        end = self._pos if cut_mid_speech else self._refined_end(audio, start)
+        end = self._pos if speech_goes_on else self._refined_end(audio, start)
         utterance = Utterance(
             pcm=audio[: end - start], start_ms=_ms(start), end_ms=_ms(end), truncated=truncated
         )
         events: list[VadEvent] = [SpeechStopped(end_ms=_ms(end)), utterance]
         self._clear_stretch()
-        if cut_mid_speech:
+        if speech_goes_on:
             # Speech goes on: the next utterance starts exactly at the cut, already confirmed.
             events.append(SpeechStarted(start_ms=_ms(self._pos)))
             self._state = "speech"

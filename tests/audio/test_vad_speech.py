@@ -228,3 +228,17 @@ def test_reset_starts_a_new_stream_at_time_zero() -> None:
     segmenter.reset()
     again = utterances(run(segmenter, track.pcm))
     assert [(u.start_ms, u.end_ms) for u in again] == [(u.start_ms, u.end_ms) for u in first]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_cut_on_the_first_silent_frame_leaves_no_empty_utterance(backend: str) -> None:
+    """max_utterance_s running out exactly as speech ends gives one utterance, not an empty one."""
+    track = lay_out([1.0, speech("Turn off the radio"), 1.5])
+    events = run(VadSegmenter(backend=backend), track.pcm)
+    [started] = [e for e in events if isinstance(e, SpeechStarted)]
+    last_hint = [e for e in events if isinstance(e, SpeechEndLikely)][-1]
+    # The first silent frame after speech is the first frame past max_utterance_s.
+    max_utterance_s = (last_hint.at_ms - started.start_ms + 1) / 1000
+    cut = utterances(run(VadSegmenter(backend=backend, max_utterance_s=max_utterance_s), track.pcm))
+    assert [len(u.pcm) > 0 for u in cut] == [True]
+    assert cut[0].end_ms == last_hint.at_ms
