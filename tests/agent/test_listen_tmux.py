@@ -59,7 +59,10 @@ class Terminal:
             if all(text in screen for text in texts) and check(screen):
                 return screen
             if time.monotonic() > deadline:
-                raise AssertionError(f"{texts} not on screen after {timeout_s} s:\n{screen}")
+                missing = [text for text in texts if text not in screen]
+                raise AssertionError(
+                    f"after {timeout_s} s, missing {missing} (check {check(screen)}):\n{screen}"
+                )
             time.sleep(0.1)
 
     def close(self) -> None:
@@ -107,9 +110,10 @@ def terminal_listen(
         terminal.close()
 
 
-def _one_status_line_listening(screen: str) -> bool:
-    status = [line for line in screen.splitlines() if "Ctrl-C to quit" in line]
-    return len(status) == 1 and "listening" in status[0]
+def _status_line_listening(screen: str) -> bool:
+    """The live status line (the last line written) says the agent listens."""
+    lines = screen.rstrip().splitlines()
+    return bool(lines) and "Ctrl-C to quit" in lines[-1] and "listening" in lines[-1]
 
 
 def _answered_and_listening(terminal: Terminal) -> str:
@@ -119,7 +123,7 @@ def _answered_and_listening(terminal: Terminal) -> str:
         '→ tool get_time({"timezone": "UTC"})',
         "assistant: It is ten past ten. Anything else?",
         "first word",
-        check=_one_status_line_listening,
+        check=_status_line_listening,
     )
 
 
