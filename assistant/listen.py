@@ -199,11 +199,7 @@ async def _session(options: ListenOptions, prepared: _Prepared, display: Display
     display.show(AgentStatus("loading", settings.model.id))
     worker = await _load_worker(settings, prepared.script)
     try:
-        params = GenerationParams(
-            max_new_tokens=settings.model.max_new_tokens,
-            temperature=settings.model.temperature,
-            top_p=settings.model.top_p,
-        )
+        params = GenerationParams.from_settings(settings.model)
         dialogue_settings = DialogueSettings(
             instructions=settings.instructions,
             interrupt_response=options.barge_in,
@@ -272,10 +268,8 @@ async def _load_worker(settings: Settings, script: Any) -> Any:
     def load() -> Any:
         # Before the slow import of the model's classes: a wrong --model fails at once.
         folder = resolve_checkpoint(settings.model.id)
-        return ModelWorker.load(
-            folder,
-            device=settings.model.device,
-            dtype=settings.model.dtype,
+        return ModelWorker.from_settings(
+            settings.model.model_copy(update={"id": str(folder)}),
             logits_processor_factory=factory if script is not None else None,
         )
 
