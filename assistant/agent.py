@@ -290,6 +290,9 @@ class VoiceAgent:
     async def _announce_loop(self, announcements: asyncio.Queue[Announcement]) -> None:
         while True:
             announcement = await announcements.get()
+            if announcement.conversation_id not in (None, self.dialogue.conversation_id):
+                continue
+            self.dialogue.add_announcement(announcement)
             self.display.show(announcement)
             if self.speaker is not None:  # said even after a barge-in muted the last reply
                 self.speaker.say(announcement.text)

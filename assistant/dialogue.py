@@ -103,10 +103,10 @@ class Dialogue:
     ) -> None:
         self.worker = worker
         self.tools = tools
-        self._runner = ToolRunner(tools)
         # A copy: set_instructions must not reach other dialogues sharing the settings object.
         self.settings = dataclasses.replace(settings) if settings else DialogueSettings()
         self.conversation_id = conversation_id or f"conv_{uuid.uuid4().hex[:16]}"
+        self._runner = ToolRunner(tools, self.conversation_id)
         self._transcripts = UserTranscripts(worker, self.conversation_id)
         self._history = History()
         self._pending: _Pending | None = None

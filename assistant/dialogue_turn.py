@@ -171,8 +171,10 @@ class ResponseState:
 class ToolRunner:
     """Runs the tool calls of responses: server tools, client tools, held ``confirm`` tools."""
 
-    def __init__(self, tools: ToolRegistry | None) -> None:
+    def __init__(self, tools: ToolRegistry | None, conversation_id: str) -> None:
         self.tools = tools
+        self.conversation_id = conversation_id
+        """Handed to every tool call, so that what a tool leaves running (a timer) stays ours."""
         self.client_tools: dict[str, Tool] = {}
         self._waiting: dict[str, ClientCall] = {}
 
@@ -231,7 +233,7 @@ class ToolRunner:
         if self.tools is None:
             result = error_result(call, f"unknown tool {call.name!r}", started_s)
         else:
-            result = await self.tools.execute(call)
+            result = await self.tools.execute(call, conversation_id=self.conversation_id)
         r.record(rnd, result)
 
     async def wait_started(self, r: ResponseState) -> None:

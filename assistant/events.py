@@ -181,6 +181,8 @@ class Announcement:
     text: str
     source: str
     """The tool (or timer) that produced it, e.g. ``set_timer``."""
+    conversation_id: str | None = None
+    """The conversation whose tool call started it; None means it is for every conversation."""
 
 
 # --- dialogue ------------------------------------------------------------------------------

@@ -72,7 +72,8 @@ class RealtimeSession:
         vad_settings: VadSettings | None = None,
         max_buffered_audio_s: float = 300.0,
     ) -> None:
-        self.id = new_id("sess")
+        self.id = dialogue.conversation_id
+        """The session id on the wire, which is also the dialogue's conversation id."""
         self._dialogue = dialogue
         self._send = send
         self._vad_base = vad_settings or VadSettings()
@@ -137,14 +138,18 @@ class RealtimeSession:
         await self._drop_suspended_turn()
         await self._dialogue.aclose()
 
-    def announce(self, text: str) -> None:
-        """Something a tool says unprompted (a timer ran out), as a finished assistant message."""
+    def announce(self, announcement: ev.Announcement) -> None:
+        """Something a tool says unprompted (a timer ran out), as a finished assistant message.
+
+        It also joins the dialogue's history, so that "what was that?" can be answered.
+        """
+        self._dialogue.add_announcement(announcement)
         item_id = new_id("item")
         self._send(
             server_event(
                 "conversation.item.created",
                 previous_item_id=self._chain(item_id),
-                item=assistant_message_item(item_id, text, "completed"),
+                item=assistant_message_item(item_id, announcement.text, "completed"),
             )
         )
 

@@ -29,7 +29,7 @@ from assistant.dialogue import Dialogue, DialogueSettings
 from assistant.events import Announcement
 from assistant.http_api import HttpApi
 from assistant.http_edge import HttpConnection
-from assistant.realtime_protocol import ProtocolError, error_event, parse_client_event
+from assistant.realtime_protocol import ProtocolError, error_event, new_id, parse_client_event
 from assistant.realtime_session import RealtimeSession
 from assistant.vad_segmenter import VadSegmenter
 
@@ -336,7 +336,9 @@ class AssistantServer:
 
     def _new_dialogue(self) -> Dialogue:
         settings = dataclasses.replace(self._dialogue_settings)
-        return Dialogue(self.worker, self.tools, settings)
+        # The wire's session id doubles as the conversation id: tool announcements find their
+        # session by it, and the logs of both layers name the same thing.
+        return Dialogue(self.worker, self.tools, settings, conversation_id=new_id("sess"))
 
     def _new_session(self, send: Callable[[dict[str, Any]], None]) -> RealtimeSession:
         return RealtimeSession(
@@ -365,14 +367,21 @@ class AssistantServer:
             self._connections.discard(conn)
 
     async def _announce(self, announcements: asyncio.Queue[Announcement]) -> None:
-        """Tools speaking up later (a timer ran out) reach every open session."""
+        """Tools speaking up later (a timer ran out) reach the session whose call started them.
+
+        An announcement without a conversation (a plugin's own background news) reaches every
+        open session; one whose session has gone is dropped.
+        """
         while True:
             announcement = await announcements.get()
-            log.info(
-                "announcement from %s to %d session(s)", announcement.source, len(self._connections)
-            )
-            for conn in list(self._connections):
-                conn.session.announce(announcement.text)
+            sessions = [
+                conn.session
+                for conn in list(self._connections)
+                if announcement.conversation_id in (None, conn.session.id)
+            ]
+            log.info("announcement from %s to %d session(s)", announcement.source, len(sessions))
+            for session in sessions:
+                session.announce(announcement)
 
     def _count_slow_client(self) -> None:
         self.slow_clients_disconnected += 1

@@ -59,7 +59,7 @@ async def set_timer(
         duration_s: How long until it fires, in seconds (5 minutes = 300).
         label: What it is for, e.g. 'pasta' or 'call mum'; one timer per label.
     """
-    context.tasks.cancel(_timer_task(label))
+    context.tasks.cancel(context.task_name(_timer_task(label)))
     fires_at = dt.datetime.now().astimezone() + dt.timedelta(seconds=duration_s)
 
     async def fire() -> None:
@@ -67,7 +67,7 @@ async def set_timer(
         what = "Your timer" if label == "timer" else f"Your {label} timer"
         context.announce(f"{what} is done.", source="set_timer")
 
-    context.tasks.start(fire(), name=_timer_task(label))
+    context.tasks.start(fire(), name=context.task_name(_timer_task(label)))
     return {"label": label, "duration_s": duration_s, "fires_at": fires_at.strftime("%H:%M:%S")}
 
 
@@ -78,10 +78,9 @@ async def cancel_timer(context: ToolContext, label: str = "timer") -> dict[str, 
     Args:
         label: The label the timer was set with.
     """
-    if context.tasks.cancel(_timer_task(label)) == 0:
-        running = [
-            n.removeprefix("timer:") for n in context.tasks.names() if n.startswith("timer:")
-        ]
+    if context.tasks.cancel(context.task_name(_timer_task(label))) == 0:
+        ours = context.task_name(_timer_task(""))
+        running = [n.removeprefix(ours) for n in context.tasks.names() if n.startswith(ours)]
         raise LookupError(
             f"no timer called {label!r} is running"
             + (f" (running: {', '.join(running)})" if running else "")

@@ -78,26 +78,37 @@ class ToolContext:
         announce: Callable[[Announcement], None],
         tasks: BackgroundTasks,
         executor: Callable[[], ThreadPoolExecutor],
+        conversation_id: str | None = None,
     ) -> None:
         self.call = call
         """The call being served."""
+        self.conversation_id = conversation_id
+        """The conversation that made the call (None when run by hand): one registry serves
+        every conversation of a server, so what a tool leaves behind (a timer) is kept per
+        conversation, and its announcements go back to that conversation only."""
         self.tasks = tasks
-        """Background tasks shared by all tools of the registry."""
+        """Background tasks shared by all tools of the registry; name them with ``task_name``."""
         self._announce = announce
         self._executor = executor
         self._loop = asyncio.get_running_loop()
 
     def announce(self, text: str, source: str | None = None) -> None:
-        """Queue ``text`` to be said to the user (``registry.announcements``).
+        """Queue ``text`` to be said to this call's conversation (``registry.announcements``).
 
         Safe from any thread: a sync tool runs in a worker thread, and the queue belongs to
         the event loop, so the announcement is handed over to the loop there.
         """
-        announcement = Announcement(text=text, source=source or self.call.name)
+        announcement = Announcement(
+            text=text, source=source or self.call.name, conversation_id=self.conversation_id
+        )
         if _running_loop() is self._loop:
             self._announce(announcement)
         else:
             self._loop.call_soon_threadsafe(self._announce, announcement)
+
+    def task_name(self, name: str) -> str:
+        """``name`` scoped to this call's conversation, for ``tasks.start`` / ``tasks.cancel``."""
+        return name if self.conversation_id is None else f"{self.conversation_id}/{name}"
 
     async def run_sync(self, func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """Run blocking ``func`` in the tools' thread pool and await its result."""

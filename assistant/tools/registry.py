@@ -8,6 +8,7 @@ with ``ok=False`` and a JSON ``content`` the model can read. Secrets never reach
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -143,8 +144,12 @@ class ToolRegistry:
 
     # --- running ---------------------------------------------------------------------------
 
-    async def execute(self, call: ToolCall) -> ToolResult:
-        """Run one call; failures of any kind come back as ``ok=False`` results."""
+    async def execute(self, call: ToolCall, *, conversation_id: str | None = None) -> ToolResult:
+        """Run one call; failures of any kind come back as ``ok=False`` results.
+
+        ``conversation_id`` names the conversation that made the call: timers and announcements
+        the tool leaves behind belong to it (see ``ToolContext``).
+        """
         started = time.monotonic()
         entry = self._tools.get(call.name)
         if entry is None:
@@ -156,7 +161,11 @@ class ToolRegistry:
         if problems:
             return self._invalid(call, started, problems)
         context = ToolContext(
-            call, announce=self._announce, tasks=self._tasks, executor=self._get_executor
+            call,
+            announce=self._announce,
+            tasks=self._tasks,
+            executor=self._get_executor,
+            conversation_id=conversation_id,
         )
         log.debug("tool %s (%s) called with %s", call.name, call.id, call.arguments_json)
         try:
@@ -178,9 +187,12 @@ class ToolRegistry:
             return self._fail(call, started, describe_exception(exc))
         return self._finish(call, started, ok=True, content=content)
 
-    async def execute_many(self, calls: Sequence[ToolCall]) -> list[ToolResult]:
+    async def execute_many(
+        self, calls: Sequence[ToolCall], *, conversation_id: str | None = None
+    ) -> list[ToolResult]:
         """Run ``calls`` concurrently; the results keep the order of the calls."""
-        return list(await asyncio.gather(*(self.execute(call) for call in calls)))
+        runs = (self.execute(call, conversation_id=conversation_id) for call in calls)
+        return list(await asyncio.gather(*runs))
 
     def _invalid(self, call: ToolCall, started: float, problems: list[str]) -> ToolResult:
         shown = [shorten(p, 200) for p in problems[:MAX_PROBLEMS]]
@@ -211,7 +223,7 @@ class ToolRegistry:
         )
 
     def _announce(self, announcement: Announcement) -> None:
-        announcement = Announcement(self._redact(announcement.text), announcement.source)
+        announcement = dataclasses.replace(announcement, text=self._redact(announcement.text))
         if self.announcements.full():
             dropped = self.announcements.get_nowait()
             log.warning("announcement queue full: dropped %r from %s", dropped.text, dropped.source)

@@ -250,6 +250,8 @@ async def test_tool_announcements_are_shown_and_said_while_listening(
     speaker = await Speaker(EspeakSynthesizer(), SoundDevicePlayer()).start()
     agent = _agent(make_worker(ForcedScript()), speaker=speaker, announcements=announcements)
     announcements.put_nowait(Announcement("Your pasta is ready.", "set_timer"))
+    # Another conversation's timer (a server sharing the registry) is not ours to say.
+    announcements.put_nowait(Announcement("Not yours.", "set_timer", conversation_id="other"))
     try:
         records = await _run(agent, file_frames(_silence(0.5), realtime=True))
     finally:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soxr
 import torch
+from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy
 from transformers import LogitsProcessor
 
 from assistant.model_worker import ModelWorker
@@ -43,6 +44,8 @@ class Script:
         self.worker = worker
         self.replies: deque[list[int]] = deque()
         self.transcripts: deque[list[int]] = deque()
+        self.prompts: list[str] = []
+        """The text of every chat prompt the model was given, in order (specials kept)."""
         tekken = worker.tokenizer.instruct_tokenizer.tokenizer
         self.transcribe_id = tekken.get_special_token("[TRANSCRIBE]")
 
@@ -69,6 +72,10 @@ class _Routed(LogitsProcessor):
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self.forced is None and not self.free:
             transcribing = bool((input_ids[0] == self.script.transcribe_id).any())
+            if not transcribing:
+                tekken = self.script.worker.tokenizer.instruct_tokenizer.tokenizer
+                keep = SpecialTokenPolicy.KEEP
+                self.script.prompts.append(tekken.decode(input_ids[0].tolist(), keep))
             queue = self.script.transcripts if transcribing else self.script.replies
             if queue:
                 self.forced = ForcedTokens([queue.popleft()])

@@ -7,13 +7,14 @@ import json
 
 import numpy as np
 import pytest
+from websockets.asyncio.client import connect
 
 from assistant.config import VadSettings
 from assistant.dialogue import Dialogue
 from assistant.events import Announcement
 from assistant.realtime_protocol import ProtocolError, parse_client_event
 from assistant.realtime_session import RealtimeSession
-from tests.server.wire import events_until, next_event, open_session, pcm16_b64
+from tests.server.wire import events_until, next_event, open_session, pcm16_b64, ws_url
 
 LONG_REPLY = "la " * 400
 
@@ -166,15 +167,46 @@ async def test_shutdown_ends_the_running_response_before_closing(start_server, s
 
 
 async def test_tool_announcements_reach_open_sessions(server) -> None:
-    """An announcement from a tool (a timer ran out) arrives as a finished assistant message."""
-    ws = await open_session(server)
+    """An announcement for no conversation in particular reaches every open session."""
+    first, second = await open_session(server), await open_session(server)
     assert server.tools is not None
-    server.tools.announcements.put_nowait(Announcement("Your tea is ready.", "set_timer"))
-    created = await next_event(ws, "conversation.item.created")
-    assert created["item"]["role"] == "assistant"
-    assert created["item"]["status"] == "completed"
-    assert created["item"]["content"] == [{"type": "output_text", "text": "Your tea is ready."}]
-    await ws.close()
+    server.tools.announcements.put_nowait(Announcement("The house is locked.", "plugin"))
+    for ws in (first, second):
+        created = await next_event(ws, "conversation.item.created")
+        assert created["item"]["role"] == "assistant"
+        assert created["item"]["status"] == "completed"
+        text = [{"type": "output_text", "text": "The house is locked."}]
+        assert created["item"]["content"] == text
+        await ws.close()
+
+
+async def test_a_timer_announces_only_to_the_session_that_set_it(server, script) -> None:
+    """A conversation's announcement goes to its own session and into its model prompts only."""
+    alice, bob = await connect(ws_url(server)), await open_session(server)
+    alice_id = (await next_event(alice, "session.created"))["session"]["id"]
+    script.say("A tea timer of three minutes is running.")  # Alice set it earlier
+    await alice.send(_text_item("Set a tea timer."))
+    await alice.send(json.dumps({"type": "response.create"}))
+    await next_event(alice, "response.done")
+    assert server.tools is not None
+    server.tools.announcements.put_nowait(
+        Announcement("Your tea timer is done.", "set_timer", conversation_id=alice_id)
+    )
+    created = await next_event(alice, "conversation.item.created")
+    assert created["item"]["content"][0]["text"] == "Your tea timer is done."
+    script.say("Your tea is ready.")
+    script.say("Nothing new.")
+    for ws, question in ((alice, "What was that?"), (bob, "Anything new?")):
+        await ws.send(_text_item(question))
+        await ws.send(json.dumps({"type": "response.create"}))
+        created = await next_event(ws, "conversation.item.created")
+        assert created["item"]["role"] == "user"  # Bob got no announcement before his input
+        await next_event(ws, "response.done")
+    alice_prompt, bob_prompt = script.prompts[1:]
+    assert "Your tea timer is done." in alice_prompt  # Alice can ask what it was
+    assert "Your tea timer is done." not in bob_prompt
+    await alice.close()
+    await bob.close()
 
 
 async def test_speech_committed_during_a_reply_is_answered_after_it(

@@ -66,6 +66,28 @@ async def test_cancel_unknown_timer_lists_running_ones(registry: ToolRegistry) -
     assert "no timer called 'rice' is running (running: eggs)" in result.content
 
 
+async def test_timers_belong_to_their_conversation(registry: ToolRegistry) -> None:
+    """Two conversations' timers of the same label neither replace nor cancel each other."""
+    tea = {"duration_s": 600, "label": "tea"}
+    await registry.execute(ToolCall("timercal1", "set_timer", tea), conversation_id="alice")
+    await registry.execute(ToolCall("timercal2", "set_timer", tea), conversation_id="bob")
+    assert registry.background_tasks == ["alice/timer:tea", "bob/timer:tea"]
+    cancel = ToolCall("cancelcal", "cancel_timer", {"label": "tea"})
+    assert (await registry.execute(cancel, conversation_id="bob")).ok
+    assert registry.background_tasks == ["alice/timer:tea"]
+    refused = await registry.execute(cancel, conversation_id="carol")
+    assert not refused.ok and "running:" not in refused.content  # alice's timer is not shown
+
+
+async def test_timer_announces_to_its_conversation(registry: ToolRegistry) -> None:
+    """A timer's announcement carries the conversation that set it."""
+    await registry.execute(
+        ToolCall("timercall", "set_timer", {"duration_s": 1}), conversation_id="alice"
+    )
+    announcement = await asyncio.wait_for(registry.announcements.get(), timeout=5)
+    assert announcement.conversation_id == "alice"
+
+
 async def test_timer_bounds(registry: ToolRegistry) -> None:
     """A timer must last between 1 s and a day."""
     result = await registry.execute(ToolCall("timercall", "set_timer", {"duration_s": 0}))
