@@ -95,5 +95,5 @@ async def boil_egg(context: ToolContext, style: Literal["soft", "medium", "hard"
         await asyncio.sleep(minutes * 60)
         context.announce(f"Your {style}-boiled egg is ready.")
 
-    context.tasks.start(ring(), name=f"egg:{style}")
+    context.tasks.start(ring(), name=context.task_name(f"egg:{style}"))
     return f"Egg timer started: {minutes} minutes for a {style}-boiled egg."
