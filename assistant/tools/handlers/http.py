@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx2
+import httpx
 
 from assistant.tools.context import ToolContext
 from assistant.tools.schema import HttpHandlerConfig
@@ -53,7 +53,7 @@ class HttpHandler:
         self.body = body
         self.expect_status = expect_status
         self.max_response_bytes = max_response_bytes
-        self._client: httpx2.AsyncClient | None = None
+        self._client: httpx.AsyncClient | None = None
 
     @classmethod
     def from_config(
@@ -119,7 +119,7 @@ class HttpHandler:
             return 200 <= status < 300
         return status in self.expect_status
 
-    async def _read_capped(self, response: httpx2.Response) -> bytes:
+    async def _read_capped(self, response: httpx.Response) -> bytes:
         declared = response.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_response_bytes:
             raise ResponseTooLargeError(
@@ -135,10 +135,10 @@ class HttpHandler:
                 )
         return bytes(data)
 
-    def _get_client(self) -> httpx2.AsyncClient:
+    def _get_client(self) -> httpx.AsyncClient:
         if self._client is None:
             # Redirects are not followed: a tool talks to the endpoint it declares, nowhere else.
-            self._client = httpx2.AsyncClient(follow_redirects=False, trust_env=False)
+            self._client = httpx.AsyncClient(follow_redirects=False, trust_env=False)
         return self._client
 
     async def aclose(self) -> None:
