@@ -141,6 +141,8 @@ class MicCapture:
     ``max_queue_frames``: frames kept for a slow consumer before the oldest are dropped.
     ``capture_rate_hz`` / ``channels``: force what is asked of the device (otherwise 16 kHz
     mono when supported, else the device's default rate).
+    ``stall_timeout_s``: a reader waiting this long without any audio gets ``MicError`` (a
+    device that dropped out without PortAudio ending the stream); None waits forever.
     """
 
     def __init__(
@@ -151,12 +153,16 @@ class MicCapture:
         max_queue_frames: int = 250,
         capture_rate_hz: int | None = None,
         channels: int | None = None,
+        stall_timeout_s: float | None = 5.0,
     ) -> None:
         if frame_ms <= 0 or SAMPLE_RATE_HZ * frame_ms % 1000:
             raise ValueError(f"frame_ms must be a positive whole number of ms, not {frame_ms}")
         if max_queue_frames < 1:
             raise ValueError(f"max_queue_frames must be at least 1, not {max_queue_frames}")
+        if stall_timeout_s is not None and stall_timeout_s <= 0:
+            raise ValueError(f"stall_timeout_s must be positive or None, not {stall_timeout_s}")
         self.requested_device = device
+        self.stall_timeout_s = stall_timeout_s
         self.frame_ms = frame_ms
         self.frame_samples = SAMPLE_RATE_HZ * frame_ms // 1000
         self.max_queue_frames = max_queue_frames
@@ -274,7 +280,9 @@ class MicCapture:
             return
         self._stopping = True
         try:
-            await asyncio.to_thread(stream.stop)
+            # abort, not stop: an input stream has nothing worth draining, and stop() waits for
+            # the device, which a stalled one never answers (43 s on PulseAudio).
+            await asyncio.to_thread(stream.abort)
         finally:
             await asyncio.to_thread(stream.close)
             self._end(None)
@@ -305,7 +313,16 @@ class MicCapture:
                     raise self._failure
                 raise StopAsyncIteration
             self._ready.clear()
-            await self._ready.wait()
+            try:
+                await asyncio.wait_for(self._ready.wait(), self.stall_timeout_s)
+            except asyncio.TimeoutError:  # TimeoutError itself only from Python 3.11
+                if self._queue or self._ended:
+                    continue  # audio (or the end) arrived as the wait ran out
+                name = self.device.name if self.device else "?"
+                raise MicError(
+                    f"input device {name!r} stopped delivering audio "
+                    f"(nothing for {self.stall_timeout_s:g} s; unplugged or suspended?)"
+                ) from None
         return self._queue.popleft()
 
     # --- PortAudio's thread ----------------------------------------------------------------

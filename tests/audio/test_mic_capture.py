@@ -135,6 +135,25 @@ async def test_a_vanishing_device_ends_iteration_with_mic_error() -> None:
         rescan_devices()
 
 
+async def test_a_stalled_device_raises_mic_error_instead_of_waiting_forever() -> None:
+    """A source that stops delivering without ending the stream (suspended) raises MicError."""
+    from assistant.mic_capture import rescan_devices
+
+    audio = VirtualAudio().start()
+    try:
+        rescan_devices()
+        async with MicCapture("pulse", stall_timeout_s=0.5) as mic:
+            await mic.__anext__()
+            audio.pactl("suspend-source", audio.source_name, "1")
+            with pytest.raises(MicError, match=r"stopped delivering audio \(nothing for 0\.5 s"):
+                async with asyncio.timeout(10):
+                    async for _ in mic:
+                        pass
+    finally:
+        audio.stop()
+        rescan_devices()
+
+
 def test_the_pulse_device_is_listed_with_its_default_rate(virtual_audio: VirtualAudio) -> None:
     """list_input_devices() shows PulseAudio's device, its channels and default rate."""
     pulse = next(d for d in list_input_devices() if d.name == "pulse")
