@@ -24,7 +24,6 @@ from assistant import events as ev
 from assistant.audio_io import AudioError
 from assistant.config import VadSettings
 from assistant.dialogue import Dialogue
-from assistant.model_worker import GenerationParams
 from assistant.realtime_protocol import (
     ClientEvent,
     ConversationItemCreate,
@@ -76,6 +75,8 @@ class RealtimeSession:
         """The session id on the wire, which is also the dialogue's conversation id."""
         self._dialogue = dialogue
         self._send = send
+        self._server_max_new_tokens = dialogue.settings.params.max_new_tokens
+        """The server's reply limit, restored when a client unsets ``max_output_tokens``."""
         self._vad_base = vad_settings or VadSettings()
         self._max_buffered_samples = round(max_buffered_audio_s * ev.SAMPLE_RATE_HZ)
         self.state = SessionState(model=model_name, instructions=dialogue.settings.instructions)
@@ -201,7 +202,7 @@ class RealtimeSession:
         settings = self._dialogue.settings
         settings.transcribe_user = after.transcribe
         if after.max_output_tokens != before.max_output_tokens:
-            limit = after.max_output_tokens or GenerationParams().max_new_tokens
+            limit = after.max_output_tokens or self._server_max_new_tokens
             settings.params = dataclasses.replace(settings.params, max_new_tokens=limit)
         if after.input_rate_hz != before.input_rate_hz:
             self._resampler = _resampler(after.input_rate_hz)
