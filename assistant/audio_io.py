@@ -27,6 +27,11 @@ class AudioError(ValueError):
     """Audio could not be read, or holds no samples."""
 
 
+def float_to_pcm16(samples: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] as int16 PCM, rounded and clipped (what every stage sends on)."""
+    return np.clip(np.round(samples * 32767.0), -32768, 32767).astype(np.int16)
+
+
 def _to_float_mono(samples: np.ndarray, what: str) -> np.ndarray:
     if samples.dtype == np.int16:
         samples = samples.astype(np.float32) / 32768.0

@@ -55,10 +55,8 @@ def _tools_check(args: argparse.Namespace) -> int:
 def _tools_call(args: argparse.Namespace) -> int:
     import asyncio
     import json
-    import secrets
-    import string
 
-    from assistant.events import ToolCall
+    from assistant.events import ToolCall, new_tool_call_id
 
     try:
         arguments = json.loads(args.arguments)
@@ -72,10 +70,7 @@ def _tools_call(args: argparse.Namespace) -> int:
     if args.name not in registry:
         names = ", ".join(spec.name for spec in registry.specs)
         raise CliError(f"no tool named {args.name!r}; available: {names}")
-    alphabet = string.ascii_letters + string.digits
-    call = ToolCall(
-        id="".join(secrets.choice(alphabet) for _ in range(9)), name=args.name, arguments=arguments
-    )
+    call = ToolCall(id=new_tool_call_id(), name=args.name, arguments=arguments)
 
     async def run() -> Any:
         try:

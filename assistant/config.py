@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_MODEL = "mistralai/Voxtral-Mini-3B-2507"
 ENV_PREFIX = "VOXTRAL_ASSISTANT_"
@@ -82,8 +90,18 @@ class ServerSettings(_Group):
     token: SecretStr | None = Field(
         None, description="Bearer token; required when binding to a non-loopback address."
     )
-    allowed_origins: list[str] = Field(default_factory=list)
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="Browser Origins allowed besides the server's own page."
+    )
     max_sessions: int = Field(16, ge=1)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        # From the environment the list arrives as one string: "https://a,https://b".
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @model_validator(mode="after")
     def _token_for_public_bind(self) -> ServerSettings:

@@ -34,7 +34,6 @@ from assistant.dialogue_turn import (
     ToolRunner,
     UserInput,
     clock_for,
-    new_call_id,
     user_input,
 )
 from assistant.events import (
@@ -49,6 +48,7 @@ from assistant.events import (
     ToolCall,
     TurnDone,
     Utterance,
+    new_tool_call_id,
 )
 from assistant.history import (
     TOOL_NAME_PATTERN,
@@ -424,7 +424,7 @@ class Dialogue:
             r.emit(MalformedToolCall(call.name, f"invalid tool name {call.name!r}"))
             return
         if call.id in self._call_ids:
-            call = ToolCall(new_call_id(), call.name, call.arguments)
+            call = ToolCall(new_tool_call_id(), call.name, call.arguments)
         self._call_ids.add(call.id)
         rnd.calls.append(call)
         r.calls.append(call)

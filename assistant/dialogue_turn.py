@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
-import string
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -38,13 +36,6 @@ from assistant.history import TOOL_NAME_PATTERN, Round, UserItem, cancelled_resu
 from assistant.model_worker import ResponseStream
 from assistant.tools import ToolRegistry
 from assistant.turn_metrics import TurnClock
-
-_CALL_ID_ALPHABET = string.ascii_letters + string.digits
-
-
-def new_call_id() -> str:
-    """A fresh tool-call id: nine alphanumeric characters, as Mistral's formats use."""
-    return "".join(secrets.choice(_CALL_ID_ALPHABET) for _ in range(9))
 
 
 def error_result(call: ToolCall, message: str, started_s: float) -> ToolResult:

@@ -7,6 +7,8 @@ dataclasses; values carry their unit in the field name (``start_ms``, ``duration
 from __future__ import annotations
 
 import json
+import secrets
+import string
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -71,6 +73,16 @@ class TextDelta:
     """A piece of the reply text, as soon as it is decoded."""
 
     text: str
+
+
+TOOL_CALL_ID_LENGTH = 9
+"""Mistral's formats use nine alphanumeric characters for a tool-call id."""
+
+
+def new_tool_call_id() -> str:
+    """A fresh tool-call id: nine random alphanumeric characters."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(TOOL_CALL_ID_LENGTH))
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,13 +134,13 @@ def _prepare(options: ListenOptions) -> _Prepared:
 
 
 def _read_recording(path: Path) -> np.ndarray:
-    from assistant.audio_io import AudioError, load_audio
+    from assistant.audio_io import AudioError, float_to_pcm16, load_audio
 
     try:
         audio = load_audio(path)
     except AudioError as exc:
         raise ListenError(str(exc)) from None
-    return np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
+    return float_to_pcm16(audio)
 
 
 def _check_speech(options: ListenOptions) -> Any:

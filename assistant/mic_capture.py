@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.audio_io import float_to_pcm16
 from assistant.events import SAMPLE_RATE_HZ
 
 PORTAUDIO_PACKAGES = (
@@ -364,7 +365,7 @@ class MicCapture:
         mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
         if self._resampler is not None:
             mono = self._resampler.resample_chunk(mono)
-        pcm = np.clip(np.round(mono * 32767.0), -32768, 32767).astype(np.int16)
+        pcm = float_to_pcm16(mono)
         if len(self._leftover):
             pcm = np.concatenate([self._leftover, pcm])
         n = self.frame_samples

@@ -18,23 +18,20 @@ from __future__ import annotations
 import codecs
 import json
 import re
-import secrets
-import string
 from collections.abc import Callable
 from typing import Any
 
-from assistant.events import MalformedToolCall, TextDelta, ToolCall
+from assistant.events import (
+    TOOL_CALL_ID_LENGTH,
+    MalformedToolCall,
+    TextDelta,
+    ToolCall,
+    new_tool_call_id,
+)
 
 ParserEvent = TextDelta | ToolCall | MalformedToolCall
 
-TOOL_CALL_ID_LENGTH = 9
-_ID_ALPHABET = string.ascii_letters + string.digits
-_VALID_ID = re.compile(r"[A-Za-z0-9]{9}")
-
-
-def new_tool_call_id() -> str:
-    """A fresh 9-character alphanumeric tool-call id."""
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(TOOL_CALL_ID_LENGTH))
+_VALID_ID = re.compile(rf"[A-Za-z0-9]{{{TOOL_CALL_ID_LENGTH}}}")
 
 
 class ToolCallParser:
@@ -91,11 +88,6 @@ class ToolCallParser:
             special_ids=frozenset(range(tekken.num_special_tokens)),
             json_list_form=tekken.version.value in ("v1", "v2", "v3", "v7"),
         )
-
-    @property
-    def in_tool_call(self) -> bool:
-        """True once ``[TOOL_CALLS]`` was seen."""
-        return self._segment is not None
 
     def feed(self, token_id: int) -> list[ParserEvent]:
         """Take one generated token; return what became known."""

@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from assistant.audio_io import float_to_pcm16
 from assistant.config import VadSettings
 from assistant.events import (
     SAMPLE_RATE_HZ,
@@ -135,7 +136,7 @@ def to_int16(chunk: Any) -> np.ndarray:
         return chunk.copy()
     if not np.isfinite(chunk).all():
         raise ValueError("audio contains NaN or infinite samples")
-    return np.clip(np.round(chunk * 32767.0), -32768, 32767).astype(np.int16)
+    return float_to_pcm16(chunk)
 
 
 class _Resampler:
@@ -183,11 +184,6 @@ class VadSegmenter:
     def stream_ms(self) -> int:
         """Stream time analysed so far (whole frames), in milliseconds."""
         return _ms(self._pos)
-
-    @property
-    def in_speech(self) -> bool:
-        """Whether a ``SpeechStarted`` is open (no ``SpeechStopped`` yet)."""
-        return self._state == "speech"
 
     def reset(self) -> None:
         """Forget everything: a new stream starts at time 0."""

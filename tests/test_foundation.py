@@ -102,6 +102,12 @@ def test_public_bind_requires_a_token() -> None:
     assert "s3cret" not in repr(settings)
 
 
+def test_allowed_origins_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A comma-separated environment variable becomes the list of allowed Origins."""
+    monkeypatch.setenv("VOXTRAL_ASSISTANT_SERVER__ALLOWED_ORIGINS", "https://a.example, https://b")
+    assert load_settings().server.allowed_origins == ["https://a.example", "https://b"]
+
+
 def test_bad_config_file_is_named(tmp_path: Path) -> None:
     """Broken YAML in the config file names the file."""
     config = tmp_path / "bad.yaml"

@@ -2,46 +2,21 @@
 
 from __future__ import annotations
 
-import io
-import shutil
-import subprocess
-
 import numpy as np
 
+from assistant.audio_io import float_to_pcm16, load_audio
 from assistant.events import SAMPLE_RATE_HZ
+from assistant.tts import EspeakSynthesizer
 
 
-class SpeechSynthesisError(RuntimeError):
-    """espeak-ng is missing or failed."""
+def synthesize(text: str, voice: str = "en-us", words_per_minute: int = 160) -> np.ndarray:
+    """Speak ``text`` with espeak-ng; return mono int16 PCM at 16 kHz.
 
-
-def synthesize(
-    text: str,
-    voice: str = "en-us",
-    words_per_minute: int = 160,
-    sample_rate_hz: int = SAMPLE_RATE_HZ,
-) -> np.ndarray:
-    """Speak ``text`` with espeak-ng; return mono int16 PCM at ``sample_rate_hz``."""
-    import soundfile as sf
-    import soxr
-
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise SpeechSynthesisError("espeak-ng is not installed (apt-get install espeak-ng)")
-    proc = subprocess.run(
-        [exe, "-v", voice, "-s", str(words_per_minute), "--stdout", text],
-        capture_output=True,
-        check=False,
-        timeout=60,
-    )
-    if proc.returncode != 0 or not proc.stdout:
-        raise SpeechSynthesisError(f"espeak-ng failed: {proc.stderr.decode(errors='replace')}")
-    # espeak-ng writes a WAV whose size fields say "streaming"; soundfile reads it anyway.
-    audio, rate = sf.read(io.BytesIO(proc.stdout), dtype="float32", always_2d=True)
-    mono = audio.mean(axis=1)
-    if rate != sample_rate_hz:
-        mono = soxr.resample(mono, rate, sample_rate_hz)
-    return np.clip(np.round(mono * 32767.0), -32768, 32767).astype(np.int16)
+    The same synthesizer that speaks ``listen``'s replies; ``tts.SpeechError`` if it fails.
+    """
+    espeak = EspeakSynthesizer(voice, words_per_minute)
+    pcm = espeak.synthesize(text)
+    return float_to_pcm16(load_audio(pcm, espeak.sample_rate_hz))
 
 
 def write_wav(path: str, pcm: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> str:

@@ -15,7 +15,7 @@ from assistant.testing.speech import synthesize
 
 @pytest.fixture(scope="module")
 def speech() -> np.ndarray:
-    return synthesize("Hello there", sample_rate_hz=16000)
+    return synthesize("Hello there")
 
 
 def test_int16_array_is_scaled_to_float(speech: np.ndarray) -> None:
