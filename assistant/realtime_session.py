@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -45,12 +45,10 @@ from assistant.realtime_protocol import (
     server_event,
     user_message_item,
 )
-from assistant.realtime_response import ResponseWriter
+from assistant.realtime_response import ResponseWriter, SendEvent
 from assistant.vad_segmenter import VadSegmenter
 
 log = logging.getLogger(__name__)
-
-SendEvent = Callable[[dict[str, Any]], None]
 
 MIN_COMMIT_MS = 100
 """A manual commit needs at least this much audio (as OpenAI's server requires)."""
