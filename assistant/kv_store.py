@@ -65,6 +65,22 @@ def cache_bytes(cache: Any) -> int:
     return total
 
 
+def cache_capacity(cache: Any) -> int | None:
+    """Positions a static KV cache can hold; None for a cache that grows as needed.
+
+    transformers has named this differently across 5.x releases, so every spelling is tried.
+    """
+    if not getattr(cache, "layers", True):
+        return None  # a dynamic cache before its first update
+    for name in ("get_max_length", "get_max_cache_shape"):
+        method = getattr(cache, name, None)
+        if callable(method):
+            value = method()
+            return int(value) if value is not None and value > 0 else None
+    value = getattr(cache, "max_cache_len", None)
+    return int(value) if value else None
+
+
 class CacheStore:
     """LRU store of conversation caches and clip embeddings within ``budget_bytes``."""
 

@@ -199,6 +199,21 @@ async def test_static_cache_and_compile_give_the_same_tokens(backend, make_worke
     assert outputs[0] == outputs[1]
 
 
+async def test_a_conversation_outgrowing_its_static_cache_starts_over(make_worker, clips) -> None:
+    """A turn that no longer fits the static cache is prefilled afresh (into a dynamic cache)
+    and decodes exactly like dynamic caches all along."""
+    outputs = []
+    for options in ({}, {"static_cache_tokens": 1000}):
+        spy = ScriptThenRecord()
+        worker = make_worker("v7", spy, **options)
+        await _conversation(worker, spy, clips, "kitchen")  # three clips: over 1,100 positions
+        outputs.append(spy.generated())
+        if options:
+            cache = worker.engine.store.conversation("kitchen").cache
+            assert type(cache).__name__ == "DynamicCache"
+    assert outputs[0] == outputs[1]
+
+
 async def test_forget_drops_the_conversation_cache(make_worker) -> None:
     """forget() frees a conversation's cache; its next turn prefills again."""
     worker = make_worker("v7")
@@ -207,3 +222,38 @@ async def test_forget_drops_the_conversation_cache(make_worker) -> None:
     worker.forget("a")
     await worker.respond(ask, params=GREEDY, conversation_id="b").done()  # runs after forget
     assert worker.engine.store.conversation("a") is None
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_chunk_mask_prefill_is_bit_identical(static, make_worker) -> None:
+    """The prefill after a cached prefix, with the engine's own additive mask, equals
+    transformers' own masking bit for bit (dynamic cache, and a static cache's unused slots)."""
+    import torch
+    from transformers import DynamicCache, StaticCache
+
+    engine = make_worker("v7").engine
+    language_model = engine.model.model.language_model
+    torch.manual_seed(3)
+    past, new = 700, 120
+    embeds = torch.randn(1, past + new, engine.model.config.text_config.hidden_size)
+
+    def chunk(own_mask: bool) -> torch.Tensor:
+        cache: Any = (
+            StaticCache(config=engine.model.config, max_cache_len=1024)
+            if static
+            else DynamicCache()
+        )
+        with torch.inference_mode():
+            language_model(inputs_embeds=embeds[:, :past], cache=cache, use_cache=True)
+            mask = engine._chunk_mask(past, new, cache) if own_mask else None
+            assert (mask is not None) == own_mask
+            return language_model(
+                inputs_embeds=embeds[:, past:], attention_mask=mask, cache=cache, use_cache=True
+            ).last_hidden_state
+
+    ours, theirs = chunk(True), chunk(False)
+    assert torch.equal(ours, theirs)
+    # past keys visible, the new block causal
+    broken = engine._chunk_mask(past, new, DynamicCache())
+    assert broken is not None and broken.shape == (1, 1, new, past + new)
+    assert torch.isinf(broken[0, 0, 0, past + 1]) and broken[0, 0, 0, past] == 0
