@@ -416,8 +416,15 @@ class Dialogue:
         if r.transcripts is None:
             # The model thread has finished the first generation: transcripts no longer
             # delay the reply (they run while tools do).
-            r.transcripts = self._transcripts.start(r, enabled=self.settings.transcribe_user)
+            r.transcripts = self._start_transcripts(r)
         return finish
+
+    def _start_transcripts(self, r: ResponseState) -> asyncio.Task[None]:
+        return self._transcripts.start(
+            r,
+            enabled=self.settings.transcribe_user,
+            language=self.settings.transcription_language,
+        )
 
     def _on_call(self, r: ResponseState, rnd: Round, call: ToolCall, may_run: bool) -> None:
         if not TOOL_NAME_PATTERN.match(call.name):
@@ -445,7 +452,7 @@ class Dialogue:
     async def _resolve_confirmation(self, r: ResponseState, pending: _Pending) -> None:
         """The user's answer decides the pending calls; the reply then joins the history."""
         self._pending = None
-        answer = await self._transcripts.answer_text(r)
+        answer = await self._transcripts.answer_text(r, self.settings.transcription_language)
         yes = is_clear_yes(answer, self.settings.confirm_yes_words)
         log.info("%s: confirmation answered %r (yes=%s)", self.conversation_id, answer, yes)
         rnd = pending.round
@@ -489,7 +496,7 @@ class Dialogue:
 
     async def _wrap_up(self, r: ResponseState, finish: FinishReason) -> None:
         if r.transcripts is None:
-            r.transcripts = self._transcripts.start(r, enabled=self.settings.transcribe_user)
+            r.transcripts = self._start_transcripts(r)
         await r.transcripts
         done = TurnDone(
             text=r.reply_text(),

@@ -28,6 +28,8 @@ class DialogueSettings:
     """Shorter speech (a cough, "mm-hm") does not interrupt."""
     transcribe_user: bool = True
     """Also run each user clip through transcription mode (``UserTranscript`` events)."""
+    transcription_language: str | None = None
+    """ISO-639-1 code ("en", "fr") the user transcripts are made in; None: the model detects it."""
     context_budget_tokens: int | None = None
     """Most prompt tokens per request; None: the model's context minus ``max_new_tokens``."""
     keep_dropped_transcripts: bool = True

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic_extra_types.language_code import LanguageAlpha2
 
 MAX_EVENT_ID_CHARS = 128
 """Longer client ``event_id`` values are refused (and never echoed back)."""
@@ -68,11 +69,27 @@ class AudioFormat(_Wire):
     rate: Literal[16000, 24000] = 24000
 
 
+_LANGUAGE = TypeAdapter(LanguageAlpha2)
+
+
 class InputTranscription(_Wire):
     """Asking for ``conversation.item.input_audio_transcription.completed`` events."""
 
     model: str | None = None
     language: str | None = Field(None, max_length=16)
+    """ISO-639-1 ("en"): user transcripts are made in this language; absent: detected."""
+
+    @field_validator("language")
+    @classmethod
+    def _iso_639_1(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(_LANGUAGE.validate_python(value.lower()))
+        except ValidationError:
+            raise ValueError(
+                f"{value!r} is not an ISO-639-1 language code (two letters, like 'en')"
+            ) from None
 
 
 class AudioInputConfig(_Wire):

@@ -80,6 +80,7 @@ class RealtimeSession:
         self.state = SessionState(model=model_name, instructions=dialogue.settings.instructions)
         # Realtime clients ask for transcripts with audio.input.transcription (off by default).
         dialogue.settings.transcribe_user = self.state.transcribe
+        dialogue.settings.transcription_language = self.state.transcription_language
         self._awaiting_reply = False
         """Whether user input (or a tool output) arrived since the last response began."""
         self._speech_unanswered = False
@@ -199,6 +200,7 @@ class RealtimeSession:
             self._dialogue.set_instructions(after.instructions)
         settings = self._dialogue.settings
         settings.transcribe_user = after.transcribe
+        settings.transcription_language = after.transcription_language
         if after.max_output_tokens != before.max_output_tokens:
             limit = after.max_output_tokens or self._server_max_new_tokens
             settings.params = dataclasses.replace(settings.params, max_new_tokens=limit)

@@ -25,32 +25,35 @@ class UserTranscripts:
         self.worker = worker
         self.conversation_id = conversation_id
 
-    def start(self, r: ResponseState, *, enabled: bool) -> asyncio.Task[None]:
-        """Transcribe the response's clips that have none yet (nothing when not ``enabled``)."""
+    def start(
+        self, r: ResponseState, *, enabled: bool, language: str | None = None
+    ) -> asyncio.Task[None]:
+        """Transcribe the response's clips that have none yet (nothing when not ``enabled``),
+        in ``language`` when given."""
         return asyncio.create_task(
-            self._all(r, enabled), name=f"transcripts-{self.conversation_id}"
+            self._all(r, enabled, language), name=f"transcripts-{self.conversation_id}"
         )
 
-    async def answer_text(self, r: ResponseState) -> str:
+    async def answer_text(self, r: ResponseState, language: str | None = None) -> str:
         """Everything the user said or typed in the response's inputs (clips transcribed now)."""
         texts = []
         for entry in r.inputs:
             if entry.samples is not None:
-                await self._one(r, entry)
+                await self._one(r, entry, language)
                 texts.append(entry.item.transcript or "")
             if entry.text:
                 texts.append(entry.text)
         return " ".join(texts).strip()
 
-    async def _all(self, r: ResponseState, enabled: bool) -> None:
+    async def _all(self, r: ResponseState, enabled: bool, language: str | None) -> None:
         if enabled:
-            await asyncio.gather(*(self._one(r, entry) for entry in r.inputs))
+            await asyncio.gather(*(self._one(r, entry, language) for entry in r.inputs))
 
-    async def _one(self, r: ResponseState, entry: UserInput) -> None:
+    async def _one(self, r: ResponseState, entry: UserInput, language: str | None) -> None:
         if entry.samples is None or entry.item.transcript is not None:
             return
         try:
-            transcription = await self.worker.transcribe(entry.samples)
+            transcription = await self.worker.transcribe(entry.samples, language)
         except Exception as exc:  # a missing transcript must never break the conversation
             log.warning("transcription of %s failed: %s", entry.item.item_id, exc)
             return

@@ -46,6 +46,8 @@ class Script:
         self.transcripts: deque[list[int]] = deque()
         self.prompts: list[str] = []
         """The text of every chat prompt the model was given, in order (specials kept)."""
+        self.transcription_prompts: list[str] = []
+        """The same for every transcription prompt."""
         tekken = worker.tokenizer.instruct_tokenizer.tokenizer
         self.transcribe_id = tekken.get_special_token("[TRANSCRIBE]")
 
@@ -72,10 +74,11 @@ class _Routed(LogitsProcessor):
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         if self.forced is None and not self.free:
             transcribing = bool((input_ids[0] == self.script.transcribe_id).any())
-            if not transcribing:
-                tekken = self.script.worker.tokenizer.instruct_tokenizer.tokenizer
-                keep = SpecialTokenPolicy.KEEP
-                self.script.prompts.append(tekken.decode(input_ids[0].tolist(), keep))
+            tekken = self.script.worker.tokenizer.instruct_tokenizer.tokenizer
+            text = tekken.decode(input_ids[0].tolist(), SpecialTokenPolicy.KEEP)
+            (self.script.transcription_prompts if transcribing else self.script.prompts).append(
+                text
+            )
             queue = self.script.transcripts if transcribing else self.script.replies
             if queue:
                 self.forced = ForcedTokens([queue.popleft()])

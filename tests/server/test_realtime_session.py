@@ -82,6 +82,34 @@ async def test_transcript_arrives_for_the_committed_item(server, script, speech_
     await ws.close()
 
 
+async def test_transcripts_are_made_in_the_session_language(server, script, speech_16k) -> None:
+    """audio.input.transcription.language reaches transcription mode (``lang:xx``); a code
+    that is not ISO-639-1 is refused with the field named, and the session keeps its state."""
+    ws = await open_session(server)
+    await ws.send(_session(None, transcription={"model": "voxtral", "language": "Klingon"}))
+    error = await next_event(ws, "error")
+    assert error["error"]["code"] == "invalid_value"
+    assert error["error"]["param"] == "session.audio.input.transcription.language"
+    assert "ISO-639-1" in error["error"]["message"]
+    await ws.send(_session(None, transcription={"model": "voxtral", "language": "FR"}))
+    updated = await next_event(ws, "session.updated")
+    assert updated["session"]["audio"]["input"]["transcription"]["language"] == "fr"
+    script.hear("Quel temps fait-il ?")
+    script.say("Beau.")
+    await ws.send(_append(speech_16k))
+    await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+    await ws.send(json.dumps({"type": "response.create"}))
+    events = await events_until(ws, "response.done")
+    assert any(
+        e["type"] == "conversation.item.input_audio_transcription.completed"
+        and e["transcript"] == "Quel temps fait-il ?"
+        for e in events
+    )
+    (prompt,) = script.transcription_prompts
+    assert "lang:fr[TRANSCRIBE]" in prompt
+    await ws.close()
+
+
 async def test_speech_during_a_reply_interrupts_it(server, script, speech_16k) -> None:
     """Server VAD barge-in: new speech cancels the reply (turn_detected), then it is answered."""
     script.say(LONG_REPLY)
