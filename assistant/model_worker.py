@@ -98,6 +98,14 @@ class WorkerOptions:
     """Use static KV caches of this many positions (compilable) instead of dynamic ones."""
     compile_backend: str | None = None
     """``torch.compile`` the decode step with this backend (``inductor``); needs static caches."""
+    max_waiting: int = 256
+    """Most requests waiting for the model thread; more fail at once with ``overloaded``."""
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        if self.max_waiting < 1:
+            raise ValueError("max_waiting must be at least 1")
 
 
 class ResponseStream:
@@ -204,6 +212,8 @@ class ModelWorker:
             warm_up(self.engine, self._prompts.chat([UserMessage(content="Hello")]).tokens)
             self.engine.stats = EngineStats()
         self._requests: queue.Queue[_QueueItem] = queue.Queue()
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
         self._closed = False
         self._thread = threading.Thread(target=self._serve_forever, name="model", daemon=True)
         self._thread.start()
@@ -334,8 +344,31 @@ class ModelWorker:
             raise RuntimeError("the model worker is closed")
         return _Request(ResponseStream(asyncio.get_running_loop()), build, params, cid)
 
+    @property
+    def waiting_requests(self) -> int:
+        """Requests submitted and not yet taken up by the model thread."""
+        return self._waiting
+
     def _submit(self, requests: list[_Request]) -> None:
+        with self._waiting_lock:
+            limit = self.options.max_waiting
+            accepted = self._waiting + len(requests) <= limit
+            if accepted:
+                self._waiting += len(requests)
+        if not accepted:
+            for request in requests:
+                self._fail(
+                    request,
+                    "overloaded",
+                    f"the model already has {self._waiting} requests waiting (limit {limit}): "
+                    "try again shortly",
+                )
+            return
         self._requests.put(requests)
+
+    def _taken(self, requests: list[_Request]) -> None:
+        with self._waiting_lock:
+            self._waiting -= len(requests)
 
     def _serve_forever(self) -> None:
         held: _QueueItem | None = None
@@ -357,6 +390,7 @@ class ModelWorker:
                     held = more  # served right after this batch, in queue order
                     break
                 batch.extend(more)
+            self._taken(batch)
             self._serve(batch)
 
     def _serve(self, requests: list[_Request]) -> None:

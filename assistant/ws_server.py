@@ -396,6 +396,7 @@ class AssistantServer:
             "sessions": len(self._connections),
             "max_sessions": self.limits.max_sessions,
             "queue_depth": responding + self.http.turns_in_flight,
+            "model_waiting": self.worker.waiting_requests,
             "slow_clients_disconnected": self.slow_clients_disconnected,
             "uptime_s": round(time.monotonic() - self._started_s, 1),
         }

@@ -289,3 +289,47 @@ async def test_an_unforeseen_failure_while_building_a_prompt_keeps_the_worker_al
     script.add(reply_tokens(worker.tokenizer, "Hello"))
     done = await asyncio.wait_for(worker.respond(_ask(clips)).done(), timeout=30)
     assert done.text == "Hello"
+
+
+class _Gate(LogitsProcessor):
+    """Holds the model thread at the first decode step until released."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.entered.set()
+        self.release.wait(30)
+        return scores
+
+
+async def test_requests_beyond_max_waiting_fail_at_once_as_overloaded(make_worker) -> None:
+    """While the model thread is busy, up to ``max_waiting`` requests wait (and are counted);
+    the next one is refused at once with ``overloaded``; the waiting ones are served after."""
+    gate = _Gate()
+    worker = make_worker("v7", lambda n: [gate], max_waiting=2)
+    ask = [UserMessage(content="Hello")]
+    params = GenerationParams(max_new_tokens=2, temperature=0.0)
+    running = worker.respond(ask, params=params)
+    assert await asyncio.to_thread(gate.entered.wait, 30)
+    assert worker.waiting_requests == 0  # the running one was taken up
+    waiting = [worker.respond(ask, params=params) for _ in range(2)]
+    assert worker.waiting_requests == 2
+    refused = await _events(worker.respond(ask, params=params))
+    assert isinstance(refused[0], ErrorEvent) and refused[0].code == "overloaded"
+    assert "limit 2" in refused[0].message
+    assert isinstance(refused[-1], ResponseDone) and refused[-1].finish_reason == "error"
+    gate.release.set()
+    for stream in [running, *waiting]:
+        assert (await stream.done()).finish_reason in ("stop", "length")
+    assert worker.waiting_requests == 0
+
+
+def test_worker_options_are_checked() -> None:
+    from assistant.model_worker import WorkerOptions
+
+    with pytest.raises(ValueError, match="max_waiting"):
+        WorkerOptions(max_waiting=0)
+    with pytest.raises(ValueError, match="max_batch"):
+        WorkerOptions(max_batch=0)

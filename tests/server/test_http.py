@@ -39,7 +39,7 @@ async def test_healthz_reports_model_and_sessions(server) -> None:
     health = (await http("GET", _base(server) + "/healthz")).json()
     assert health["status"] == "ok"
     assert health["model_loaded"] is True
-    assert (health["sessions"], health["queue_depth"]) == (0, 0)
+    assert (health["sessions"], health["queue_depth"], health["model_waiting"]) == (0, 0, 0)
 
 
 async def test_respond_with_a_wav_runs_a_tool(server, script, speech_16k) -> None:
