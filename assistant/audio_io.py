@@ -32,6 +32,26 @@ def float_to_pcm16(samples: np.ndarray) -> np.ndarray:
     return np.clip(np.round(samples * 32767.0), -32768, 32767).astype(np.int16)
 
 
+class StreamResampler:
+    """Streaming soxr resampling of mono chunks to 16 kHz, keeping the chunks' dtype (int16 or
+    float32): chunk boundaries do not change the output, as they would chunk by chunk."""
+
+    def __init__(self, in_rate_hz: int, dtype: str = "int16") -> None:
+        import soxr
+
+        self.in_rate_hz = in_rate_hz
+        self._dtype = np.dtype(dtype)
+        self._stream = soxr.ResampleStream(in_rate_hz, SAMPLE_RATE_HZ, 1, dtype=dtype)
+
+    def __call__(self, chunk: np.ndarray) -> np.ndarray:
+        return np.asarray(self._stream.resample_chunk(chunk), dtype=self._dtype)
+
+
+def stream_resampler(in_rate_hz: int, dtype: str = "int16") -> StreamResampler | None:
+    """A ``StreamResampler`` from ``in_rate_hz``, or None when that already is 16 kHz."""
+    return None if in_rate_hz == SAMPLE_RATE_HZ else StreamResampler(in_rate_hz, dtype)
+
+
 def _to_float_mono(samples: np.ndarray, what: str) -> np.ndarray:
     if samples.dtype == np.int16:
         samples = samples.astype(np.float32) / 32768.0

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.audio_io import float_to_pcm16
+from assistant.audio_io import StreamResampler, float_to_pcm16, stream_resampler
 from assistant.events import SAMPLE_RATE_HZ
 
 PORTAUDIO_PACKAGES = (
@@ -183,7 +183,7 @@ class MicCapture:
         self._overflows = 0
         self._leftover = np.zeros(0, dtype=np.int16)
         self._stream: Any = None
-        self._resampler: Any = None
+        self._resampler: StreamResampler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
         self._stopping = False
@@ -218,10 +218,7 @@ class MicCapture:
         self._loop = asyncio.get_running_loop()
         device = find_input_device(self.requested_device)
         rate_hz, channels = self._choose_format(sd, device)
-        if rate_hz != SAMPLE_RATE_HZ:
-            import soxr
-
-            self._resampler = soxr.ResampleStream(rate_hz, SAMPLE_RATE_HZ, 1, dtype="float32")
+        self._resampler = stream_resampler(rate_hz, "float32")
         self.device, self.capture_rate_hz, self.capture_channels = device, rate_hz, channels
         try:
             self._stream = await asyncio.to_thread(self._open, sd, device, rate_hz, channels)
@@ -364,7 +361,7 @@ class MicCapture:
             self._in_flight_blocks -= 1
         mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
         if self._resampler is not None:
-            mono = self._resampler.resample_chunk(mono)
+            mono = self._resampler(mono)
         pcm = float_to_pcm16(mono)
         if len(self._leftover):
             pcm = np.concatenate([self._leftover, pcm])

@@ -21,7 +21,7 @@ import numpy as np
 import soxr
 
 from assistant import events as ev
-from assistant.audio_io import AudioError
+from assistant.audio_io import AudioError, stream_resampler
 from assistant.config import VadSettings
 from assistant.dialogue import Dialogue
 from assistant.realtime_protocol import (
@@ -85,7 +85,7 @@ class RealtimeSession:
         """Whether user input (or a tool output) arrived since the last response began."""
         self._speech_unanswered = False
         """Whether server VAD committed an utterance while a response ran (answered next)."""
-        self._resampler = _resampler(self.state.input_rate_hz)
+        self._resampler = stream_resampler(self.state.input_rate_hz)
         self._buffer: list[np.ndarray] = []
         self._buffered_samples = 0
         self._stream_samples = 0
@@ -205,7 +205,7 @@ class RealtimeSession:
             limit = after.max_output_tokens or self._server_max_new_tokens
             settings.params = dataclasses.replace(settings.params, max_new_tokens=limit)
         if after.input_rate_hz != before.input_rate_hz:
-            self._resampler = _resampler(after.input_rate_hz)
+            self._resampler = stream_resampler(after.input_rate_hz)
         if _vad_overrides(after.turn_detection) != _vad_overrides(before.turn_detection):
             # Only a change the VAD itself sees rebuilds it (create_response does not).
             self._configure_vad()
@@ -259,9 +259,7 @@ class RealtimeSession:
     # --- audio -----------------------------------------------------------------------------
 
     def _to_16k(self, pcm: np.ndarray) -> np.ndarray:
-        if self._resampler is None:
-            return pcm
-        return np.asarray(self._resampler.resample_chunk(pcm), dtype=np.int16)
+        return pcm if self._resampler is None else self._resampler(pcm)
 
     async def _append(self, event: InputAudioBufferAppend) -> None:
         pcm = self._to_16k(decode_pcm16(event.audio, event_id=event.event_id))
@@ -539,13 +537,6 @@ class RealtimeSession:
         close = getattr(turn, "aclose", None)
         if close is not None:
             await close()
-
-
-def _resampler(rate_hz: int) -> soxr.ResampleStream | None:
-    """A streaming resampler from the client's rate to 16 kHz (None when it is 16 kHz)."""
-    if rate_hz == ev.SAMPLE_RATE_HZ:
-        return None
-    return soxr.ResampleStream(rate_hz, ev.SAMPLE_RATE_HZ, 1, dtype="int16")
 
 
 def _vad_overrides(vad: TurnDetection | None) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from assistant.audio_io import float_to_pcm16
+from assistant.audio_io import StreamResampler, float_to_pcm16
 from assistant.config import VadSettings
 from assistant.events import (
     SAMPLE_RATE_HZ,
@@ -139,18 +139,6 @@ def to_int16(chunk: Any) -> np.ndarray:
     return float_to_pcm16(chunk)
 
 
-class _Resampler:
-    """Streaming soxr resampler to 16 kHz: chunk boundaries do not change the output."""
-
-    def __init__(self, in_rate_hz: int) -> None:
-        import soxr
-
-        self._stream = soxr.ResampleStream(in_rate_hz, SAMPLE_RATE_HZ, 1, dtype="int16")
-
-    def __call__(self, pcm: np.ndarray) -> np.ndarray:
-        return np.asarray(self._stream.resample_chunk(pcm), dtype=np.int16)
-
-
 def _ms(samples: int) -> int:
     return samples * 1000 // SAMPLE_RATE_HZ
 
@@ -188,7 +176,7 @@ class VadSegmenter:
     def reset(self) -> None:
         """Forget everything: a new stream starts at time 0."""
         self._classifier.reset()
-        self._resampler: _Resampler | None = None
+        self._resampler: StreamResampler | None = None
         self._rate_hz: int | None = None
         self._leftover = np.zeros(0, dtype=np.int16)
         self._pos = 0
@@ -222,7 +210,7 @@ class VadSegmenter:
         self._rate_hz = sample_rate_hz
         if sample_rate_hz != SAMPLE_RATE_HZ:
             if self._resampler is None:
-                self._resampler = _Resampler(sample_rate_hz)
+                self._resampler = StreamResampler(sample_rate_hz)
             pcm = self._resampler(pcm)
         if len(self._leftover):
             pcm = np.concatenate([self._leftover, pcm])
