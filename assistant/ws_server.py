@@ -381,7 +381,18 @@ class AssistantServer:
             ]
             log.info("announcement from %s to %d session(s)", announcement.source, len(sessions))
             for session in sessions:
-                session.announce(announcement)
+                # One bad announcement (or one broken session) must not end this server-wide
+                # loop: every later announcement, for every session, would go unheard.
+                try:
+                    session.announce(announcement)
+                except ValueError as exc:
+                    log.warning(
+                        "%s: announcement from %s dropped: %s", session.id, announcement.source, exc
+                    )
+                except Exception:
+                    log.exception(
+                        "%s: announcement from %s failed", session.id, announcement.source
+                    )
 
     def _count_slow_client(self) -> None:
         self.slow_clients_disconnected += 1

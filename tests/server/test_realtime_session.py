@@ -209,6 +209,18 @@ async def test_tool_announcements_reach_open_sessions(server) -> None:
         await ws.close()
 
 
+async def test_an_announcement_without_text_does_not_silence_later_ones(server) -> None:
+    """An announcement the dialogue refuses (blank text) is dropped; the next one arrives."""
+    ws = await open_session(server)
+    assert server.tools is not None
+    server.tools.announcements.put_nowait(Announcement("   ", "plugin"))
+    server.tools.announcements.put_nowait(Announcement("The house is locked.", "plugin"))
+    async with asyncio.timeout(5):
+        created = await next_event(ws, "conversation.item.created")
+    assert created["item"]["content"] == [{"type": "output_text", "text": "The house is locked."}]
+    await ws.close()
+
+
 async def test_a_timer_announces_only_to_the_session_that_set_it(server, script) -> None:
     """A conversation's announcement goes to its own session and into its model prompts only."""
     alice, bob = await connect(ws_url(server)), await open_session(server)
