@@ -23,6 +23,12 @@ AudioSource = np.ndarray | Utterance | str | os.PathLike | bytes | bytearray
 """What ``load_audio`` accepts."""
 
 
+# Lossy decoders and resamplers overshoot 1.0 (a full-scale square wave decodes from MP3 or Ogg
+# at a peak near 1.36); int16 samples handed over as floats peak in the hundreds or thousands.
+MAX_FLOAT_PEAK = 2.0
+"""Largest absolute float sample accepted: above it, the audio is taken to be mis-scaled."""
+
+
 class AudioError(ValueError):
     """Audio could not be read, or holds no samples."""
 
@@ -53,6 +59,9 @@ def stream_resampler(in_rate_hz: int, dtype: str = "int16") -> StreamResampler |
 
 
 def _to_float_mono(samples: np.ndarray, what: str) -> np.ndarray:
+    if samples.size == 0:
+        # Before mixing channels: the mean over no samples is NaN, not "empty".
+        raise AudioError(f"{what} holds no samples (shape {samples.shape})")
     if samples.dtype == np.int16:
         samples = samples.astype(np.float32) / 32768.0
     elif samples.dtype == np.int32:
@@ -83,13 +92,15 @@ def load_audio(source: AudioSource, sample_rate_hz: int | None = None) -> np.nda
     """Return ``source`` as float32 mono samples at 16 kHz.
 
     ``sample_rate_hz`` is the rate of a numpy array (default 16 kHz); files and bytes carry
-    their own rate. Raises ``AudioError`` for unreadable, empty or non-finite audio.
+    their own rate. Raises ``AudioError`` for unreadable, empty, non-finite or mis-scaled audio
+    (float samples beyond ``MAX_FLOAT_PEAK``) and for a sample rate that is not positive.
     """
     if isinstance(source, Utterance):
         samples, rate = _to_float_mono(np.asarray(source.pcm), "utterance"), source.sample_rate_hz
         what = "utterance"
     elif isinstance(source, np.ndarray):
-        samples, rate = _to_float_mono(source, "audio array"), sample_rate_hz or SAMPLE_RATE_HZ
+        samples = _to_float_mono(source, "audio array")
+        rate = SAMPLE_RATE_HZ if sample_rate_hz is None else sample_rate_hz
         what = "audio array"
     elif isinstance(source, (bytes, bytearray)):
         if not source:
@@ -103,12 +114,16 @@ def load_audio(source: AudioSource, sample_rate_hz: int | None = None) -> np.nda
         samples, rate = _read_file(source, what)
     else:
         raise AudioError(f"cannot read audio from a {type(source).__name__}")
+    if rate <= 0:
+        raise AudioError(f"{what} has an invalid sample rate {rate} Hz (it must be positive)")
     if samples.size == 0:
         raise AudioError(f"{what} holds no samples")
     if not np.isfinite(samples).all():
         raise AudioError(f"{what} holds NaN or infinite samples")
-    if rate <= 0:
-        raise AudioError(f"{what} has an invalid sample rate {rate}")
+    peak = float(np.abs(samples).max())
+    if peak > MAX_FLOAT_PEAK:
+        hint = ": pass int16 samples as an int16 array" if isinstance(source, np.ndarray) else ""
+        raise AudioError(f"float audio must be in [-1, 1]; {what} peaks at {peak:g}{hint}")
     if rate != SAMPLE_RATE_HZ:
         import soxr
 

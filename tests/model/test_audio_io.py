@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,8 @@ def test_file_bytes_load(tmp_path: Path, speech: np.ndarray) -> None:
     ("source", "message"),
     [
         (np.zeros(0, dtype=np.int16), "holds no samples"),
+        (np.zeros((0, 2), dtype=np.float32), "holds no samples"),
+        (np.full(16000, 20000.0), r"must be in \[-1, 1\].*peaks at 20000.*int16 array"),
         (b"", "empty"),
         (b"definitely not audio", "not readable audio"),
         (np.array([0.1, np.nan], dtype=np.float32), "NaN"),
@@ -86,6 +89,39 @@ def test_bad_audio_is_a_clear_error(source, message: str) -> None:
     """Empty, unreadable or malformed audio raises AudioError saying what is wrong."""
     with pytest.raises(AudioError, match=message):
         load_audio(source)
+
+
+def test_empty_stereo_array_raises_without_warning() -> None:
+    """An empty (0, 2) array says it is empty, with no NaN RuntimeWarning from mixing channels."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(AudioError, match="holds no samples"):
+            load_audio(np.zeros((0, 2), dtype=np.float32))
+
+
+@pytest.mark.parametrize("rate_hz", [0, -16000])
+def test_rate_that_is_not_positive_is_a_clear_error(rate_hz: int) -> None:
+    """sample_rate_hz=0 or below is refused, not taken as 16 kHz."""
+    with pytest.raises(AudioError, match=f"invalid sample rate {rate_hz} Hz"):
+        load_audio(np.zeros(16000, dtype=np.float32), sample_rate_hz=rate_hz)
+
+
+def test_codec_overshoot_above_one_is_accepted(tmp_path: Path) -> None:
+    """A full-scale square wave through MP3 decodes above 1.0 and still loads, unscaled."""
+    square = np.sign(np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
+    path = tmp_path / "square.mp3"
+    sf.write(path, square, 16000, format="MP3")
+    decoded, _ = sf.read(path, dtype="float32")
+    assert np.abs(decoded).max() > 1.0
+    np.testing.assert_array_equal(load_audio(decoded), decoded)
+
+
+def test_float_file_far_outside_one_is_a_clear_error(tmp_path: Path) -> None:
+    """A float WAV holding int16-range values is refused, naming the file and its peak."""
+    path = tmp_path / "loud.wav"
+    sf.write(path, np.full(1600, 20000.0, dtype=np.float32), 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"loud\.wav peaks at 20000$"):
+        load_audio(path)
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
