@@ -30,7 +30,7 @@ MAX_FLOAT_PEAK = 2.0
 
 
 class AudioError(ValueError):
-    """Audio could not be read, or holds no samples."""
+    """Audio could not be read, or cannot be used: empty, non-finite, mis-scaled, bad rate."""
 
 
 def float_to_pcm16(samples: np.ndarray) -> np.ndarray:
@@ -109,6 +109,8 @@ def load_audio(source: AudioSource, sample_rate_hz: int | None = None) -> np.nda
         what = "audio bytes"
     elif isinstance(source, (str, os.PathLike)):
         what = f"audio file {Path(source)}"
+        if Path(source).is_dir():
+            raise AudioError(f"{what} is a folder, not an audio file")
         if not Path(source).is_file():
             raise AudioError(f"{what} does not exist")
         samples, rate = _read_file(source, what)

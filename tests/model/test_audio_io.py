@@ -130,6 +130,12 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         load_audio(tmp_path / "nope.wav")
 
 
+def test_folder_is_a_clear_error(tmp_path: Path) -> None:
+    """A folder given as the audio path is called a folder, not a missing file."""
+    with pytest.raises(AudioError, match="is a folder, not an audio file"):
+        load_audio(tmp_path)
+
+
 def test_audio_chunk_holds_the_audio(speech: np.ndarray) -> None:
     """audio_chunk wraps the 16 kHz audio in a mistral-common AudioChunk."""
     from mistral_common.tokens.tokenizers.audio import Audio
