@@ -23,8 +23,22 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_SERVER_FLAGS = (
+    ("host", "host"),
+    ("port", "port"),
+    ("token", "token"),
+    ("allowed_origins", "allowed_origin"),
+    ("max_sessions", "max_sessions"),
+)
+"""``server`` settings and the argparse names of the ``serve`` flags that override them."""
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Settings with the command line's flags as the top layer."""
+    """Settings with the command line's flags as the top layer, validated with the others.
+
+    The flags join the same validation as the file and the environment, so a check that
+    spans layers (a non-loopback host needs a token) sees the final values.
+    """
     overrides: dict[str, Any] = {}
     model = {
         k: getattr(args, a)
@@ -35,6 +49,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         overrides["model"] = model
     if getattr(args, "tools", None):
         overrides["tools_file"] = args.tools
+    server = {k: getattr(args, a) for k, a in _SERVER_FLAGS if getattr(args, a, None) is not None}
+    if server:
+        overrides["server"] = server
     return load_settings(overrides, config_file=args.config)
 
 

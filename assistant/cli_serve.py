@@ -43,31 +43,7 @@ def _add_serve(sub: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from pydantic import ValidationError
-
-    from assistant.config import ServerSettings
-
-    base = settings_from_args(args)
-    flags = {
-        "host": args.host,
-        "port": args.port,
-        "token": args.token,
-        "allowed_origins": args.allowed_origin,
-        "max_sessions": args.max_sessions,
-    }
-    try:
-        server_settings = ServerSettings.model_validate(
-            {**base.server.model_dump(), **{k: v for k, v in flags.items() if v is not None}}
-        )
-    except ValidationError as exc:
-        # Never echo a rejected value: it may be the token.
-        raise CliError(
-            "; ".join(
-                f"server.{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
-                for e in exc.errors()
-            )
-        ) from None
-    settings = base.model_copy(update={"server": server_settings})
+    settings = settings_from_args(args)
 
     from assistant.tools import ToolsFileError
     from assistant.ws_server import ServeError, run_server

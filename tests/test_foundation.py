@@ -13,7 +13,8 @@ import pytest
 from assistant import __version__
 from assistant.checkpoint import ModelNotFoundError, resolve_checkpoint
 from assistant.cli import build_parser, main
-from assistant.config import ConfigError, load_settings
+from assistant.cli_common import settings_from_args
+from assistant.config import ConfigError, Settings, load_settings
 
 
 def _subcommands() -> list[str]:
@@ -127,3 +128,41 @@ def test_unknown_setting_is_rejected(tmp_path: Path) -> None:
 def test_no_network_env_in_tests() -> None:
     """The test suite runs with the hub offline."""
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def _serve_settings(*flags: str, config: Path | None = None) -> Settings:
+    """The settings ``voxtral-assistant [--config C] serve FLAGS`` would run with (no bind)."""
+    top = ["--config", str(config)] if config else []
+    return settings_from_args(build_parser().parse_args([*top, "serve", *flags]))
+
+
+def test_serve_token_flag_covers_a_host_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """serve --token satisfies the token rule for a public host set in the environment."""
+    monkeypatch.setenv("VOXTRAL_ASSISTANT_SERVER__HOST", "0.0.0.0")
+    settings = _serve_settings("--token", "abcdefgh")
+    assert settings.server.host == "0.0.0.0"
+    assert settings.server.token is not None
+    assert settings.server.token.get_secret_value() == "abcdefgh"
+    with pytest.raises(ConfigError, match="requires an auth token"):
+        _serve_settings()
+
+
+def test_serve_token_flag_covers_a_host_from_the_config_file(tmp_path: Path) -> None:
+    """serve --token satisfies the token rule for a public host set in the config file."""
+    config = tmp_path / "c.yaml"
+    config.write_text("server:\n  host: 0.0.0.0\n  port: 9001\n")
+    settings = _serve_settings("--token", "abcdefgh", config=config)
+    assert (settings.server.host, settings.server.port) == ("0.0.0.0", 9001)
+    with pytest.raises(ConfigError, match="requires an auth token"):
+        _serve_settings(config=config)
+
+
+def test_serve_flags_beat_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve --port and --allowed-origin override the environment's values."""
+    monkeypatch.setenv("VOXTRAL_ASSISTANT_SERVER__PORT", "9000")
+    monkeypatch.setenv("VOXTRAL_ASSISTANT_SERVER__ALLOWED_ORIGINS", "https://env.example")
+    settings = _serve_settings("--port", "9100", "--allowed-origin", "https://flag.example")
+    assert settings.server.port == 9100
+    assert settings.server.allowed_origins == ["https://flag.example"]
