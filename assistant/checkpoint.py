@@ -29,6 +29,20 @@ class ModelNotFoundError(Exception):
     """The checkpoint is neither a local folder nor available from the hub cache or network."""
 
 
+def _is_hub_id(model_id: str) -> bool:
+    """'org/name' by the hub's own rules, which allow dots ('org/model-v1.1')."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if model_id.count("/") != 1:
+        return False
+    try:
+        validate_repo_id(model_id)
+    except HFValidationError:
+        return False
+    return True
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
@@ -49,7 +63,7 @@ def resolve_checkpoint(model_id: str | os.PathLike[str]) -> Path:
             raise ModelNotFoundError(f"{path} is a folder but holds no config.json checkpoint")
         return path
     model_id = str(model_id)
-    if path.suffix or model_id.startswith((".", "/", "~")) or model_id.count("/") != 1:
+    if not _is_hub_id(model_id):
         raise ModelNotFoundError(
             f"{model_id!r} is neither an existing folder nor a hub id like 'org/name'"
         )
