@@ -1,11 +1,15 @@
 """Find a Voxtral checkpoint on disk: a local folder, or a hub id in the Hugging Face cache.
 
 Resolving to a local folder first means ``from_pretrained`` never talks to the network itself,
-so a missing model fails at once with one sentence instead of hanging in retries.
+so a missing model fails at once with one sentence instead of hanging in retries. The folder is
+checked for every file the loader reads, so a partial download (an interrupted one leaves a
+snapshot with a few files) is completed when online, or named file by file, instead of failing
+deep inside transformers.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -23,10 +27,52 @@ CHECKPOINT_FILES = [
     "preprocessor_config.json",
     "processor_config.json",
 ]
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
 
 
 class ModelNotFoundError(Exception):
     """The checkpoint is neither a local folder nor available from the hub cache or network."""
+
+
+def missing_files(folder: Path) -> list[str]:
+    """The files the loader needs that ``folder`` lacks; empty for a complete checkpoint.
+
+    transformers needs config.json, the weights (model.safetensors, or the index and every shard
+    it names) and the feature extractor's settings (preprocessor_config.json, or nested in the
+    processor_config.json that ``save_pretrained`` writes); mistral-common needs tekken.json.
+    """
+    missing = [name for name in ("config.json", "tekken.json") if not (folder / name).is_file()]
+    if not _has_feature_extractor(folder):
+        missing.append("preprocessor_config.json")
+    return missing + _missing_weights(folder)
+
+
+def _has_feature_extractor(folder: Path) -> bool:
+    if (folder / "preprocessor_config.json").is_file():
+        return True
+    try:
+        processor = json.loads((folder / "processor_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(processor, dict) and bool(
+        {"feature_extractor", "audio_processor"} & processor.keys()
+    )
+
+
+def _missing_weights(folder: Path) -> list[str]:
+    # transformers takes the single file first, then the sharded layout.
+    if (folder / WEIGHTS_FILE).is_file():
+        return []
+    index = folder / WEIGHTS_INDEX_FILE
+    if not index.is_file():
+        return [f"{WEIGHTS_FILE} (or {WEIGHTS_INDEX_FILE} and its shards)"]
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        shards = {str(shard) for shard in weight_map.values()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return [f"a readable {WEIGHTS_INDEX_FILE} (it has no weight_map)"]
+    return sorted(shard for shard in shards if not (folder / shard).is_file())
 
 
 def _is_hub_id(model_id: str) -> bool:
@@ -55,12 +101,37 @@ def _how_to_get(model_id: str) -> str:
     )
 
 
+def _cached_snapshot(model_id: str) -> Path | None:
+    """The snapshot of ``model_id`` in the Hugging Face cache, complete or not; no network."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(
+            snapshot_download(model_id, allow_patterns=CHECKPOINT_FILES, local_files_only=True)
+        )
+    except LocalEntryNotFoundError as exc:
+        # Newer huggingface_hub refuses a snapshot that its cached tree listing shows to be
+        # incomplete (IncompleteSnapshotError) and says where that snapshot is.
+        partial = getattr(exc, "snapshot_path", None)
+        return Path(partial) if partial else None
+
+
 def resolve_checkpoint(model_id: str | os.PathLike[str]) -> Path:
-    """Return a local folder holding the checkpoint ``model_id`` (a folder path or a hub id)."""
+    """Return a local folder holding the complete checkpoint ``model_id`` (a folder or hub id).
+
+    A hub id comes from the Hugging Face cache; what the cache lacks (an interrupted download)
+    is downloaded unless HF_HUB_OFFLINE is set. Raises ``ModelNotFoundError`` naming the files
+    that are still missing.
+    """
     path = Path(model_id).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"{path} is a folder but holds no config.json checkpoint")
+        missing = missing_files(path)
+        if missing:
+            raise ModelNotFoundError(
+                f"{path} is a folder but not a complete checkpoint: it lacks {', '.join(missing)} "
+                "(`hf download org/name --local-dir FOLDER` fetches a whole one)"
+            )
         return path
     model_id = str(model_id)
     if not _is_hub_id(model_id):
@@ -69,24 +140,35 @@ def resolve_checkpoint(model_id: str | os.PathLike[str]) -> Path:
         )
 
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    try:
-        return Path(
-            snapshot_download(model_id, allow_patterns=CHECKPOINT_FILES, local_files_only=True)
-        )
-    except LocalEntryNotFoundError:
-        pass
+    cached = _cached_snapshot(model_id)
+    missing = missing_files(cached) if cached is not None else []
+    if cached is not None and not missing:
+        return cached
     if _offline():
+        where = (
+            "is not in the local Hugging Face cache"
+            if cached is None
+            else f"is only partly in the local Hugging Face cache ({cached} lacks "
+            f"{', '.join(missing)})"
+        )
         raise ModelNotFoundError(
-            f"model {model_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
-            + _how_to_get(model_id)
-        ) from None
+            f"model {model_id} {where} and HF_HUB_OFFLINE is set: " + _how_to_get(model_id)
+        )
     log.info("downloading %s from the Hugging Face hub", model_id)
     try:
-        return Path(snapshot_download(model_id, allow_patterns=CHECKPOINT_FILES))
+        folder = Path(snapshot_download(model_id, allow_patterns=CHECKPOINT_FILES))
     except Exception as exc:  # network, auth, missing repo: all end in the same advice
         raise ModelNotFoundError(
             f"model {model_id} could not be downloaded ({type(exc).__name__}): "
             + _how_to_get(model_id)
         ) from None
+    missing = missing_files(folder)
+    if missing:
+        # snapshot_download hands back the partial cache when the hub cannot be reached.
+        raise ModelNotFoundError(
+            f"model {model_id} is still incomplete after asking the hub (it lacks "
+            f"{', '.join(missing)}): either the hub could not be reached or the repo is not "
+            "a Voxtral checkpoint in transformers format: " + _how_to_get(model_id)
+        )
+    return folder

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import huggingface_hub
 import huggingface_hub.constants
 import pytest
 
-from assistant.checkpoint import ModelNotFoundError, resolve_checkpoint
+from assistant.checkpoint import (
+    CHECKPOINT_FILES,
+    ModelNotFoundError,
+    missing_files,
+    resolve_checkpoint,
+)
+from assistant.model_loading import load_model
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture
@@ -19,6 +32,100 @@ def hub_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return cache
+
+
+def cache_snapshot(cache: Path, repo_id: str, source: Path, names: list[str]) -> Path:
+    """Put the files ``names`` of ``source`` in ``cache`` as the main snapshot of ``repo_id``."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    snapshot = repo / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    for name in names:
+        shutil.copy(source / name, snapshot / name)
+    return snapshot
+
+
+def copy_folder(source: Path, target: Path, names: list[str]) -> Path:
+    """A folder holding the files ``names`` of ``source``."""
+    target.mkdir()
+    for name in names:
+        shutil.copy(source / name, target / name)
+    return target
+
+
+def all_files(folder: Path) -> list[str]:
+    """The names of the files in ``folder``."""
+    return sorted(path.name for path in folder.iterdir())
+
+
+def record_downloads(
+    monkeypatch: pytest.MonkeyPatch, fill_from: Path | None
+) -> list[dict[str, Any]]:
+    """Replace the network part of snapshot_download: record each call and, with ``fill_from``,
+    copy that folder's files into the cached snapshot as a download would."""
+    real: Callable[..., str] = huggingface_hub.snapshot_download
+    calls: list[dict[str, Any]] = []
+
+    def download(repo_id: str, **options: Any) -> str:
+        if options.get("local_files_only"):
+            return real(repo_id, **options)
+        calls.append({"repo_id": repo_id, **options})
+        snapshot = Path(
+            real(repo_id, allow_patterns=options["allow_patterns"], local_files_only=True)
+        )
+        if fill_from is not None:
+            for name in all_files(fill_from):
+                shutil.copy(fill_from / name, snapshot / name)
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
+    return calls
+
+
+def test_partial_cache_offline_names_what_is_missing(hub_cache: Path, tiny_model_dir: Path) -> None:
+    """A cached snapshot holding only config and tekken fails offline, naming the missing files."""
+    cache_snapshot(hub_cache, "org/name", tiny_model_dir, ["config.json", "tekken.json"])
+    with pytest.raises(ModelNotFoundError) as exc:
+        resolve_checkpoint("org/name")
+    message = str(exc.value)
+    assert "only partly in the local Hugging Face cache" in message
+    assert "preprocessor_config.json" in message
+    assert "model.safetensors" in message
+    assert "hf download org/name" in message
+    assert "\n" not in message
+
+
+def test_complete_cached_snapshot_resolves_and_loads(hub_cache: Path, tiny_model_dir: Path) -> None:
+    """A complete snapshot in the cache is returned as is, and load_model loads it."""
+    snapshot = cache_snapshot(hub_cache, "org/name", tiny_model_dir, all_files(tiny_model_dir))
+    assert resolve_checkpoint("org/name") == snapshot
+    loaded = load_model("org/name", "cpu", "float32")
+    assert loaded.report.folder == snapshot
+
+
+def test_partial_cache_online_downloads_the_rest(
+    monkeypatch: pytest.MonkeyPatch, hub_cache: Path, tiny_model_dir: Path
+) -> None:
+    """Online, a partial snapshot is completed with the checkpoint's files, then used."""
+    snapshot = cache_snapshot(hub_cache, "org/name", tiny_model_dir, ["config.json", "tekken.json"])
+    downloads = record_downloads(monkeypatch, fill_from=tiny_model_dir)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert resolve_checkpoint("org/name") == snapshot
+    assert downloads == [{"repo_id": "org/name", "allow_patterns": CHECKPOINT_FILES}]
+    assert missing_files(snapshot) == []
+
+
+def test_partial_cache_still_incomplete_after_download_is_refused(
+    monkeypatch: pytest.MonkeyPatch, hub_cache: Path, tiny_model_dir: Path
+) -> None:
+    """When the hub brings nothing (unreachable, or no such files), the missing files are named."""
+    cache_snapshot(hub_cache, "org/name", tiny_model_dir, ["config.json", "tekken.json"])
+    downloads = record_downloads(monkeypatch, fill_from=None)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    with pytest.raises(ModelNotFoundError, match=r"still incomplete.*preprocessor_config\.json"):
+        resolve_checkpoint("org/name")
+    assert len(downloads) == 1
 
 
 def test_hub_id_with_a_dot_reaches_the_cache_lookup(hub_cache: Path) -> None:
@@ -33,3 +140,32 @@ def test_malformed_hub_id_is_refused_before_the_cache(hub_cache: Path, model_id:
     """Ids the hub would refuse are named as neither a folder nor a hub id."""
     with pytest.raises(ModelNotFoundError, match="neither an existing folder nor a hub id"):
         resolve_checkpoint(model_id)
+
+
+def test_folder_without_weights_is_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A local folder holding all but the weights (Mistral's consolidated file does not count)."""
+    names = [name for name in all_files(tiny_model_dir) if not name.endswith(".safetensors")]
+    folder = copy_folder(tiny_model_dir, tmp_path / "checkpoint", names)
+    (folder / "consolidated.safetensors").write_bytes(b"")
+    with pytest.raises(ModelNotFoundError, match=r"not a complete checkpoint.*model\.safetensors"):
+        resolve_checkpoint(folder)
+
+
+def test_sharded_weights_need_every_shard(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """With an index, each shard it names must be there; a missing one is named."""
+    names = [name for name in all_files(tiny_model_dir) if not name.endswith(".safetensors")]
+    folder = copy_folder(tiny_model_dir, tmp_path / "checkpoint", names)
+    shards = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    weight_map = {"a.weight": shards[0], "b.weight": shards[1]}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    (folder / shards[0]).write_bytes(b"")
+    assert missing_files(folder) == [shards[1]]
+
+
+def test_processor_config_without_feature_extractor_is_not_enough(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """A processor_config.json with no feature extractor inside does not count as one."""
+    folder = copy_folder(tiny_model_dir, tmp_path / "checkpoint", all_files(tiny_model_dir))
+    (folder / "processor_config.json").write_text(json.dumps({"processor_class": "X"}))
+    assert missing_files(folder) == ["preprocessor_config.json"]
