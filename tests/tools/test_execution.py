@@ -172,7 +172,7 @@ async def test_ten_megabyte_result_is_refused(registry: ToolRegistry) -> None:
     """A huge result becomes a short error instead of flooding the model's context."""
     result = await registry.execute(call("huge"))
     assert not result.ok
-    assert "more than the 16384 allowed" in result.content
+    assert "more than the 16384 bytes of JSON allowed" in result.content
     assert len(result.content) < 500
 
 
