@@ -96,8 +96,15 @@ class ToolContext:
         """Queue ``text`` to be said to this call's conversation (``registry.announcements``).
 
         Safe from any thread: a sync tool runs in a worker thread, and the queue belongs to
-        the event loop, so the announcement is handed over to the loop there.
+        the event loop, so the announcement is handed over to the loop there. Text that is not
+        a string, or has nothing to say, raises here, in the tool, whose result then tells.
         """
+        if not isinstance(text, str):
+            raise TypeError(f"announce() needs the text to say as a str, not {type(text).__name__}")
+        if not text.strip():
+            raise ValueError("announce() needs some text to say, not an empty or blank string")
+        if source is not None and not isinstance(source, str):
+            raise TypeError(f"announce() needs source as a str, not {type(source).__name__}")
         announcement = Announcement(
             text=text, source=source or self.call.name, conversation_id=self.conversation_id
         )

@@ -287,3 +287,47 @@ def test_a_sync_tool_may_announce_from_its_thread() -> None:
     [(result, announcement)] = outcome
     assert result.ok, result.content
     assert announcement == Announcement(text="Tea!", source="remind")
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("   ", "ValueError: announce() needs some text to say, not an empty or blank string"),
+        ("", "ValueError: announce() needs some text to say, not an empty or blank string"),
+        (42, "TypeError: announce() needs the text to say as a str, not int"),
+        (None, "TypeError: announce() needs the text to say as a str, not NoneType"),
+    ],
+    ids=["blank", "empty", "number", "none"],
+)
+async def test_an_announcement_without_text_fails_the_tool_and_queues_nothing(
+    text: object, error: str
+) -> None:
+    """announce() refuses empty or non-string text in the tool; the tool's result says why."""
+
+    async def remind(context: ToolContext) -> str:
+        context.announce(text)  # type: ignore[arg-type]
+        return "queued"
+
+    registry = ToolRegistry.from_functions([tool(remind)])
+    result = await registry.execute(ToolCall("announce1", "remind", {}))
+    queued = registry.announcements.qsize()
+    await registry.aclose()
+    assert json.loads(result.content) == {"error": error}
+    assert queued == 0
+
+
+async def test_a_tool_may_catch_a_refused_announcement_and_go_on() -> None:
+    """The refusal is an ordinary exception: a tool that handles it still answers."""
+
+    async def remind(context: ToolContext) -> str:
+        try:
+            context.announce(" \n ")
+        except ValueError as exc:
+            return f"not announced: {exc}"
+        return "queued"
+
+    registry = ToolRegistry.from_functions([tool(remind)])
+    result = await registry.execute(ToolCall("announce1", "remind", {}))
+    await registry.aclose()
+    assert result.ok
+    assert json.loads(result.content).startswith("not announced: announce() needs some text")
