@@ -16,11 +16,15 @@ from pathlib import Path
 
 from assistant import __version__, cli_audio, cli_model, cli_serve, cli_tools
 from assistant.checkpoint import ModelNotFoundError
-from assistant.cli_common import CliError
+from assistant.cli_common import LOG_REDACTION, CliError
 from assistant.config import ConfigError
 
 
 def _setup_logging(verbosity: int) -> None:
+    """-q: warnings only; default: the assistant's INFO; -v: DEBUG (websockets at INFO); -vv: all.
+
+    The handler redacts credentials (``LOG_REDACTION``), whichever logger a record comes from.
+    """
     level = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[max(-1, min(1, verbosity))]
     handler: logging.Handler
     if sys.stderr.isatty():
@@ -31,13 +35,18 @@ def _setup_logging(verbosity: int) -> None:
     else:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(LOG_REDACTION)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     # Our own modules follow -v/-q; third-party libraries stay at WARNING unless -v.
     logging.getLogger("assistant").setLevel(level)
+    websockets_level = logging.NOTSET  # the root's
     if verbosity > 0:
         root.setLevel(logging.DEBUG)
+        # At DEBUG websockets logs every frame and request header: only when asked with -vv.
+        websockets_level = logging.DEBUG if verbosity > 1 else logging.INFO
+    logging.getLogger("websockets").setLevel(websockets_level)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time voice assistant with function calling on Mistral's Voxtral.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="more log output (-v: debug; -vv: also every WebSocket frame)",
+    )
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     parser.add_argument("--config", type=Path, help="YAML settings file")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

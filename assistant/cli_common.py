@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,67 @@ from assistant.config import Settings, load_settings
 
 class CliError(Exception):
     """A user-facing failure: printed as one line, exit status 2."""
+
+
+REDACTED = "[redacted]"
+
+_CREDENTIALS = tuple(
+    re.compile(pattern, re.IGNORECASE)
+    for pattern in (
+        # "Authorization: Bearer <value>", as a header line or in a header mapping's repr
+        r"(\bauthorization['\"]?\s*[:=]\s*['\"]?(?:(?:bearer|basic|token)\s+)?)[^\s'\",;]+",
+        # "?token=<value>", "&access_token=<value>"
+        r"(\b[\w.-]*token=)[^&\s#'\",;]+",
+        # the Realtime subprotocol that carries a browser's token
+        r"(openai-insecure-api-key\.)[^\s'\",;]+",
+    )
+)
+"""Credentials recognised by their shape; group 1 is the name, kept in the log."""
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites log records so that no credential reaches a log handler.
+
+    Redacts ``Authorization`` values, ``token=`` query values and ``openai-insecure-api-key.``
+    subprotocols wherever they appear (websockets logs every request header at DEBUG), and
+    every string given to ``add`` (the configured token), in the message, the traceback and
+    the stack. Installed on the handler, it covers every logger.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+
+    def add(self, secret: str) -> None:
+        """Redact ``secret`` wherever it appears from now on."""
+        if secret:
+            self._secrets.add(secret)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every credential replaced by ``[redacted]``."""
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(secret, REDACTED)
+        for pattern in _CREDENTIALS:
+            text = pattern.sub(r"\1" + REDACTED, text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record in place; never drops it."""
+        message = record.getMessage()
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        return True
+
+
+LOG_REDACTION = RedactSecrets()
+"""The filter the CLI's log handler carries; ``settings_from_args`` adds the server token."""
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +100,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings with the command line's flags as the top layer, validated with the others.
 
     The flags join the same validation as the file and the environment, so a check that
-    spans layers (a non-loopback host needs a token) sees the final values.
+    spans layers (a non-loopback host needs a token) sees the final values. The server token,
+    wherever it came from, is redacted from the logs from then on.
     """
     overrides: dict[str, Any] = {}
     model = {
@@ -52,7 +116,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     server = {k: getattr(args, a) for k, a in _SERVER_FLAGS if getattr(args, a, None) is not None}
     if server:
         overrides["server"] = server
-    return load_settings(overrides, config_file=args.config)
+    settings = load_settings(overrides, config_file=args.config)
+    if settings.server.token is not None:
+        LOG_REDACTION.add(settings.server.token.get_secret_value())
+    return settings
 
 
 def load_registry(path: Path) -> Any:
