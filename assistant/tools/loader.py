@@ -18,6 +18,7 @@ from assistant.tools.decorator import ToolDefinition, tool_definition
 from assistant.tools.errors import ToolsFileError
 from assistant.tools.handlers.base import Handler
 from assistant.tools.handlers.python import ImportSpecError, PythonHandler, import_callable
+from assistant.tools.parameters import reference_problem
 from assistant.tools.plugins import load_plugins
 from assistant.tools.registry import ToolRegistry
 from assistant.tools.schema import BrokerConfig, ToolConfig, ToolsFile, allowed_keys
@@ -154,7 +155,7 @@ class _Builder:
         if parameters is None:
             parameters = base.parameters if base else {"type": "object", "properties": {}}
         else:
-            self._check_parameters(parameters, (*loc, "parameters"))
+            self._check_parameters(name, parameters, (*loc, "parameters"))
         description = entry.description or (base.description if base else None)
         if not description:
             raise self.source.error(
@@ -198,7 +199,7 @@ class _Builder:
         except ImportSpecError as exc:
             raise self.source.error(loc, f"python handler: {exc}") from None
 
-    def _check_parameters(self, schema: dict[str, Any], loc: Location) -> None:
+    def _check_parameters(self, name: str, schema: dict[str, Any], loc: Location) -> None:
         try:
             Draft202012Validator.check_schema(schema)
         except SchemaError as exc:
@@ -212,6 +213,12 @@ class _Builder:
         if schema.get("type") != "object":
             raise self.source.error(
                 loc, "parameters must be a JSON Schema with 'type: object' (the arguments object)"
+            )
+        found = reference_problem(schema)
+        if found is not None:
+            where, problem = found
+            raise self.source.error(
+                (*loc, *where), f"tool {name!r}: {problem} (at parameters.{_dotted(where)})"
             )
 
     def _check_placeholders(

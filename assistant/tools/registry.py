@@ -23,6 +23,7 @@ from assistant.tools.context import TOOL_THREADS, BackgroundTasks, ToolContext
 from assistant.tools.decorator import build_definition, tool_definition
 from assistant.tools.handlers.base import Handler, InvalidArgumentsError
 from assistant.tools.handlers.python import PythonHandler
+from assistant.tools.parameters import arguments_validator, reference_problem
 from assistant.tools.results import (
     Redactor,
     ResultError,
@@ -67,6 +68,18 @@ def _argument_error(error: SchemaValidationError) -> str:
     return f"{where}: {error.message}" if where else error.message
 
 
+def _broken_schema(parameters: dict[str, Any], exc: Exception) -> str:
+    """Why checking arguments against ``parameters`` raised ``exc`` (a schema fault)."""
+    # Only the schema can fail there (the arguments are plain JSON): a tool declared in code,
+    # not checked like tools.yaml, with a reference that leads nowhere.
+    try:
+        found = reference_problem(parameters)
+    except Exception:
+        found = None  # malformed beyond its references: the exception says the most
+    reason = found[1] if found else describe_exception(exc)
+    return f"the tool's parameters schema is broken: {reason}; the tool did not run"
+
+
 class ToolRegistry:
     """The tools one assistant offers, by name."""
 
@@ -99,7 +112,7 @@ class ToolRegistry:
         """Register one tool; ``ValueError`` if the name is taken."""
         if spec.name in self._tools:
             raise ValueError(f"a tool named {spec.name!r} is already registered")
-        self._tools[spec.name] = (spec, handler, Draft202012Validator(spec.parameters))
+        self._tools[spec.name] = (spec, handler, arguments_validator(spec.parameters))
         properties = spec.parameters.get("properties", {})
         self._defaults[spec.name] = {
             name: prop["default"]
@@ -157,7 +170,10 @@ class ToolRegistry:
             content = error_content(message, available_tools=sorted(self._tools))
             return self._finish(call, started, ok=False, content=content, error=message)
         spec, handler, validator = entry
-        problems = [_argument_error(e) for e in validator.iter_errors(call.arguments)]
+        try:
+            problems = [_argument_error(e) for e in validator.iter_errors(call.arguments)]
+        except Exception as exc:
+            return self._fail(call, started, _broken_schema(spec.parameters, exc))
         if problems:
             return self._invalid(call, started, problems)
         context = ToolContext(

@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from assistant.events import Announcement, ToolCall, ToolResult
-from assistant.tools import ToolContext, ToolRegistry, load_tools, tool
+from assistant.tools import ToolContext, ToolRegistry, ToolSpec, load_tools, tool
+from assistant.tools.handlers.python import PythonHandler
 
 from . import sample_handlers
-from .conftest import WriteTools
+from .conftest import RecordingServer, WriteTools
 
 MODULE = sample_handlers.__name__
 ANY_ARGS = "parameters: {type: object, properties: {room: {type: string}}}"
@@ -331,3 +332,38 @@ async def test_a_tool_may_catch_a_refused_announcement_and_go_on() -> None:
     await registry.aclose()
     assert result.ok
     assert json.loads(result.content).startswith("not announced: announce() needs some text")
+
+
+def registry_with_schema(parameters: dict[str, object]) -> ToolRegistry:
+    """A registry with one tool declared in code (no load-time checks) using ``parameters``."""
+    spec = ToolSpec(name="record", description="Record a thing.", parameters=parameters)
+    return ToolRegistry([(spec, PythonHandler(sample_handlers.record))])
+
+
+async def test_a_schema_that_cannot_be_applied_is_an_error_result() -> None:
+    """A $ref leading nowhere fails the call with a result, never an exception."""
+    sample_handlers.calls.clear()
+    registry = registry_with_schema(
+        {"type": "object", "properties": {"thing": {"$ref": "#/$defs/missing"}}}
+    )
+    result = await registry.execute(call("record", thing="x"))
+    await registry.aclose()
+    assert not result.ok
+    assert json.loads(result.content) == {
+        "error": "the tool's parameters schema is broken: $ref '#/$defs/missing' points to "
+        "nothing in this schema; define it (e.g. under $defs) or fix the reference; "
+        "the tool did not run"
+    }
+    assert sample_handlers.calls == []
+
+
+async def test_a_remote_reference_is_never_fetched(http_server: RecordingServer) -> None:
+    """Validating arguments never downloads a schema, even one the tool's schema points to."""
+    registry = registry_with_schema(
+        {"type": "object", "properties": {"thing": {"$ref": f"{http_server.url}/thing.json"}}}
+    )
+    result = await registry.execute(call("record", thing="x"))
+    await registry.aclose()
+    assert not result.ok
+    assert "refers outside this schema" in result.content
+    assert http_server.requests == []

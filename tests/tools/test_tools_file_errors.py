@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from assistant.events import ToolCall
 from assistant.tools import ToolsFileError, load_tools
 
 from .conftest import WriteTools
@@ -288,3 +291,106 @@ def test_file_not_found(tmp_path) -> None:
     """A missing file is named."""
     with pytest.raises(ToolsFileError, match="does not exist"):
         load_tools(tmp_path / "absent.yaml")
+
+
+def test_dangling_reference(write_tools: WriteTools) -> None:
+    """A $ref to a definition that does not exist is named with its tool and line."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        plugins: none
+        tools:
+          - name: echo
+            description: Echo a thing.
+            parameters:
+              type: object
+              properties:
+                thing: {$ref: "#/$defs/missing"}
+              required: [thing]
+            handler: {python: "json:dumps"}
+        """,
+    )
+    assert error.line == 9
+    assert error.reason == (
+        "tool 'echo': $ref '#/$defs/missing' points to nothing in this schema; define it "
+        "(e.g. under $defs) or fix the reference (at parameters.properties.thing.$ref)"
+    )
+
+
+def test_remote_reference_is_refused(write_tools: WriteTools) -> None:
+    """A $ref outside the schema would be fetched over the network: it is refused."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        plugins: none
+        tools:
+          - name: echo
+            description: Echo a thing.
+            parameters:
+              type: object
+              properties:
+                thing:
+                  type: object
+                  properties:
+                    inner: {$ref: "https://example.com/thing.json"}
+            handler: {python: "json:dumps"}
+        """,
+    )
+    assert error.line == 12
+    assert error.reason.startswith(
+        "tool 'echo': $ref 'https://example.com/thing.json' refers outside this schema"
+    )
+    assert "nothing is fetched" in error.reason
+
+
+def test_reference_to_something_not_a_schema(write_tools: WriteTools) -> None:
+    """A $ref that lands on a string (here the description) is not a schema."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        plugins: none
+        tools:
+          - name: echo
+            description: Echo a thing.
+            parameters:
+              type: object
+              description: the arguments
+              properties:
+                thing: {$ref: "#/description"}
+            handler: {python: "json:dumps"}
+        """,
+    )
+    assert error.line == 10
+    assert "'#/description' points to a str, not to a schema" in error.reason
+
+
+async def test_local_references_load_and_check_arguments(write_tools: WriteTools) -> None:
+    """$defs pointers and anchors resolve at load and validate the arguments of each call."""
+    path = write_tools(
+        """
+        version: 1
+        plugins: none
+        tools:
+          - name: paint
+            description: Paint a room.
+            parameters:
+              type: object
+              $defs:
+                room: {type: string, enum: [hall, kitchen]}
+                colour: {$anchor: colour, type: string, pattern: "^#[0-9a-f]{6}$"}
+              properties:
+                room: {$ref: "#/$defs/room"}
+                colour: {$ref: "#colour"}
+              required: [room, colour]
+            handler: {python: "json:dumps"}
+        """
+    )
+    registry = load_tools(path, environ={})
+    bad = await registry.execute(ToolCall("paintcall", "paint", {"room": "attic", "colour": "red"}))
+    await registry.aclose()
+    problems = json.loads(bad.content)["problems"]
+    assert any("'attic' is not one of" in p for p in problems)
+    assert any("'red' does not match" in p for p in problems)
