@@ -180,6 +180,14 @@ class _Builder:
                 (*handler_loc, "mqtt"),
             )
             self._check_placeholders(handler.placeholders(), declared, (*handler_loc, "mqtt"))
+            problem = handler.topic_problem()
+            if problem is not None:
+                text = entry.handler.mqtt.topic
+                filled = " once its ${variables} are filled in" if "${" in text else ""
+                raise self.source.error(
+                    (*handler_loc, "mqtt", "topic"),
+                    f"tool {name!r}: the topic {text!r}{filled} {problem}",
+                )
         spec = ToolSpec(
             name=name,
             description=description,

@@ -150,6 +150,52 @@ async def test_topic_injection_stays_in_one_level(
     assert json.loads(message.payload) == {"text": text, "source": "voice"}
 
 
+async def test_a_nul_in_an_argument_stays_inside_its_level(
+    write_tools: WriteTools, mqtt_broker: MosquittoBroker
+) -> None:
+    """A NUL character, forbidden in topics, is escaped like '/', '+' and '#'."""
+    registry = load_tools(_free_text_tools(write_tools), environ=broker_env(mqtt_broker))
+    with mqtt_broker.recorder("#") as seen:
+        result = await registry.execute(
+            ToolCall("saycall01", "say", {"screen": "hall\x00x", "text": "hi"})
+        )
+        [message] = seen.wait_for(1)
+    await registry.aclose()
+    assert result.ok, result.content
+    assert message.topic == "displays/hall%00x/text"
+
+
+@pytest.mark.parametrize(
+    ("screen", "error"),
+    [
+        ("", "an empty value cannot fill an MQTT topic level"),
+        ("a" * 70_000, "is longer than the 65535 bytes MQTT allows"),
+    ],
+    ids=["empty", "too-long"],
+)
+async def test_an_argument_that_breaks_the_topic_is_an_error_result(
+    write_tools: WriteTools, mqtt_broker: MosquittoBroker, screen: str, error: str
+) -> None:
+    """Nothing is published for it, the error is readable, and the next call goes through."""
+    registry = load_tools(_free_text_tools(write_tools), environ=broker_env(mqtt_broker))
+    with mqtt_broker.recorder("#") as seen:
+        broken = await registry.execute(
+            ToolCall("saycall01", "say", {"screen": screen, "text": "hi"})
+        )
+        fine = await registry.execute(
+            ToolCall("saycall02", "say", {"screen": "hall", "text": "hi"})
+        )
+        seen.wait_for(1)
+        await asyncio.sleep(0.2)
+        topics = [m.topic for m in seen.messages]
+    await registry.aclose()
+    assert not broken.ok
+    assert error in json.loads(broken.content)["error"]
+    assert len(broken.content) < 600
+    assert fine.ok, fine.content
+    assert topics == ["displays/hall/text"]
+
+
 async def test_retained_message_reaches_a_late_subscriber(
     write_tools: WriteTools, mqtt_broker: MosquittoBroker
 ) -> None:

@@ -394,3 +394,59 @@ async def test_local_references_load_and_check_arguments(write_tools: WriteTools
     problems = json.loads(bad.content)["problems"]
     assert any("'attic' is not one of" in p for p in problems)
     assert any("'red' does not match" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("topic", "problem"),
+    [
+        ('"home/+/{room}/set"', "contains an MQTT wildcard ('+' or '#')"),
+        ('"home/{room}/#"', "contains an MQTT wildcard ('+' or '#')"),
+        ('"home/\\0/{room}"', "contains a NUL character"),
+        ('""', "is empty"),
+    ],
+    ids=["plus", "hash", "nul", "empty"],
+)
+def test_mqtt_topic_nobody_can_publish_to(
+    write_tools: WriteTools, topic: str, problem: str
+) -> None:
+    """Wildcards, NUL and an empty topic are refused at load, naming the tool."""
+    error = load_error(
+        write_tools,
+        f"""
+        version: 1
+        plugins: none
+        mqtt: {{host: 127.0.0.1}}
+        tools:
+          - name: set_light
+            description: Switch a light.
+            parameters: {{type: object, properties: {{room: {{type: string}}}}}}
+            handler:
+              mqtt: {{topic: {topic}, payload: "ON"}}
+        """,
+    )
+    assert error.line == 9
+    assert error.reason.startswith("tool 'set_light': the topic ")
+    assert problem in error.reason
+
+
+def test_mqtt_topic_variable_that_adds_a_wildcard(write_tools: WriteTools) -> None:
+    """A ${VAR} in the topic is checked with its value filled in."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        plugins: none
+        mqtt: {host: 127.0.0.1}
+        tools:
+          - name: set_light
+            description: Switch a light.
+            handler:
+              mqtt: {topic: "${PREFIX}/light/set", payload: "ON"}
+        """,
+        environ={"PREFIX": "home/#"},
+    )
+    assert error.line == 8
+    assert error.reason.startswith(
+        "tool 'set_light': the topic '${PREFIX}/light/set' once its ${variables} are filled in "
+        "contains an MQTT wildcard"
+    )

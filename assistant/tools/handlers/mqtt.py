@@ -17,11 +17,13 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from assistant.tools.context import ToolContext
+from assistant.tools.results import shorten
 from assistant.tools.schema import BrokerConfig, MqttHandlerConfig
 from assistant.tools.source import Environment, Location, SourceMap
 from assistant.tools.templating import (
     Placeholder,
     Template,
+    TemplateError,
     escape_topic_level,
     parse_structure,
     render_structure,
@@ -31,6 +33,25 @@ from assistant.tools.templating import (
 log = logging.getLogger("assistant.tools")
 
 CONNECT_TIMEOUT_S = 5.0
+
+MAX_TOPIC_BYTES = 65_535
+"""MQTT's limit on a topic name (its length travels in two bytes)."""
+
+
+def topic_problem(topic: str) -> str | None:
+    """Why no message can be published to ``topic``, or ``None`` when one can."""
+    if not topic:
+        return "is empty; a message needs a topic"
+    if "+" in topic or "#" in topic:
+        return (
+            "contains an MQTT wildcard ('+' or '#'); only subscriptions may use them, "
+            "a message goes to one exact topic"
+        )
+    if "\x00" in topic:
+        return "contains a NUL character, which MQTT forbids in topics"
+    if len(topic.encode("utf-8")) > MAX_TOPIC_BYTES:
+        return f"is longer than the {MAX_TOPIC_BYTES} bytes MQTT allows"
+    return None
 
 
 class MqttPublisher:
@@ -220,6 +241,7 @@ class MqttHandler:
     ) -> None:
         self.publisher = publisher
         self.topic = topic
+        """Each argument fills one topic level, escaped (see ``escape_topic_level``)."""
         self.payload = payload
         self.qos = qos
         self.retain = retain
@@ -246,9 +268,20 @@ class MqttHandler:
         found += [(p, ("payload",)) for p in structure_placeholders(self.payload)]
         return found
 
+    def topic_problem(self) -> str | None:
+        """Why the topic template can never be published to (checked at load), or ``None``.
+
+        Arguments are escaped and never empty, so only the literal text can make a topic empty
+        or a wildcard: the template is checked with every argument standing in as ``x``.
+        """
+        return topic_problem(self.topic.render({p.name: "x" for p in self.topic.placeholders}))
+
     def render(self, arguments: dict[str, Any]) -> tuple[str, bytes]:
-        """The topic and payload bytes for ``arguments``."""
+        """The topic and payload bytes for ``arguments``; ``TemplateError`` if unpublishable."""
         topic = self.topic.render(arguments, escape_topic_level)
+        problem = topic_problem(topic)
+        if problem is not None:
+            raise TemplateError(f"the MQTT topic {shorten(topic, 200)!r} {problem}")
         if isinstance(self.payload, Template):
             payload = self.payload.render(arguments)
         elif isinstance(self.payload, (dict, list)):
