@@ -221,10 +221,16 @@ class Dialogue:
 
         Leaving the loop early cancels the response (the history stays valid).
         """
-        if self.is_responding:
-            raise RuntimeError("a response is already running: interrupt or cancel it first")
+        previous = self._response
+        if previous is not None and not previous.settled.is_set():
+            if not previous.interrupted.is_set():
+                raise RuntimeError("a response is already running: interrupt or cancel it first")
+            # A stopped response settles first: the tools it started end in the history.
+            await previous.settled.wait()
         if self._task is not None:
             await asyncio.wait({self._task})  # the previous turn's log line and transcripts
+        if self.is_responding:
+            raise RuntimeError("a response is already running: interrupt or cancel it first")
         if self._pending is None and not self._history.awaiting_reply:
             raise RuntimeError("nothing to respond to: add a user turn first")
         events: asyncio.Queue[DialogueEvent] = asyncio.Queue()
@@ -233,14 +239,22 @@ class Dialogue:
         self._response = response
         task = asyncio.create_task(self._run(response), name=f"dialogue-{self.conversation_id}")
         self._task = task
+        settle = True
         try:
             while True:
                 event = await events.get()
                 yield event
                 if isinstance(event, TurnDone):
                     return
+        except asyncio.CancelledError:
+            # The consumer's task is being cancelled: stop the reply without holding the
+            # cancellation up for as long as a started tool runs; the response's own task
+            # still settles the history.
+            settle = False
+            self.stop()
+            raise
         finally:
-            if not response.settled.is_set():
+            if settle and not response.settled.is_set():
                 await self.cancel()
 
     async def interrupt(
@@ -252,20 +266,34 @@ class Dialogue:
         sent); ``speech_ms`` how long the user has spoken (the minimum applies when given).
         Returns True when a response was cancelled; the history is settled on return.
         """
-        if not self.settings.interrupt_response:
-            return False
-        if speech_ms is not None and speech_ms < self.settings.min_interrupt_speech_ms:
+        if not self.barge_in_allowed(speech_ms):
             return False
         return await self.cancel(delivered_text)
 
+    def barge_in_allowed(self, speech_ms: float | None = None) -> bool:
+        """Whether user speech (``speech_ms`` long, when known) may interrupt a reply."""
+        if not self.settings.interrupt_response:
+            return False
+        return speech_ms is None or speech_ms >= self.settings.min_interrupt_speech_ms
+
     async def cancel(self, delivered_text: str | None = None) -> bool:
-        """Stop the running response whatever the barge-in settings; False if none runs.
+        """Stop the running response whatever the barge-in settings and wait until its history
+        is settled; False if none runs.
 
         Tool calls already started finish and their results are kept; the others are
         recorded as cancelled; the reply text is cut to ``delivered_text``. When the reply has
         already ended (generated, still being spoken), ``delivered_text`` cuts it in the
         history all the same, and the result is False: nothing was running.
         """
+        response = self._response
+        if not self.stop(delivered_text) or response is None:
+            return False
+        await response.settled.wait()
+        return True
+
+    def stop(self, delivered_text: str | None = None) -> bool:
+        """``cancel`` without the wait: the model stream stops now, and the response settles on
+        its own once the tools it started have finished. False if no response runs."""
         response = self._response
         if response is None or response.settled.is_set():
             if delivered_text is not None:
@@ -276,7 +304,6 @@ class Dialogue:
             response.interrupted.set()
             if response.stream is not None:
                 response.stream.cancel()
-        await response.settled.wait()
         return True
 
     def _cut_last_reply(self, delivered_text: str) -> None:
@@ -288,11 +315,26 @@ class Dialogue:
         replies = reply_messages(delivered_rounds(last.rounds, delivered_text))
         self._history.replace_replies(last.turn, last.start, last.end, replies)
 
-    async def aclose(self) -> None:
-        """Cancel any response, wait for its end, close the session log."""
-        await self.cancel()
-        if self._task is not None:
-            await asyncio.wait({self._task})
+    async def aclose(self, wait_s: float | None = None) -> None:
+        """Stop any response and wait for its end, then close the session log.
+
+        ``wait_s`` bounds the wait (None: as long as the tools it started take); a response
+        still running after it is released when it ends, its tools' results recorded.
+        """
+        self.stop()
+        task = self._task
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=wait_s)
+        if task is None or task.done():
+            self._release()
+            return
+        log.warning(
+            "%s: closed while a started tool still runs; released when it ends",
+            self.conversation_id,
+        )
+        task.add_done_callback(lambda _: self._release())
+
+    def _release(self) -> None:
         if self._session_log is not None:
             self._session_log.close()
 

@@ -9,7 +9,6 @@ task owned by the session.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import logging
@@ -54,7 +53,8 @@ MIN_COMMIT_MS = 100
 """A manual commit needs at least this much audio (as OpenAI's server requires)."""
 
 CANCEL_WAIT_S = 5.0
-"""How long a cancellation waits for the response to wind down (one decode step, normally)."""
+"""How long a cancelled response may take to wind down (one decode step, normally; a server
+tool it started runs on) before it is ended with ``response.done`` all the same."""
 
 
 class RealtimeSession:
@@ -117,26 +117,35 @@ class RealtimeSession:
         return self._response_task is not None and not self._response_task.done()
 
     async def finish(self, grace_s: float) -> None:
-        """Let a running response finish for up to ``grace_s``, then cancel it."""
+        """Let a running response finish for up to ``grace_s``, then cancel it and close."""
+        loop = asyncio.get_running_loop()
+        deadline_s = loop.time() + grace_s
         task = self._response_task
         if task is not None and not task.done():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), grace_s)
-        await self.close()
+            await asyncio.wait({task}, timeout=grace_s)
+        await self.close(wait_s=max(0.0, deadline_s - loop.time()))
 
-    async def close(self) -> None:
-        """Cancel any running response and release the suspended turn (idempotent)."""
+    async def close(self, wait_s: float = CANCEL_WAIT_S) -> None:
+        """Cancel any running response and release the suspended turn (idempotent).
+
+        A cancelled response gets ``wait_s`` to wind down; then it is ended (its
+        ``response.done`` sent) even if a server tool it started still runs.
+        """
         if self._closed:
             return
         self._closed = True
+        loop = asyncio.get_running_loop()
+        deadline_s = loop.time() + wait_s
         if self._segmenter is not None:
             self._segmenter.cancel()
-        await self._cancel_response("server_shutdown")
         task = self._response_task
         if task is not None and not task.done():
+            self._cancel_response("server_shutdown")
+            await asyncio.wait({task}, timeout=wait_s)
             task.cancel()
+            await asyncio.wait({task})
         await self._drop_suspended_turn()
-        await self._dialogue.aclose()
+        await self._dialogue.aclose(max(0.0, deadline_s - loop.time()))
 
     def announce(self, announcement: ev.Announcement) -> None:
         """Something a tool says unprompted (a timer ran out), as a finished assistant message.
@@ -183,7 +192,7 @@ class RealtimeSession:
                     "there is no active response to cancel",
                     event_id=event.event_id,
                 )
-            await self._cancel_response("client_cancelled")
+            self._cancel_response("client_cancelled")
 
     def _update(self, event: SessionUpdate) -> None:
         before = self.state
@@ -293,8 +302,8 @@ class RealtimeSession:
                     item_id=self._speech_item_id,
                 )
             )
-            if vad.interrupt_response and self.responding:
-                await self._cancel_response("turn_detected")
+            if vad.interrupt_response and self.responding and self._dialogue.barge_in_allowed():
+                self._cancel_response("turn_detected")
         elif isinstance(vad_event, ev.SpeechStopped):
             self._send(
                 server_event(
@@ -512,26 +521,37 @@ class RealtimeSession:
             )
         )
 
-    async def _cancel_response(self, reason: str) -> None:
-        """Stop the running response and wait until its ``response.done`` is out."""
+    def _cancel_response(self, reason: str) -> None:
+        """Stop the running response now, without waiting for it: the session keeps handling
+        client events while it winds down; its ``response.done`` follows, within
+        ``CANCEL_WAIT_S`` even when a server tool it started runs longer."""
         writer, task = self._response, self._response_task
-        if writer is None or task is None or task.done():
+        if writer is None or task is None or task.done() or writer.cancel_reason is not None:
             return
         writer.cancel_reason = reason
         # Every delta already went out to the client, so the reply keeps all text sent.
-        if reason == "turn_detected":
-            await self._dialogue.interrupt()
-        else:
-            await self._dialogue.cancel()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(task), CANCEL_WAIT_S)
+        self._dialogue.stop()
+        deadline = asyncio.get_running_loop().call_later(
+            CANCEL_WAIT_S, self._end_stuck_response, writer, task
+        )
+        task.add_done_callback(lambda _: deadline.cancel())
+
+    def _end_stuck_response(self, writer: ResponseWriter, task: asyncio.Task[None]) -> None:
+        """A cancelled response still waits for a server tool: end it for the client now (the
+        tool's result still joins the history when it arrives)."""
+        log.info(
+            "response %s: a started tool still runs %g s after the cancel; ending the response",
+            writer.response_id,
+            CANCEL_WAIT_S,
+        )
+        task.cancel()
 
     async def _drop_suspended_turn(self) -> None:
         """New user input while a client tool is pending abandons that tool call."""
         turn, self._suspended_turn = self._suspended_turn, None
         if turn is None:
             return
-        await self._dialogue.cancel()
+        self._dialogue.stop()
         # respond() is typed as an iterator but is an async generator: close it now rather
         # than at garbage collection.
         close = getattr(turn, "aclose", None)

@@ -84,3 +84,29 @@ async def test_a_call_cut_off_by_the_cancel_is_not_reported_malformed(scripted, 
     await consumer
     assert not any(isinstance(e, MalformedToolCall) for e in events)
     assert [c.name for c in events[-1].tool_calls] == ["slow_switch"]
+
+
+async def test_cancelling_the_consumer_does_not_wait_for_a_started_tool(scripted, house) -> None:
+    """A consumer task cancelled while a tool runs ends at once; the tool's result still joins
+    the history, and the next respond() waits for it before asking the model."""
+    worker, script = scripted
+    script.reply(None, [SLOW])
+    script.reply("Anything else?")
+    dialogue = Dialogue(worker, house.tools, DialogueSettings(transcribe_user=False))
+    dialogue.add_user_turn(text="fan on")
+    consumer = asyncio.create_task(_collect(dialogue, []))
+    await house.started.wait()
+    consumer.cancel()
+    async with asyncio.timeout(1):
+        await asyncio.wait({consumer})
+    assert dialogue.is_responding  # settling: the tool still runs
+    dialogue.add_user_turn(text="thanks")
+    events: list[DialogueEvent] = []
+    answering = asyncio.create_task(_collect(dialogue, events))
+    await asyncio.sleep(0.1)
+    assert not events  # the model is not asked before the tool's result is in
+    house.release()
+    await answering
+    assert events[-1].text == "Anything else?"
+    assert '"state": "flipped"' in script.prompt_text(-1)
+    assert house.runs_per_call() == {dialogue.history[2].tool_call_id: 1}
