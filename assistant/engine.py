@@ -82,6 +82,8 @@ class Job:
     """``time.monotonic()`` of the first generated token."""
     reused_tokens: int = 0
     """Prompt tokens that came from the conversation's cache (not prefilled again)."""
+    error: Exception | None = None
+    """Why this job's generation failed (the other jobs of the same ``run`` are unaffected)."""
 
 
 class _RowStop(StoppingCriteria):
@@ -199,7 +201,8 @@ class Engine:
         tokens_per_window = embeddings.shape[0] // sum(f.shape[0] for f in features)
         for clip, feature in zip(new.values(), features, strict=True):
             rows = feature.shape[0] * tokens_per_window
-            self.store.put_clip(clip.key, embeddings[offset : offset + rows])
+            # A copy: a view would keep the whole batch's output alive, uncounted by the budget.
+            self.store.put_clip(clip.key, embeddings[offset : offset + rows].clone())
             offset += rows
 
     def _features(self, clip: Clip) -> torch.Tensor:
@@ -222,49 +225,84 @@ class Engine:
         audio_before = sum(1 for t in prompt.tokens[:start] if t == AUDIO_TOKEN_ID)
         audio_in = int((ids == AUDIO_TOKEN_ID).sum())
         if audio_in:
-            rows = self._audio_rows(prompt.clips, audio_before, audio_before + audio_in)
+            rows = self._audio_rows(prompt, audio_before, audio_before + audio_in)
             mask = (ids == AUDIO_TOKEN_ID).unsqueeze(-1).expand_as(embeds)
             embeds = embeds.masked_scatter(mask, rows.to(embeds.dtype))
         return embeds
 
-    def _audio_rows(self, clips: Sequence[Clip], first: int, last: int) -> torch.Tensor:
+    def _audio_rows(self, prompt: EncodedPrompt, first: int, last: int) -> torch.Tensor:
         """Audio embedding rows ``first:last`` of the prompt's clips laid end to end."""
         parts, offset = [], 0
-        for clip in clips:
-            rows = self.store.clip(clip.key)
-            if rows is None:
-                raise RuntimeError("clip embeddings missing from the cache")
-            lo, hi = max(first, offset), min(last, offset + rows.shape[0])
+        for clip, tokens in zip(prompt.clips, _clip_token_counts(prompt), strict=True):
+            lo, hi = max(first, offset), min(last, offset + tokens)
             if lo < hi:
+                rows = self.store.clip(clip.key)
+                if rows is None:
+                    raise RuntimeError("clip embeddings missing from the cache")
+                if rows.shape[0] != tokens:
+                    raise ValueError(
+                        f"audio features and audio tokens do not match: {tokens} tokens, "
+                        f"{rows.shape[0]} rows"
+                    )
                 parts.append(rows[lo - offset : hi - offset])
-            offset += rows.shape[0]
-        if offset < last:
-            raise ValueError(
-                f"audio features and audio tokens do not match: {last} tokens, {offset} rows"
-            )
+            offset += tokens
         return torch.cat(parts)
+
+    def _clips_needed(self, prompt: EncodedPrompt, start: int) -> list[Clip]:
+        """The prompt's clips with audio tokens at or after position ``start``."""
+        audio_before = sum(1 for t in prompt.tokens[:start] if t == AUDIO_TOKEN_ID)
+        needed, offset = [], 0
+        for clip, tokens in zip(prompt.clips, _clip_token_counts(prompt), strict=True):
+            offset += tokens
+            if offset > audio_before:
+                needed.append(clip)
+        return needed
 
     # --- generation --------------------------------------------------------------------------
 
     def run(self, jobs: Sequence[Job]) -> None:
-        """Generate for ``jobs`` (batched where possible); results land in each job."""
-        self.encode_clips([clip for job in jobs for clip in job.prompt.clips])
+        """Generate for ``jobs`` (batched where possible); results land in each job.
+
+        A failure of one generation (one batched group or one reusing job) is kept in its
+        jobs' ``error`` and does not stop the others; a failure of the shared audio encoding
+        raises.
+        """
+        singles: list[tuple[Job, Conversation, int]] = []
+        fresh: list[Job] = []
+        claimed: set[str] = set()
+        for job in jobs:
+            # A conversation's cache serves one job per run: a second request of the same
+            # conversation in this batch is generated without it.
+            found = None if job.conversation_id in claimed else self._reusable(job)
+            if job.conversation_id is not None:
+                claimed.add(job.conversation_id)
+            if found is not None:
+                singles.append((job, *found))
+            else:
+                fresh.append(job)
+        needed = [clip for job in fresh for clip in job.prompt.clips]
+        for job, _, reuse in singles:  # clips inside the reused prefix are not needed again
+            needed += self._clips_needed(job.prompt, reuse)
+        self.encode_clips(needed)
+        groups: dict[tuple[Any, ...], list[Job]] = {}
+        for job in fresh:
+            groups.setdefault(job.sampling.batch_key, []).append(job)
         with torch.inference_mode():
-            singles, fresh = [], []
-            for job in jobs:
-                conversation = self._reusable(job)
-                if conversation is not None:
-                    singles.append((job, conversation))
-                else:
-                    fresh.append(job)
-            groups: dict[tuple[Any, ...], list[Job]] = {}
-            for job in fresh:
-                groups.setdefault(job.sampling.batch_key, []).append(job)
             for group in groups.values():
-                self._generate_fresh(group)
-            for job, conversation in singles:
-                self._generate_reusing(job, conversation)
+                self._isolated(group, self._generate_fresh, group)
+            for job, conversation, reuse in singles:
+                self._isolated([job], self._generate_reusing, job, conversation, reuse)
         self.store.enforce_budget()
+
+    def _isolated(self, jobs: list[Job], generate: Callable[..., None], *args: Any) -> None:
+        try:
+            generate(*args)
+        except Exception as exc:  # reported per job by the worker; the others go on
+            log.exception("generation failed")
+            for job in jobs:
+                job.error = exc
+                if job.conversation_id is not None:
+                    self.store.drop_conversation(job.conversation_id)
 
     def _new_cache(self, needed_tokens: int) -> Any:
         """A static cache when configured and large enough, else a dynamic one."""
@@ -272,7 +310,8 @@ class Engine:
             return StaticCache(config=self.model.config, max_cache_len=self.static_cache_tokens)
         return DynamicCache()
 
-    def _reusable(self, job: Job) -> Conversation | None:
+    def _reusable(self, job: Job) -> tuple[Conversation, int] | None:
+        """The job's conversation cache and how many prompt positions it holds already."""
         if not self.prefix_reuse or job.conversation_id is None:
             return None
         conversation = self.store.conversation(job.conversation_id)
@@ -282,16 +321,20 @@ class Engine:
         needed = len(job.prompt.tokens) + job.sampling.max_new_tokens
         if capacity is not None and needed > capacity:
             return None  # a static cache too small for this turn: start over with a fresh one
-        keys = sequence_keys(job.prompt)
-        if common_prefix(conversation.keys, keys, len(keys) - 1) == 0:
+        reuse = common_prefix(
+            conversation.keys, sequence_keys(job.prompt), len(job.prompt.tokens) - 1
+        )
+        if reuse == 0:
             return None
-        return conversation
+        return conversation, reuse
 
-    def _generate_reusing(self, job: Job, conversation: Conversation) -> None:
+    def _generate_reusing(self, job: Job, conversation: Conversation, reuse: int) -> None:
         keys = sequence_keys(job.prompt)
         length = len(job.prompt.tokens)
-        reuse = common_prefix(conversation.keys, keys, length - 1)
         cache = conversation.cache
+        # The cache changes in place from here on: out of the store until it is consistent
+        # again (``_remember``), so that a failure cannot leave stale keys over it.
+        self.store.drop_conversation(job.conversation_id or "")
         surplus = cache.get_seq_length() - reuse
         if surplus > 0:
             cache.crop(-surplus)
@@ -369,6 +412,26 @@ class Engine:
                     row_cache = _row_cache(cache, row, width - lengths[row])
                     self._remember(job, sequence_keys(job.prompt), row_cache)
 
+    def generation_config(self, jobs: Sequence[Job]) -> GenerationConfig:
+        """What ``generate`` is told for ``jobs`` (which share their sampling settings).
+
+        Every sampling field is set: transformers fills a None from the checkpoint's
+        generation config and then its own defaults (top-k 50), so None does not mean "off".
+        """
+        sampling = jobs[0].sampling
+        greedy = sampling.temperature <= 0
+        return GenerationConfig(
+            max_new_tokens=max(job.sampling.max_new_tokens for job in jobs),
+            do_sample=not greedy,
+            temperature=1.0 if greedy else sampling.temperature,
+            top_p=1.0 if greedy else sampling.top_p,
+            top_k=None if greedy else 0,  # 0: off (None would become 50 when sampling)
+            eos_token_id=self.eos_id,
+            pad_token_id=self.pad_id,
+            compile_config=self.compile_config,
+            disable_compile=self.compile_config is None,
+        )
+
     def _decode(
         self, jobs: list[Job], ids: torch.Tensor, mask: torch.Tensor | None, cache: Any
     ) -> None:
@@ -376,18 +439,7 @@ class Engine:
         processors: list[Any] = []
         if self.logits_processor_factory is not None:
             processors = list(self.logits_processor_factory(len(jobs)))
-        greedy = sampling.temperature <= 0
-        config = GenerationConfig(
-            max_new_tokens=max(job.sampling.max_new_tokens for job in jobs),
-            do_sample=not greedy,
-            temperature=None if greedy else sampling.temperature,
-            top_p=None if greedy else sampling.top_p,
-            top_k=None,
-            eos_token_id=self.eos_id,
-            pad_token_id=self.pad_id,
-            compile_config=self.compile_config,
-            disable_compile=self.compile_config is None,
-        )
+        config = self.generation_config(jobs)
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         self.stats.generate_calls += 1
@@ -427,3 +479,16 @@ def _row_cache(cache: Any, row: int, padding: int) -> DynamicCache:
         values = layer.values[row : row + 1, :, padding:].clone()
         single.update(keys, values, index)
     return single
+
+
+def _clip_token_counts(prompt: EncodedPrompt) -> list[int]:
+    """``[AUDIO]`` tokens of each clip, in order: each clip is one contiguous run of them."""
+    counts: list[int] = []
+    previous = None
+    for token in prompt.tokens:
+        if token == AUDIO_TOKEN_ID:
+            if previous != AUDIO_TOKEN_ID:
+                counts.append(0)
+            counts[-1] += 1
+        previous = token
+    return counts

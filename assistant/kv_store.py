@@ -127,7 +127,15 @@ class CacheStore:
         self._entries.pop(("conversation", conversation_id), None)
 
     def enforce_budget(self) -> None:
-        """Evict least-recently-used entries until the store fits its budget."""
+        """Evict least-recently-used entries until the store fits its budget.
+
+        An entry larger than the whole budget goes first: keeping it would evict everything
+        else and still not fit.
+        """
+        for key, (_, size) in list(self._entries.items()):
+            if size > self.budget_bytes:
+                del self._entries[key]
+                self.evictions += 1
         used = self.used_bytes
         while used > self.budget_bytes and self._entries:
             _, (_, size) = self._entries.popitem(last=False)

@@ -10,6 +10,7 @@ event loop with ``loop.call_soon_threadsafe``. Requests that wait together are s
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -120,6 +121,8 @@ class ResponseStream:
         self._events: asyncio.Queue[ModelEvent] = asyncio.Queue()
         self._cancelled = threading.Event()
         self._finished = False
+        self._done_pushed = False
+        """Set on the model thread once the final ``ResponseDone`` was handed over."""
 
     def cancel(self) -> None:
         """Stop the generation within one decode step; the stream ends ``cancelled``."""
@@ -151,6 +154,8 @@ class ResponseStream:
 
     def _push(self, event: ModelEvent) -> None:
         """Thread-safe: hand an event to the stream's event loop."""
+        if isinstance(event, ResponseDone):
+            self._done_pushed = True
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
             self._loop.call_soon_threadsafe(self._events.put_nowait, event)
 
@@ -313,11 +318,14 @@ class ModelWorker:
         request = self._request(build, params, None)
         self._submit([request])
         text, announced = "", language
-        async for event in request.stream:
-            if isinstance(event, ErrorEvent):
-                raise ModelError(f"transcription failed ({event.code}): {event.message}")
-            if isinstance(event, ResponseDone):
-                text = event.text
+        try:
+            async for event in request.stream:
+                if isinstance(event, ErrorEvent):
+                    raise ModelError(f"transcription failed ({event.code}): {event.message}")
+                if isinstance(event, ResponseDone):
+                    text = event.text
+        finally:  # a caller that stops waiting (cancelled task) stops the generation too
+            request.stream.cancel()
         match = _LANGUAGE_PREFIX.match(text)
         if match:
             text, announced = text[match.end() :], announced or match.group(1).lower()
@@ -371,27 +379,42 @@ class ModelWorker:
             self._waiting -= len(requests)
 
     def _serve_forever(self) -> None:
+        backlog: collections.deque[_Request] = collections.deque()
+        """Requests taken off the queue that did not fit the last batch (served first)."""
         held: _QueueItem | None = None
+        """A stop or a callable met while filling a batch: served once the backlog is empty."""
         while True:
-            item = held if held is not None else self._requests.get()
-            held = None
-            if isinstance(item, _Stop):
-                return
-            if callable(item):
-                item()
-                continue
-            batch = list(item)
-            while len(batch) < self.options.max_batch:
+            if not backlog:
+                item = held if held is not None else self._requests.get()
+                held = None
+                if isinstance(item, _Stop):
+                    return
+                if callable(item):
+                    try:
+                        item()
+                    except Exception:  # a bug in a housekeeping call must not stop the thread
+                        log.exception("model thread task failed")
+                    continue
+                backlog.extend(item)
+            while len(backlog) < self.options.max_batch and held is None:
                 try:
                     more = self._requests.get_nowait()
                 except queue.Empty:
                     break
                 if isinstance(more, _Stop) or callable(more):
-                    held = more  # served right after this batch, in queue order
-                    break
-                batch.extend(more)
+                    held = more
+                else:
+                    backlog.extend(more)
+            size = min(self.options.max_batch, len(backlog))
+            batch = [backlog.popleft() for _ in range(size)]
             self._taken(batch)
-            self._serve(batch)
+            try:
+                self._serve(batch)
+            except Exception as exc:  # the model thread serves everyone: it must not die
+                log.exception("serving a batch failed")
+                for request in batch:
+                    if not request.stream._done_pushed:
+                        self._fail(request, "model_error", f"{type(exc).__name__}: {exc}")
 
     def _serve(self, requests: list[_Request]) -> None:
         started = time.monotonic()
@@ -420,13 +443,20 @@ class ModelWorker:
             return
         try:
             self.engine.run([job for _, job, _ in jobs])
-        except Exception as exc:  # any failure of the model reaches every caller of the batch
+        except Exception as exc:  # the shared audio encoding failed: every caller hears it
             log.exception("generation failed")
             for request, _, _ in jobs:
                 self._fail(request, "model_error", f"{type(exc).__name__}: {exc}")
             return
         for request, job, parser in jobs:
-            self._finish(request, job, parser, started)
+            if job.error is not None:
+                self._fail(request, "model_error", f"{type(job.error).__name__}: {job.error}")
+                continue
+            try:
+                self._finish(request, job, parser, started)
+            except Exception as exc:  # one reply's bug must not cost the others theirs
+                log.exception("finishing a reply failed")
+                self._fail(request, "model_error", f"{type(exc).__name__}: {exc}")
 
     def _job(self, request: _Request, prompt: EncodedPrompt, parser: ToolCallParser) -> Job:
         params, stream = request.params, request.stream

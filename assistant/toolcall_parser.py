@@ -170,6 +170,8 @@ def _json_value(text: str) -> Any:
         value, end = json.JSONDecoder().raw_decode(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"arguments are not valid JSON: {exc.msg}") from None
+    except RecursionError:  # a looping reply of "[[[[...": the decoder recurses per level
+        raise ValueError("the tool-call JSON is nested too deeply") from None
     if text[end:].strip():
         raise ValueError("unexpected text after the tool-call JSON")
     return value
