@@ -21,6 +21,9 @@ from pydantic_extra_types.language_code import LanguageAlpha2
 MAX_EVENT_ID_CHARS = 128
 """Longer client ``event_id`` values are refused (and never echoed back)."""
 
+MAX_OUTPUT_TOKENS = 4096
+"""The largest ``max_output_tokens`` a client may ask for (as OpenAI's API allows)."""
+
 
 class ProtocolError(Exception):
     """A client event that cannot be accepted; becomes an ``error`` server event."""
@@ -123,6 +126,20 @@ class SessionConfig(_Wire):
     tools: list[FunctionTool] | None = Field(None, max_length=128)
     audio: AudioConfig | None = None
     max_output_tokens: int | Literal["inf"] | None = None
+    """Longest reply: 1 to ``MAX_OUTPUT_TOKENS``, or "inf" (and null) for the server's limit."""
+
+    @field_validator("max_output_tokens", mode="before")
+    @classmethod
+    def _token_range(cls, value: Any) -> Any:
+        if value is None or value == "inf":
+            return value
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 1 <= value <= MAX_OUTPUT_TOKENS
+        ):
+            raise ValueError(f"must be an integer from 1 to {MAX_OUTPUT_TOKENS}, or 'inf'")
+        return value
 
 
 class SessionUpdate(_Wire):
@@ -372,7 +389,9 @@ class SessionState:
             "instructions": self.instructions or "",
             "tools": list(self.tools),
             "tool_choice": "auto",
-            "max_output_tokens": self.max_output_tokens or "inf",
+            "max_output_tokens": (
+                "inf" if self.max_output_tokens is None else self.max_output_tokens
+            ),
             "audio": {
                 "input": {
                     "format": {"type": "audio/pcm", "rate": self.input_rate_hz},

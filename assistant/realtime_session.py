@@ -197,6 +197,19 @@ class RealtimeSession:
     def _update(self, event: SessionUpdate) -> None:
         before = self.state
         after = before.apply(event.session)
+        settings = self._dialogue.settings
+        if after.max_output_tokens is not None:
+            # The server's own limit also bounds what the prompt leaves free for the reply.
+            limit = min(after.max_output_tokens, self._server_max_new_tokens)
+            after = dataclasses.replace(after, max_output_tokens=limit)
+        # Everything that can fail comes before the first change: a refused update changes
+        # nothing.
+        params = dataclasses.replace(
+            settings.params, max_new_tokens=after.max_output_tokens or self._server_max_new_tokens
+        )
+        resampler = self._resampler
+        if after.input_rate_hz != before.input_rate_hz:
+            resampler = stream_resampler(after.input_rate_hz)
         if after.tools != before.tools:
             try:
                 self._dialogue.set_client_tools([dict(t) for t in after.tools])
@@ -207,14 +220,10 @@ class RealtimeSession:
         self.state = after
         if after.instructions != before.instructions:
             self._dialogue.set_instructions(after.instructions)
-        settings = self._dialogue.settings
         settings.transcribe_user = after.transcribe
         settings.transcription_language = after.transcription_language
-        if after.max_output_tokens != before.max_output_tokens:
-            limit = after.max_output_tokens or self._server_max_new_tokens
-            settings.params = dataclasses.replace(settings.params, max_new_tokens=limit)
-        if after.input_rate_hz != before.input_rate_hz:
-            self._resampler = stream_resampler(after.input_rate_hz)
+        settings.params = params
+        self._resampler = resampler
         if _vad_overrides(after.turn_detection) != _vad_overrides(before.turn_detection):
             # Only a change the VAD itself sees rebuilds it (create_response does not).
             self._configure_vad()
