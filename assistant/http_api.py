@@ -27,6 +27,9 @@ from assistant import events as ev
 from assistant.audio_io import AudioError, load_audio
 from assistant.dialogue import Dialogue
 from assistant.http_edge import (
+    MAX_BODY_BYTES_IN_FLIGHT,
+    BodyBudget,
+    BodyError,
     HttpConnection,
     error_response,
     host_is_loopback,
@@ -87,6 +90,7 @@ class HttpApi:
         health: Callable[[], dict[str, Any]],
         new_dialogue: Callable[[], Dialogue],
         respond_timeout_s: float,
+        max_body_bytes_in_flight: int = MAX_BODY_BYTES_IN_FLIGHT,
     ) -> None:
         self._token = token
         self._allowed_origins = frozenset(o.strip().rstrip("/").lower() for o in allowed_origins)
@@ -96,6 +100,7 @@ class HttpApi:
         self._page = page_html()
         self._turns: set[asyncio.Task[tuple[http.HTTPStatus, dict[str, Any]]]] = set()
         self._closing = False
+        self._bodies = BodyBudget(max_body_bytes_in_flight)
 
     @property
     def turns_in_flight(self) -> int:
@@ -116,10 +121,12 @@ class HttpApi:
     async def process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
-        """Answer a plain HTTP request, refuse a bad upgrade, or return None to accept it."""
+        """Answer a plain HTTP request, refuse a bad upgrade, or return None to accept it.
+
+        Every check runs on the request head: a body is read only for an accepted
+        ``POST /v1/respond``.
+        """
         method = connection.http_method if isinstance(connection, HttpConnection) else "GET"
-        if isinstance(connection, HttpConnection) and connection.http_error is not None:
-            return error_response(*connection.http_error)
         path = urlsplit(request.path).path
         if path in ("/", "/index.html"):
             return self._only(method, "GET") or http_response(
@@ -134,10 +141,9 @@ class HttpApi:
             return self._only(method, "GET") or self._refuse(request)
         if path == RESPOND_PATH:
             refusal = self._only(method, "POST") or self._refuse(request)
-            if refusal is not None:
+            if refusal is not None or not isinstance(connection, HttpConnection):
                 return refusal
-            body = connection.http_body if isinstance(connection, HttpConnection) else b""
-            return await self._respond(request, body)
+            return await self._respond(connection, request)
         return error_response(http.HTTPStatus.NOT_FOUND, f"no such path: {path}")
 
     @staticmethod
@@ -169,10 +175,36 @@ class HttpApi:
 
     # --- POST /v1/respond ------------------------------------------------------------------
 
-    async def _respond(self, request: Request, body: bytes) -> Response:
+    async def _respond(self, connection: HttpConnection, request: Request) -> Response:
+        """Refuse what the head shows to be unusable, then read the body and run the turn."""
+        if connection.http_error is not None:
+            return error_response(*connection.http_error)
         if self._closing:
             return error_response(http.HTTPStatus.SERVICE_UNAVAILABLE, SHUTTING_DOWN)
         content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type != "application/json" and content_type not in AUDIO_CONTENT_TYPES:
+            return error_response(
+                http.HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                "send audio (audio/wav, audio/flac, ...) or application/json with 'text'",
+            )
+        size_bytes = connection.content_length
+        if not self._bodies.reserve(size_bytes):
+            return error_response(
+                http.HTTPStatus.SERVICE_UNAVAILABLE,
+                f"too many uploads at once ({self._bodies.held_bytes} bytes held, the limit is "
+                f"{self._bodies.max_bytes}); try again later",
+                **{"Retry-After": "1"},
+            )
+        try:
+            body = await connection.read_body()
+            return await self._turn_response(content_type, body)
+        except BodyError as exc:
+            return error_response(exc.status, exc.message)
+        finally:
+            self._bodies.release(size_bytes)
+
+    async def _turn_response(self, content_type: str, body: bytes) -> Response:
+        """Parse the body and run the turn it asks for (the body has already been read)."""
         audio: np.ndarray | None = None
         text: str | None = None
         if content_type == "application/json":
@@ -182,17 +214,14 @@ class HttpApi:
                 first = exc.errors()[0]
                 where = ".".join(str(p) for p in first["loc"]) or "body"
                 return error_response(http.HTTPStatus.BAD_REQUEST, f"{where}: {first['msg']}")
-        elif content_type in AUDIO_CONTENT_TYPES:
+        else:
             try:
                 # Decoding up to 25 MiB of FLAC or MP3 must not stall the WebSocket clients.
                 audio = await asyncio.to_thread(load_audio, body)
             except AudioError as exc:
                 return error_response(http.HTTPStatus.BAD_REQUEST, str(exc))
-        else:
-            return error_response(
-                http.HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                "send audio (audio/wav, audio/flac, ...) or application/json with 'text'",
-            )
+        if self._closing:  # shutdown began while the body arrived or was decoded
+            return error_response(http.HTTPStatus.SERVICE_UNAVAILABLE, SHUTTING_DOWN)
         dialogue = self._new_dialogue()
         turn = asyncio.create_task(run_turn(dialogue, audio=audio, text=text), name="respond-turn")
         self._turns.add(turn)
