@@ -147,6 +147,16 @@ class Dialogue:
         return self._pending is not None
 
     @property
+    def unanswered_audio_s(self) -> float:
+        """Seconds of user audio that no response has taken up yet."""
+        return sum(entry.item.audio_s for entry in (*self._new_inputs, *self._waiting))
+
+    @property
+    def unanswered_text_chars(self) -> int:
+        """Characters of typed user text that no response has taken up yet."""
+        return sum(len(entry.text or "") for entry in (*self._new_inputs, *self._waiting))
+
+    @property
     def dropped_turns(self) -> int:
         """How many of the oldest turns the context budget has removed."""
         return self._history.dropped_turns
@@ -423,12 +433,7 @@ class Dialogue:
         """One model call: stream its text, start its tool calls as they arrive."""
         messages = self._prompt(reply_messages(r.rounds[:-1]), tools)
         if messages is None:
-            r.emit(
-                ErrorEvent(
-                    "context_overflow",
-                    "the newest turn alone does not fit the context budget: shorten the input",
-                )
-            )
+            r.emit(ErrorEvent("context_overflow", self._drop_oversize_input(r)))
             return "error"
         stream = self.worker.respond(
             messages,
@@ -460,6 +465,22 @@ class Dialogue:
             # delay the reply (they run while tools do).
             r.transcripts = self._start_transcripts(r)
         return finish
+
+    def _drop_oversize_input(self, r: ResponseState) -> str:
+        """Take the response's input out of the history when even alone it is over the context
+        budget (left there, every later turn would join it and fail too); say what happened."""
+        if r.rounds[:-1]:
+            return (
+                "the conversation with this turn's tool results does not fit the context "
+                "budget: ask for less at a time"
+            )
+        if not self._history.remove_unanswered({entry.item.item_id for entry in r.inputs}):
+            return "the newest turn alone does not fit the context budget: shorten the input"
+        log.info("%s: input over the context budget removed from the history", self.conversation_id)
+        return (
+            "the input does not fit the context budget even alone, so it was removed from the "
+            "conversation: send a shorter input"
+        )
 
     def _start_transcripts(self, r: ResponseState) -> asyncio.Task[None]:
         return self._transcripts.start(
@@ -523,12 +544,14 @@ class Dialogue:
         rounds = r.rounds
         if r.interrupted.is_set():
             rounds = delivered_rounds(rounds, r.delivered_text)
-        turn = self._history.turns[-1]
-        start = len(turn.replies)
-        self._history.add_replies(reply_messages(rounds))
+        replies = reply_messages(rounds)
         self._last = None
-        if not r.interrupted.is_set() and len(turn.replies) > start:
-            self._last = _Committed(turn, start, len(turn.replies), rounds)
+        if replies:
+            turn = self._history.turns[-1]
+            start = len(turn.replies)
+            self._history.add_replies(replies)
+            if not r.interrupted.is_set():
+                self._last = _Committed(turn, start, len(turn.replies), rounds)
         r.clock.done()
         waiting, self._waiting = self._waiting, []
         r.settled.set()

@@ -210,6 +210,21 @@ class History:
         turn.replies[:] = updated
         return True
 
+    def remove_unanswered(self, item_ids: set[str]) -> bool:
+        """Take the items ``item_ids`` out of the newest turn if no reply answered it yet (a turn
+        left without items goes too); True when something was removed."""
+        if not self.awaiting_reply:
+            return False
+        turn = self.turns[-1]
+        kept = [i for i in turn.items if i.item_id not in item_ids]
+        if len(kept) == len(turn.items):
+            return False
+        if kept:
+            turn.items[:] = kept
+        else:
+            self.turns.pop()
+        return True
+
     def item(self, item_id: str) -> UserItem | None:
         """The user item with this id, if it is still in the history."""
         for turn in self.turns:
@@ -229,11 +244,13 @@ class History:
 
         First, oldest first, the audio of older turns whose transcript is known is replaced by
         that transcript (when ``keep_transcripts``); then the oldest complete turns are dropped.
-        The newest turn is never touched. Returns False when even the newest turn alone is over
-        the limit.
+        The newest turn is never touched. Returns False, changing nothing, when even the newest
+        turn alone is over the limit.
         """
         if count_tokens(self.messages) <= limit_tokens:
             return True
+        if count_tokens([m for turn in self.turns[-1:] for m in turn.messages()]) > limit_tokens:
+            return False  # dropping the older turns could not help: keep them
         if keep_transcripts:
             for turn in self.turns[:-1]:
                 droppable = [
@@ -247,9 +264,7 @@ class History:
                     item.audio_dropped = True
                 if count_tokens(self.messages) <= limit_tokens:
                     return True
-        while len(self.turns) > 1:
+        while count_tokens(self.messages) > limit_tokens:
             self.turns.pop(0)
             self.dropped_turns += 1
-            if count_tokens(self.messages) <= limit_tokens:
-                return True
-        return False
+        return True

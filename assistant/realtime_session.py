@@ -39,6 +39,7 @@ from assistant.realtime_protocol import (
     TurnDetection,
     assistant_message_item,
     decode_pcm16,
+    error_event,
     function_call_output_item,
     new_id,
     server_event,
@@ -68,6 +69,8 @@ class RealtimeSession:
         model_name: str,
         vad_settings: VadSettings | None = None,
         max_buffered_audio_s: float = 300.0,
+        max_unanswered_audio_s: float = 300.0,
+        max_unanswered_text_chars: int = 100_000,
     ) -> None:
         self.id = dialogue.conversation_id
         """The session id on the wire, which is also the dialogue's conversation id."""
@@ -77,6 +80,8 @@ class RealtimeSession:
         """The server's reply limit, restored when a client unsets ``max_output_tokens``."""
         self._vad_base = vad_settings or VadSettings()
         self._max_buffered_samples = round(max_buffered_audio_s * ev.SAMPLE_RATE_HZ)
+        self._max_unanswered_audio_s = max_unanswered_audio_s
+        self._max_unanswered_text_chars = max_unanswered_text_chars
         self.state = SessionState(model=model_name, instructions=dialogue.settings.instructions)
         # Realtime clients ask for transcripts with audio.input.transcription (off by default).
         dialogue.settings.transcribe_user = self.state.transcribe
@@ -325,7 +330,12 @@ class RealtimeSession:
             behind_s = (self._stream_ms - offset - vad_event.end_ms) / 1000
             item_id = self._speech_item_id or new_id("item")
             self._speech_item_id = None
-            await self._commit(vad_event.pcm, item_id, time.monotonic() - behind_s)
+            try:
+                await self._commit(vad_event.pcm, item_id, time.monotonic() - behind_s)
+            except ProtocolError as exc:
+                # The audio went on after this utterance: its other events still count.
+                self._send(error_event(exc))
+                return
             if not vad.create_response:
                 return
             if self.responding:
@@ -339,7 +349,7 @@ class RealtimeSession:
                 if isinstance(vad_event, ev.Utterance):
                     item_id = self._speech_item_id or new_id("item")
                     self._speech_item_id = None
-                    await self._commit(vad_event.pcm, item_id, time.monotonic())
+                    await self._commit(vad_event.pcm, item_id, time.monotonic(), event.event_id)
                     return
         samples = self._buffered_samples
         if samples * 1000 < MIN_COMMIT_MS * ev.SAMPLE_RATE_HZ:
@@ -349,9 +359,10 @@ class RealtimeSession:
                 f"have {samples * 1000 // ev.SAMPLE_RATE_HZ} ms",
                 event_id=event.event_id,
             )
-        pcm = np.concatenate(self._buffer)
+        await self._commit(
+            np.concatenate(self._buffer), new_id("item"), time.monotonic(), event.event_id
+        )
         self._buffer, self._buffered_samples = [], 0
-        await self._commit(pcm, new_id("item"), time.monotonic())
 
     def _clear(self) -> None:
         self._buffer, self._buffered_samples = [], 0
@@ -361,9 +372,36 @@ class RealtimeSession:
             self._speech_item_id = None
         self._send(server_event("input_audio_buffer.cleared"))
 
-    async def _commit(self, pcm: np.ndarray, item_id: str, speech_end_s: float) -> None:
+    async def _commit(
+        self, pcm: np.ndarray, item_id: str, speech_end_s: float, event_id: str | None = None
+    ) -> None:
+        self._check_room(len(pcm) / ev.SAMPLE_RATE_HZ, 0, event_id)
         await self._drop_suspended_turn()
-        self._add_user_item(item_id, audio=pcm, speech_end_s=speech_end_s, committed=True)
+        self._add_user_item(
+            item_id, audio=pcm, speech_end_s=speech_end_s, event_id=event_id, committed=True
+        )
+
+    def _check_room(self, audio_s: float, text_chars: int, event_id: str | None) -> None:
+        """Refuse input that would take what waits for a response over its limits (the
+        dialogue holds it all in memory, and the model reads it in one prompt)."""
+        held_s = self._dialogue.unanswered_audio_s
+        if audio_s and held_s + audio_s > self._max_unanswered_audio_s:
+            raise ProtocolError(
+                "unanswered_input_full",
+                f"at most {self._max_unanswered_audio_s:g} s of audio may wait for a response "
+                f"({held_s:.1f} s already do, this adds {audio_s:.1f} s): send response.create "
+                "or wait for response.done; this input was not added",
+                event_id=event_id,
+            )
+        held_chars = self._dialogue.unanswered_text_chars
+        if text_chars and held_chars + text_chars > self._max_unanswered_text_chars:
+            raise ProtocolError(
+                "unanswered_input_full",
+                f"at most {self._max_unanswered_text_chars} characters of text may wait for a "
+                f"response ({held_chars} already do, this adds {text_chars}): send "
+                "response.create or wait for response.done; this input was not added",
+                event_id=event_id,
+            )
 
     def _add_user_item(
         self,
@@ -437,13 +475,12 @@ class RealtimeSession:
             for i, part in enumerate(item.content)
             if not isinstance(part, InputText)
         ]
+        audio = np.concatenate(clips) if clips else None
+        text = "\n".join(texts) if texts else None
+        audio_s = 0.0 if audio is None else len(audio) / ev.SAMPLE_RATE_HZ
+        self._check_room(audio_s, len(text or ""), event.event_id)
         await self._drop_suspended_turn()
-        self._add_user_item(
-            item_id,
-            audio=np.concatenate(clips) if clips else None,
-            text="\n".join(texts) if texts else None,
-            event_id=event.event_id,
-        )
+        self._add_user_item(item_id, audio=audio, text=text, event_id=event.event_id)
 
     def _decode_clip(self, audio_b64: str, event_id: str | None, param: str) -> np.ndarray:
         pcm = decode_pcm16(audio_b64, event_id=event_id, param=param)

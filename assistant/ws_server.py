@@ -57,6 +57,10 @@ class ServerLimits:
     ``max_message_bytes`` this bounds a connection's unread input at 64 MiB."""
     max_buffered_audio_s: float = 300.0
     """Uncommitted input audio per connection (manual turn detection)."""
+    max_unanswered_audio_s: float = 300.0
+    """Committed input audio that may wait for a response, per connection; more is refused."""
+    max_unanswered_text_chars: int = 100_000
+    """Typed input text that may wait for a response, per connection; more is refused."""
     send_queue_max_bytes: int = 8 * 2**20
     """Outgoing events waiting for a slow client; beyond this it is disconnected (1008)."""
     idle_timeout_s: float = 600.0
@@ -347,6 +351,8 @@ class AssistantServer:
             model_name=self.model_name,
             vad_settings=self._vad_settings,
             max_buffered_audio_s=self.limits.max_buffered_audio_s,
+            max_unanswered_audio_s=self.limits.max_unanswered_audio_s,
+            max_unanswered_text_chars=self.limits.max_unanswered_text_chars,
         )
 
     async def _handle(self, ws: ServerConnection) -> None:

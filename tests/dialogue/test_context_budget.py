@@ -5,6 +5,7 @@ from __future__ import annotations
 from mistral_common.protocol.instruct.messages import AudioChunk, TextChunk
 
 from assistant.dialogue import Dialogue, DialogueSettings
+from assistant.events import ErrorEvent
 from assistant.model_worker import GenerationParams
 from tests.dialogue.house import turn
 
@@ -55,3 +56,26 @@ async def test_dropped_audio_is_kept_as_its_transcript(scripted, speech) -> None
     assert isinstance(second.content[0], AudioChunk)
     assert dialogue.dropped_turns == 0
     assert "turn on the kitchen light" in script.prompt_text()
+
+
+async def test_a_turn_over_the_budget_is_removed_and_the_next_one_works(scripted) -> None:
+    """Input that alone is over the budget fails with context_overflow and leaves the history:
+    the next turn is answered, and the earlier turns are still in its prompt."""
+    worker, script = scripted
+    settings = DialogueSettings(
+        context_budget_tokens=600, transcribe_user=False, params=GenerationParams(max_new_tokens=16)
+    )
+    dialogue = Dialogue(worker, settings=settings)
+    script.reply("Noted, Bob.")
+    dialogue.add_user_turn(text="My name is Bob.")
+    await turn(dialogue)
+    dialogue.add_user_turn(text="word " * 2000)
+    events = await turn(dialogue)
+    (error,) = [e for e in events if isinstance(e, ErrorEvent)]
+    assert error.code == "context_overflow" and "removed" in error.message
+    assert events[-1].finish_reason == "error"
+    script.reply("Your name is Bob.")
+    dialogue.add_user_turn(text="What is my name?")
+    assert (await turn(dialogue))[-1].text == "Your name is Bob."
+    assert "My name is Bob." in script.prompt_text() and "word word" not in script.prompt_text()
+    assert len(script.prompts) == 2  # the oversize turn never reached the model

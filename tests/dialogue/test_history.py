@@ -143,13 +143,30 @@ def test_fit_drops_the_oldest_turns_and_keeps_the_newest() -> None:
 
 
 def test_fit_fails_when_the_newest_turn_alone_is_too_big() -> None:
-    """If even the newest turn is over the limit, fit says so and keeps that turn."""
+    """If even the newest turn is over the limit, fit says so and changes nothing: dropping
+    the older turns or their audio could not have helped."""
     history = History()
-    history.add_user(text_item("a", "old"))
+    history.add_user(audio_item("a", transcript="old"))
     history.add_replies([AssistantMessage(content="reply")])
     history.add_user(text_item("b", "new"))
     assert not history.fit(len, 0)
-    assert len(history.messages) == 1
+    assert len(history.messages) == 3 and history.dropped_turns == 0
+    assert history.item("a") is not None and not history.item("a").audio_dropped
+
+
+def test_unanswered_items_can_be_removed() -> None:
+    """Items of the unanswered newest turn can be taken out (the turn too, once empty); an
+    answered turn is left alone."""
+    history = History()
+    history.add_user(text_item("a", "old"))
+    history.add_replies([AssistantMessage(content="reply")])
+    assert not history.remove_unanswered({"a"})
+    history.add_user(text_item("b", "kept"))
+    history.add_user(text_item("c", "too long"))
+    assert history.remove_unanswered({"c"})
+    assert history.messages[-1].content == [TextChunk(text="kept")]
+    assert history.remove_unanswered({"b"})
+    assert [m.role for m in history.messages] == ["user", "assistant"]
 
 
 def test_fit_without_transcripts_drops_audio_turns_whole() -> None:

@@ -180,11 +180,12 @@ async def test_set_instructions_applies_to_the_next_request(scripted) -> None:
 
 
 async def test_input_over_the_budget_ends_with_context_overflow(scripted) -> None:
-    """A newest turn that alone exceeds the budget fails clearly and stays in the history."""
+    """A newest turn that alone exceeds the budget fails clearly and leaves the history (a
+    later turn would join it, and fail too)."""
     worker, _ = scripted
     dialogue = Dialogue(worker, settings=DialogueSettings(context_budget_tokens=5))
     dialogue.add_user_turn(text="a question that does not fit in five tokens")
     events = await turn(dialogue)
     assert [e.code for e in events if isinstance(e, ErrorEvent)] == ["context_overflow"]
     assert events[-1].finish_reason == "error"
-    assert len(dialogue.history) == 1
+    assert dialogue.history == []

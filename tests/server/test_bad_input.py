@@ -208,7 +208,8 @@ async def test_commit_of_an_empty_buffer_is_an_error(server) -> None:
 
 async def test_client_that_never_reads_is_disconnected(start_server) -> None:
     """A client that stops reading is disconnected once its send queue is full."""
-    async with start_server(limits={"send_queue_max_bytes": 256 * 1024}) as server:
+    limits = {"send_queue_max_bytes": 256 * 1024, "max_unanswered_text_chars": 50_000_000}
+    async with start_server(limits=limits) as server:
         # max_queue=1: the client's websockets stops reading the socket after one message.
         ws = await connect(ws_url(server), max_queue=1, max_size=None)
         text = "word " * 80_000  # each echo (conversation.item.created) is ~400 kB
