@@ -220,6 +220,10 @@ class Dialogue:
         while self._announcements:
             self._history.add_replies([AssistantMessage(content=self._announcements.popleft())])
 
+    def client_calls_waiting(self) -> list[ToolCall]:
+        """The client tool calls handed out (``ClientToolRequested``) and waiting for output."""
+        return self._runner.waiting_calls()
+
     def provide_tool_output(self, call_id: str, output: str) -> None:
         """Deliver a client tool's output; ``ValueError`` if no call ``call_id`` is waiting."""
         self._runner.provide_output(call_id, output)

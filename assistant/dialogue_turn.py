@@ -1,10 +1,11 @@
 """A user's input, the state of one running response, and how its tool calls run.
 
 ``ToolRunner`` starts server tools through the registry the moment the model emits them
-(concurrently, each as a named task), hands client tools to the connected client and waits for
-their output (with a timeout), and holds back ``confirm`` tools until the user answers. Started
-tools are never cancelled: an interrupted response still waits for them, so their side effects
-are always recorded.
+(concurrently, each as a named task), hands client tools to the connected client once the
+model's round is over (all of that round's together) and waits for their output (with a timeout
+from that moment), and holds back ``confirm`` tools until the user answers. Started tools are
+never cancelled: an interrupted response still waits for them, so their side effects are
+always recorded.
 """
 
 from __future__ import annotations
@@ -109,11 +110,14 @@ def clock_for(inputs: list[UserInput]) -> TurnClock:
 
 @dataclass(eq=False)
 class ClientCall:
-    """A call handed to the client, waiting for its output."""
+    """A call for the client, waiting for its output."""
 
     call: ToolCall
     output: asyncio.Future[str]
     started_s: float
+    """When the call was made; once handed out, when that happened (its timeout runs from
+    there)."""
+    handed_out: bool = False
 
 
 @dataclass(eq=False)
@@ -187,6 +191,10 @@ class ToolRunner:
         spec = self.tools.get(name) if self.tools is not None else None
         return spec.description if spec is not None else ""
 
+    def waiting_calls(self) -> list[ToolCall]:
+        """The client calls handed out and still waiting for their output, oldest first."""
+        return [w.call for w in self._waiting.values() if w.handed_out and not w.output.done()]
+
     def provide_output(self, call_id: str, output: str) -> None:
         """Deliver a client tool's output; ``ValueError`` if no call ``call_id`` is waiting."""
         waiting = self._waiting.get(call_id)
@@ -200,12 +208,12 @@ class ToolRunner:
         """Begin ``call``: run a server tool, ask the client, or hold a ``confirm`` tool."""
         spec = self.tools.get(call.name) if self.tools is not None else None
         if call.name in self.client_tools:
+            # Output is accepted from now on; the call is handed out when the round ends.
             output: asyncio.Future[str] = asyncio.get_running_loop().create_future()
             client_call = ClientCall(call, output, time.monotonic())
             self._waiting[call.id] = client_call
             r.client_calls.append(client_call)
             r.clock.tool_started()
-            r.emit(ClientToolRequested(call))
         elif spec is not None and spec.confirm:
             r.confirm_calls.append(call)
         else:
@@ -233,10 +241,22 @@ class ToolRunner:
             await asyncio.wait(r.tasks)
 
     async def finish(self, r: ResponseState, rnd: Round, client_timeout_s: float) -> list[ToolCall]:
-        """Wait for the round's tools and client tools; return its held ``confirm`` calls."""
+        """Wait for the round's tools and client tools; return its held ``confirm`` calls.
+
+        The round's client calls are handed out together (one ``ClientToolRequested`` each)
+        once its server tools are done: a client answers them all before the reply goes on.
+        """
         await self.wait_started(r)
-        for waiting in [w for w in r.client_calls if w.call.id not in rnd.results]:
-            await self._wait_client(r, rnd, waiting, client_timeout_s)
+        waiting = [
+            w for w in r.client_calls if w.call in rnd.calls and w.call.id not in rnd.results
+        ]
+        handed_s = time.monotonic()
+        for client_call in waiting:
+            if not client_call.output.done() and not r.interrupted.is_set():
+                client_call.started_s, client_call.handed_out = handed_s, True
+                r.emit(ClientToolRequested(client_call.call))
+        for client_call in waiting:
+            await self._wait_client(r, rnd, client_call, client_timeout_s)
         return [c for c in rnd.calls if c in r.confirm_calls and c.id not in rnd.results]
 
     async def _wait_client(

@@ -106,7 +106,11 @@ class RealtimeSession:
         self._response: ResponseWriter | None = None
         self._response_task: asyncio.Task[None] | None = None
         self._suspended_turn: AsyncIterator[Any] | None = None
-        """A turn paused at a client tool call, resumed by the next ``response.create``."""
+        """A turn paused at its client tool calls, resumed by the next ``response.create``."""
+        self._handed_out: set[str] = set()
+        """The turn's client calls already sent in a ``response.done``."""
+        self._client_outputs: set[str] = set()
+        """The turn's client calls whose output item the client created itself."""
         self._closed = False
         self._configure_vad()
 
@@ -461,6 +465,7 @@ class RealtimeSession:
                     "invalid_value", str(exc), event_id=event.event_id, param="item.call_id"
                 ) from None
             self._awaiting_reply = True
+            self._client_outputs.add(item.call_id)
             self._send(
                 server_event(
                     "conversation.item.created",
@@ -521,18 +526,27 @@ class RealtimeSession:
         turn, self._suspended_turn = self._suspended_turn, None
         if turn is None:
             turn = aiter(self._dialogue.respond())
+            self._handed_out.clear()
+            self._client_outputs.clear()
         writer.created()
         try:
             async for event in turn:
                 if isinstance(event, ev.UserTranscript):
                     self._send_transcript(event)
                 elif isinstance(event, ev.ClientToolRequested):
-                    writer.client_tool(event.call)
-                    # The OpenAI flow: the response ends here; the client runs the tool,
-                    # sends function_call_output, then response.create resumes this turn.
+                    if event.call.id in self._handed_out:
+                        continue  # sent with the rest of its round in an earlier response
+                    # The OpenAI flow: the response ends here with every client call of the
+                    # round; the client runs them, sends a function_call_output for each, then
+                    # response.create resumes this turn.
+                    for call in [event.call, *self._dialogue.client_calls_waiting()]:
+                        writer.client_tool(call)
+                        self._handed_out.add(call.id)
                     self._suspended_turn = turn
                     writer.done_waiting_for_client()
                     return
+                elif isinstance(event, ev.ToolResult) and event.call_id in self._client_outputs:
+                    continue  # the client created that output item itself
                 else:
                     writer.handle(event)
         except Exception:

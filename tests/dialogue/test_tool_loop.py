@@ -153,6 +153,31 @@ async def test_client_tool_waits_for_the_client_output(scripted) -> None:
     assert events[-1].text == "You are in Lyon."
 
 
+async def test_client_calls_of_one_reply_are_handed_out_together(scripted) -> None:
+    """Two client calls of one reply are requested together once the reply has ended, both
+    listed as waiting from the first request on; each output is accepted."""
+    worker, script = scripted
+    here = {"name": "get_location", "arguments": {}}
+    script.reply(None, [here, {"name": "get_location", "arguments": {"precise": True}}])
+    script.reply("You are in Lyon.")
+    dialogue = Dialogue(worker)
+    dialogue.set_client_tools([{"type": "function", "name": "get_location"}])
+    dialogue.add_user_turn(text="where am I")
+    events = []
+    waiting: list[list[str]] = []
+    async for event in dialogue.respond():
+        events.append(event)
+        if isinstance(event, ClientToolRequested):
+            waiting.append([c.id for c in dialogue.client_calls_waiting()])
+            dialogue.provide_tool_output(event.call.id, json.dumps({"city": "Lyon"}))
+    kinds = [type(e).__name__ for e in events if isinstance(e, ToolCall | ClientToolRequested)]
+    assert kinds == ["ToolCall", "ToolCall", "ClientToolRequested", "ClientToolRequested"]
+    calls = [e.id for e in events if isinstance(e, ToolCall)]
+    assert waiting == [calls, calls[1:]]
+    assert [r.ok for r in results(events)] == [True, True]
+    assert events[-1].text == "You are in Lyon."
+
+
 async def test_client_tool_without_an_answer_times_out(scripted) -> None:
     """A client that never answers gives a timeout result after client_tool_timeout_s."""
     worker, script = scripted
