@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +38,8 @@ from assistant.history import TOOL_NAME_PATTERN, Round, UserItem, cancelled_resu
 from assistant.model_worker import ResponseStream
 from assistant.tools import ToolRegistry
 from assistant.turn_metrics import TurnClock
+
+log = logging.getLogger(__name__)
 
 
 def error_result(call: ToolCall, message: str, started_s: float) -> ToolResult:
@@ -232,7 +235,14 @@ class ToolRunner:
         if self.tools is None:
             result = error_result(call, f"unknown tool {call.name!r}", started_s)
         else:
-            result = await self.tools.execute(call, conversation_id=self.conversation_id)
+            try:
+                result = await self.tools.execute(call, conversation_id=self.conversation_id)
+            except Exception as exc:
+                # execute() promises results, never exceptions: this is a bug, and it must not
+                # pass for a silent "cancelled". The model reads what happened.
+                log.exception("running tool call %s (%s) failed", call.id, call.name)
+                message = f"the tool could not be run: {type(exc).__name__}: {exc}"
+                result = error_result(call, message, started_s)
         r.record(rnd, result)
 
     async def wait_started(self, r: ResponseState) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from typing import Any
 
 import pytest
 from mistral_common.protocol.instruct.messages import AssistantMessage, ToolMessage
@@ -17,6 +19,7 @@ from assistant.events import (
     ToolStarted,
     TurnDone,
 )
+from assistant.tools import ToolRegistry, tool
 from tests.dialogue.house import turn
 
 LIGHT_ON = {"name": "set_light", "arguments": {"room": "kitchen", "state": "on"}}
@@ -232,3 +235,34 @@ async def test_slow_tool_does_not_block_the_event_loop(scripted, house) -> None:
     house.release()
     events = await responding
     assert results(events)[0].ok
+
+
+class _BrokenRegistry(ToolRegistry):
+    """A registry with a bug: execute raises instead of returning a failed result."""
+
+    async def execute(self, call: ToolCall, *, conversation_id: str | None = None) -> Any:
+        raise RuntimeError("registry bug")
+
+
+@tool(name="set_light")
+def _set_light(room: str, state: str) -> dict[str, str]:
+    """Turn the light of a room on or off."""
+    return {"room": room, "state": state}
+
+
+async def test_a_registry_that_raises_gives_the_model_an_error_result(scripted, caplog) -> None:
+    """An exception escaping the registry becomes an error result that the model reads (not a
+    silent "cancelled"), and it is logged with its traceback."""
+    worker, script = scripted
+    script.reply(None, [LIGHT_ON])
+    script.reply("Sorry, that failed.")
+    dialogue = Dialogue(worker, _BrokenRegistry.from_functions([_set_light]))
+    dialogue.add_user_turn(text="kitchen light on")
+    with caplog.at_level(logging.ERROR, logger="assistant.dialogue_turn"):
+        events = await turn(dialogue)
+    (result,) = results(events)
+    assert not result.ok and "RuntimeError: registry bug" in result.content
+    assert "registry bug" in script.prompt_text()
+    assert events[-1].finish_reason == "stop" and events[-1].text == "Sorry, that failed."
+    (record,) = [r for r in caplog.records if r.exc_info]
+    assert record.exc_info is not None and "registry bug" in str(record.exc_info[1])
