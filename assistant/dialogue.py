@@ -330,7 +330,8 @@ class Dialogue:
         self._history.replace_replies(last.turn, last.start, last.end, replies)
 
     async def aclose(self, wait_s: float | None = None) -> None:
-        """Stop any response and wait for its end, then close the session log.
+        """Stop any response and wait for its end, then release the conversation: the model
+        worker's cached state of it, and the session log.
 
         ``wait_s`` bounds the wait (None: as long as the tools it started take); a response
         still running after it is released when it ends, its tools' results recorded.
@@ -349,6 +350,8 @@ class Dialogue:
         task.add_done_callback(lambda _: self._release())
 
     def _release(self) -> None:
+        # Otherwise the KV cache of a finished conversation stays until LRU eviction.
+        self.worker.forget(self.conversation_id)
         if self._session_log is not None:
             self._session_log.close()
 

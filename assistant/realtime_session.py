@@ -501,6 +501,13 @@ class RealtimeSession:
     # --- responses -------------------------------------------------------------------------
 
     def _create_response(self, event_id: str | None) -> None:
+        if self._closed:
+            # Reached after an await (a VAD utterance) that close() ran during.
+            raise ProtocolError(
+                "session_closed",
+                "the session is closing: no new response starts",
+                event_id=event_id,
+            )
         if self.responding:
             raise ProtocolError(
                 "conversation_already_has_active_response",
