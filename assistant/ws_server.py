@@ -67,6 +67,8 @@ class ServerLimits:
     """A connection with no client message and no response for this long is closed."""
     max_request_body_bytes: int = 25 * 2**20
     """Largest ``POST /v1/respond`` body."""
+    max_body_bytes_in_flight: int = 100 * 2**20
+    """All POST bodies being received at once, by Content-Length; more get 503 (one always fits)."""
     request_timeout_s: float = 10.0
     """Deadline for a request head (and POST body) to arrive."""
     respond_timeout_s: float = 300.0
@@ -262,6 +264,7 @@ class AssistantServer:
             health=self.health,
             new_dialogue=self._new_dialogue,
             respond_timeout_s=self.limits.respond_timeout_s,
+            max_body_bytes_in_flight=self.limits.max_body_bytes_in_flight,
         )
 
     # --- lifecycle -------------------------------------------------------------------------

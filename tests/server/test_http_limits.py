@@ -68,10 +68,15 @@ async def test_a_wrong_path_is_refused_before_the_body(server) -> None:
 async def test_uploads_beyond_the_bytes_in_flight_get_503(start_server, script) -> None:
     """While two half-limit uploads are held, a third gets 503 at once; once they end, it passes."""
     script.say("Done.")
-    limits = {"max_request_body_bytes": MAX_BODY_BYTES_IN_FLIGHT // 2, "request_timeout_s": 1.0}
+    budget = 2 * 2**20  # ServerLimits.max_body_bytes_in_flight, passed through to the HTTP API
+    limits = {
+        "max_body_bytes_in_flight": budget,
+        "max_request_body_bytes": budget // 2,
+        "request_timeout_s": 1.0,
+    }
     async with start_server(limits=limits) as server:
         url = f"http://127.0.0.1:{server.port}/v1/respond"
-        held = [await _post_head(server.port, MAX_BODY_BYTES_IN_FLIGHT // 2) for _ in range(2)]
+        held = [await _post_head(server.port, budget // 2) for _ in range(2)]
         try:
             async with asyncio.timeout(1.0):
                 for reader, _ in held:  # 100 Continue: the upload was admitted
