@@ -117,6 +117,8 @@ class Dialogue:
         self._last: _Committed | None = None
         self._announcements: deque[str] = deque(maxlen=HELD_ANNOUNCEMENTS)
         self._task: asyncio.Task[None] | None = None
+        self._starting: set[asyncio.Event] = set()
+        """One per ``respond()`` still waiting for the previous response; ``stop()`` sets them."""
         self._turns = 0
         self._session_log: SessionLog | None = None
         if self.settings.session_log_path is not None:
@@ -140,6 +142,14 @@ class Dialogue:
     def is_responding(self) -> bool:
         """True from the start of a response until its history is settled."""
         return self._response is not None and not self._response.settled.is_set()
+
+    @property
+    def awaiting_response(self) -> bool:
+        """True when user input waits for a response: added and not taken up by one yet, or
+        taken up by one that ended without a reply to it (a cancel before it said anything)."""
+        if self._new_inputs or self._waiting:
+            return True
+        return not self.is_responding and self._pending is None and self._history.awaiting_reply
 
     @property
     def awaiting_confirmation(self) -> bool:
@@ -220,10 +230,6 @@ class Dialogue:
         while self._announcements:
             self._history.add_replies([AssistantMessage(content=self._announcements.popleft())])
 
-    def client_calls_waiting(self) -> list[ToolCall]:
-        """The client tool calls handed out (``ClientToolRequested``) and waiting for output."""
-        return self._runner.waiting_calls()
-
     def provide_tool_output(self, call_id: str, output: str) -> None:
         """Deliver a client tool's output; ``ValueError`` if no call ``call_id`` is waiting."""
         self._runner.provide_output(call_id, output)
@@ -233,16 +239,28 @@ class Dialogue:
     async def respond(self) -> AsyncIterator[DialogueEvent]:
         """Answer the user's latest input; the last event is ``TurnDone``.
 
-        Leaving the loop early cancels the response (the history stays valid).
+        Leaving the loop early cancels the response (the history stays valid). A ``stop()``
+        while it waits for the previous response to settle ends it before it begins (a
+        ``cancelled`` ``TurnDone``): it takes up no input, which waits for the next one.
         """
         previous = self._response
-        if previous is not None and not previous.settled.is_set():
-            if not previous.interrupted.is_set():
-                raise RuntimeError("a response is already running: interrupt or cancel it first")
-            # A stopped response settles first: the tools it started end in the history.
-            await previous.settled.wait()
-        if self._task is not None:
-            await asyncio.wait({self._task})  # the previous turn's log line and transcripts
+        if previous is not None and not (
+            previous.settled.is_set() or previous.interrupted.is_set()
+        ):
+            raise RuntimeError("a response is already running: interrupt or cancel it first")
+        stopped = asyncio.Event()
+        self._starting.add(stopped)
+        try:
+            if previous is not None:
+                # A stopped response settles first: the tools it started end in the history.
+                await previous.settled.wait()
+            if self._task is not None:
+                await asyncio.wait({self._task})  # the previous turn's log line and transcripts
+        finally:
+            self._starting.discard(stopped)
+        if stopped.is_set():
+            yield TurnDone("", "cancelled")
+            return
         if self.is_responding:
             raise RuntimeError("a response is already running: interrupt or cancel it first")
         if self._pending is None and not self._history.awaiting_reply:
@@ -268,7 +286,9 @@ class Dialogue:
             self.stop()
             raise
         finally:
-            if settle and not response.settled.is_set():
+            # A response someone stopped (stop() waits for nothing) is not waited for either:
+            # closing its stream must not hold the closer up while a started tool runs.
+            if settle and not response.interrupted.is_set() and not response.settled.is_set():
                 await self.cancel()
 
     async def interrupt(
@@ -307,12 +327,16 @@ class Dialogue:
 
     def stop(self, delivered_text: str | None = None) -> bool:
         """``cancel`` without the wait: the model stream stops now, and the response settles on
-        its own once the tools it started have finished. False if no response runs."""
+        its own once the tools it started have finished; a ``respond()`` still waiting for it
+        to settle ends before it begins. False if no response runs or waits to begin."""
+        starting = bool(self._starting)
+        for stopped in self._starting:
+            stopped.set()
         response = self._response
         if response is None or response.settled.is_set():
             if delivered_text is not None:
                 self._cut_last_reply(delivered_text)
-            return False
+            return starting
         if not response.interrupted.is_set():
             response.delivered_text = delivered_text
             response.interrupted.set()

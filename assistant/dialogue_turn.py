@@ -120,7 +120,6 @@ class ClientCall:
     started_s: float
     """When the call was made; once handed out, when that happened (its timeout runs from
     there)."""
-    handed_out: bool = False
 
 
 @dataclass(eq=False)
@@ -194,10 +193,6 @@ class ToolRunner:
         spec = self.tools.get(name) if self.tools is not None else None
         return spec.description if spec is not None else ""
 
-    def waiting_calls(self) -> list[ToolCall]:
-        """The client calls handed out and still waiting for their output, oldest first."""
-        return [w.call for w in self._waiting.values() if w.handed_out and not w.output.done()]
-
     def provide_output(self, call_id: str, output: str) -> None:
         """Deliver a client tool's output; ``ValueError`` if no call ``call_id`` is waiting."""
         waiting = self._waiting.get(call_id)
@@ -255,16 +250,19 @@ class ToolRunner:
 
         The round's client calls are handed out together (one ``ClientToolRequested`` each)
         once its server tools are done: a client answers them all before the reply goes on.
+        A call whose output came before that (output is accepted from the moment the call is
+        made) is handed out all the same, already answered: the round ends the same way
+        whenever the client answers.
         """
         await self.wait_started(r)
         waiting = [
             w for w in r.client_calls if w.call in rnd.calls and w.call.id not in rnd.results
         ]
         handed_s = time.monotonic()
-        for client_call in waiting:
-            if not client_call.output.done() and not r.interrupted.is_set():
-                client_call.started_s, client_call.handed_out = handed_s, True
-                r.emit(ClientToolRequested(client_call.call))
+        for client_call in waiting if not r.interrupted.is_set() else []:
+            if not client_call.output.done():
+                client_call.started_s = handed_s
+            r.emit(ClientToolRequested(client_call.call))
         for client_call in waiting:
             await self._wait_client(r, rnd, client_call, client_timeout_s)
         return [c for c in rnd.calls if c in r.confirm_calls and c.id not in rnd.results]

@@ -76,9 +76,9 @@ class ResponseWriter:
         elif isinstance(event, ev.MalformedToolCall):
             log.info("response %s: malformed tool call (%s)", self.response_id, event.reason)
 
-    def client_tool(self, call: ev.ToolCall) -> None:
-        """A client-side tool call: its ``function_call`` item (once)."""
-        self._function_call(call)
+    def made_call(self, call_id: str) -> bool:
+        """Whether this response's output holds the ``function_call`` item of ``call_id``."""
+        return call_id in self._calls
 
     def done_waiting_for_client(self) -> None:
         """End this response at a client tool call (the client answers, then resumes)."""

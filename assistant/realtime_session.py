@@ -86,8 +86,6 @@ class RealtimeSession:
         # Realtime clients ask for transcripts with audio.input.transcription (off by default).
         dialogue.settings.transcribe_user = self.state.transcribe
         dialogue.settings.transcription_language = self.state.transcription_language
-        self._awaiting_reply = False
-        """Whether user input (or a tool output) arrived since the last response began."""
         self._speech_unanswered = False
         """Whether server VAD committed an utterance while a response ran (answered next)."""
         self._resampler = stream_resampler(self.state.input_rate_hz)
@@ -107,8 +105,6 @@ class RealtimeSession:
         self._response_task: asyncio.Task[None] | None = None
         self._suspended_turn: AsyncIterator[Any] | None = None
         """A turn paused at its client tool calls, resumed by the next ``response.create``."""
-        self._handed_out: set[str] = set()
-        """The turn's client calls already sent in a ``response.done``."""
         self._client_outputs: set[str] = set()
         """The turn's client calls whose output item the client created itself."""
         self._closed = False
@@ -424,7 +420,6 @@ class RealtimeSession:
             )
         except (AudioError, ValueError) as exc:
             raise ProtocolError("invalid_value", str(exc), event_id=event_id) from None
-        self._awaiting_reply = True
         self._item_ids[dialogue_id] = item_id
         previous = self._chain(item_id)
         content: list[dict[str, Any]] = []
@@ -464,7 +459,6 @@ class RealtimeSession:
                 raise ProtocolError(
                     "invalid_value", str(exc), event_id=event.event_id, param="item.call_id"
                 ) from None
-            self._awaiting_reply = True
             self._client_outputs.add(item.call_id)
             self._send(
                 server_event(
@@ -514,41 +508,44 @@ class RealtimeSession:
                 "a response is already in progress: cancel it or wait for response.done",
                 event_id=event_id,
             )
-        if not self._awaiting_reply and self._suspended_turn is None:
+        if not self._dialogue.awaiting_response and self._suspended_turn is None:
             raise ProtocolError(
                 "no_user_input",
                 "nothing to respond to: add a user message or commit audio first",
                 event_id=event_id,
             )
-        self._awaiting_reply = False
         self._speech_unanswered = False
         writer = ResponseWriter(self._send, self._chain)
         self._response = writer
+        turn, self._suspended_turn = self._suspended_turn, None
         self._response_task = asyncio.create_task(
-            self._run_response(writer), name=f"{self.id}:{writer.response_id}"
+            self._run_response(writer, turn), name=f"{self.id}:{writer.response_id}"
         )
         self._response_task.add_done_callback(lambda _: self._answer_speech_heard_meanwhile())
 
-    async def _run_response(self, writer: ResponseWriter) -> None:
-        turn, self._suspended_turn = self._suspended_turn, None
-        if turn is None:
-            turn = aiter(self._dialogue.respond())
-            self._handed_out.clear()
-            self._client_outputs.clear()
+    async def _run_response(self, writer: ResponseWriter, turn: AsyncIterator[Any] | None) -> None:
+        """Run a new turn, or resume the suspended ``turn``, as the response ``writer``."""
         writer.created()
+        if turn is None:
+            if writer.cancel_reason is not None:
+                # Cancelled before the dialogue took it up: its input waits for the next one.
+                writer.ensure_done()
+                return
+            turn = aiter(self._dialogue.respond())
+            self._client_outputs.clear()
         try:
             async for event in turn:
                 if isinstance(event, ev.UserTranscript):
                     self._send_transcript(event)
                 elif isinstance(event, ev.ClientToolRequested):
-                    if event.call.id in self._handed_out:
-                        continue  # sent with the rest of its round in an earlier response
-                    # The OpenAI flow: the response ends here with every client call of the
-                    # round; the client runs them, sends a function_call_output for each, then
+                    if not writer.made_call(event.call.id):
+                        # Its round's calls came out in an earlier response, which the first
+                        # of them ended.
+                        continue
+                    # The OpenAI flow: the response ends here with every call of the round
+                    # (all already in its output); the client runs them, sends a
+                    # function_call_output for each (one sent early counts too), then
                     # response.create resumes this turn.
-                    for call in [event.call, *self._dialogue.client_calls_waiting()]:
-                        writer.client_tool(call)
-                        self._handed_out.add(call.id)
                     self._suspended_turn = turn
                     writer.done_waiting_for_client()
                     return

@@ -9,7 +9,7 @@ import numpy as np
 from mistral_common.protocol.instruct.messages import AssistantMessage, ToolMessage, UserMessage
 
 from assistant.dialogue import Dialogue, DialogueSettings
-from assistant.events import DialogueEvent, MalformedToolCall, ToolResult, TurnDone
+from assistant.events import DialogueEvent, MalformedToolCall, ToolCall, ToolResult, TurnDone
 from assistant.testing.forced import reply_tokens
 from assistant.testing.tiny_model import EOS_ID
 from tests.dialogue.house import House
@@ -110,3 +110,54 @@ async def test_cancelling_the_consumer_does_not_wait_for_a_started_tool(scripted
     assert events[-1].text == "Anything else?"
     assert '"state": "flipped"' in script.prompt_text(-1)
     assert house.runs_per_call() == {dialogue.history[2].tool_call_id: 1}
+
+
+async def test_closing_a_stopped_stream_does_not_wait_for_a_started_tool(scripted, house) -> None:
+    """aclose() of a respond() stream whose response was stop()ped returns at once while a
+    started tool runs; the tool's result still joins the history."""
+    worker, script = scripted
+    script.reply(None, [SLOW])
+    dialogue = Dialogue(worker, house.tools, DialogueSettings(transcribe_user=False))
+    dialogue.add_user_turn(text="fan on")
+    stream = dialogue.respond()
+    async for event in stream:
+        if isinstance(event, ToolCall):
+            break
+    await house.started.wait()
+    assert dialogue.stop()
+    async with asyncio.timeout(1):
+        await stream.aclose()
+    assert dialogue.is_responding  # settling: the tool still runs
+    house.release()
+    await dialogue.cancel()  # waits for the settle
+    assert not dialogue.is_responding
+    assert '"state": "flipped"' in dialogue.history[-1].content
+
+
+async def test_stop_while_a_response_waits_for_the_previous_one_ends_it_unstarted(
+    scripted, house
+) -> None:
+    """stop() reaches a respond() still waiting for a stopped response to settle: it ends
+    cancelled without asking the model, and its input waits for the next response."""
+    worker, script = scripted
+    script.reply(None, [SLOW])
+    script.reply("Anything else?")
+    dialogue = Dialogue(worker, house.tools, DialogueSettings(transcribe_user=False))
+    dialogue.add_user_turn(text="fan on")
+    consumer = asyncio.create_task(_collect(dialogue, []))
+    await house.started.wait()
+    dialogue.stop()
+    dialogue.add_user_turn(text="thanks")
+    events: list[DialogueEvent] = []
+    waiting = asyncio.create_task(_collect(dialogue, events))
+    await asyncio.sleep(0.05)
+    assert dialogue.stop()
+    house.release()
+    await asyncio.gather(consumer, waiting)
+    assert [(type(e), e.finish_reason) for e in events if isinstance(e, TurnDone)] == [
+        (TurnDone, "cancelled")
+    ]
+    assert len(events) == 1 and dialogue.awaiting_response
+    answered = [event async for event in dialogue.respond()]
+    assert answered[-1].text == "Anything else?"
+    assert "thanks" in script.prompt_text(-1)

@@ -157,8 +157,8 @@ async def test_client_tool_waits_for_the_client_output(scripted) -> None:
 
 
 async def test_client_calls_of_one_reply_are_handed_out_together(scripted) -> None:
-    """Two client calls of one reply are requested together once the reply has ended, both
-    listed as waiting from the first request on; each output is accepted."""
+    """Two client calls of one reply are requested together once the reply has ended; each
+    output is accepted."""
     worker, script = scripted
     here = {"name": "get_location", "arguments": {}}
     script.reply(None, [here, {"name": "get_location", "arguments": {"precise": True}}])
@@ -167,17 +167,40 @@ async def test_client_calls_of_one_reply_are_handed_out_together(scripted) -> No
     dialogue.set_client_tools([{"type": "function", "name": "get_location"}])
     dialogue.add_user_turn(text="where am I")
     events = []
-    waiting: list[list[str]] = []
     async for event in dialogue.respond():
         events.append(event)
         if isinstance(event, ClientToolRequested):
-            waiting.append([c.id for c in dialogue.client_calls_waiting()])
             dialogue.provide_tool_output(event.call.id, json.dumps({"city": "Lyon"}))
     kinds = [type(e).__name__ for e in events if isinstance(e, ToolCall | ClientToolRequested)]
     assert kinds == ["ToolCall", "ToolCall", "ClientToolRequested", "ClientToolRequested"]
-    calls = [e.id for e in events if isinstance(e, ToolCall)]
-    assert waiting == [calls, calls[1:]]
     assert [r.ok for r in results(events)] == [True, True]
+    assert events[-1].text == "You are in Lyon."
+
+
+async def test_a_client_call_answered_before_its_round_ends_is_still_handed_out(
+    scripted, house
+) -> None:
+    """Output sent as soon as the call is made (its round's server tool still runs) counts as
+    its answer, and the call is handed out with its round all the same (so a Realtime response
+    ends there as usual)."""
+    worker, script = scripted
+    slow = {"name": "slow_switch", "arguments": {"name": "fan"}}
+    script.reply(None, [slow, {"name": "get_location", "arguments": {}}])
+    script.reply("You are in Lyon.")
+    dialogue = Dialogue(worker, house.tools)
+    dialogue.set_client_tools([{"type": "function", "name": "get_location"}])
+    dialogue.add_user_turn(text="fan on, and where am I")
+    events = []
+    async for event in dialogue.respond():
+        events.append(event)
+        if isinstance(event, ToolCall) and event.name == "get_location":
+            dialogue.provide_tool_output(event.id, json.dumps({"city": "Lyon"}))
+            house.release()
+    requested = [e.call.name for e in events if isinstance(e, ClientToolRequested)]
+    assert requested == ["get_location"]
+    assert [r.content for r in results(events) if r.name == "get_location"] == [
+        json.dumps({"city": "Lyon"})
+    ]
     assert events[-1].text == "You are in Lyon."
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 from collections import deque
@@ -15,11 +16,13 @@ import torch
 from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy
 from transformers import LogitsProcessor
 
+from assistant import realtime_session
 from assistant.model_worker import ModelWorker
 from assistant.testing.forced import ForcedTokens, reply_tokens
 from assistant.testing.speech import synthesize
 from assistant.tools import ToolRegistry, tool
 from assistant.ws_server import AssistantServer, ServerLimits
+from tests.server.wire import CANCEL_WAIT_S, Gate
 
 
 @tool
@@ -149,3 +152,14 @@ def speech_16k() -> np.ndarray:
 def speech_24k(speech_16k) -> np.ndarray:
     """The same speech resampled to 24 kHz (OpenAI's input rate)."""
     return np.asarray(soxr.resample(speech_16k, 16000, 24000), dtype=np.int16)
+
+
+@pytest.fixture
+async def gate(monkeypatch) -> AsyncIterator[Gate]:
+    """A gated tool (cancelled responses wind down within CANCEL_WAIT_S), released after the
+    test so that no task outlives it."""
+    monkeypatch.setattr(realtime_session, "CANCEL_WAIT_S", CANCEL_WAIT_S)
+    gate = Gate()
+    yield gate
+    gate.release.set()
+    await asyncio.sleep(0.05)

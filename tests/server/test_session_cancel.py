@@ -5,45 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
-import pytest
-
-from assistant import realtime_session
-from assistant.tools import ToolRegistry, tool
-from tests.server.wire import events_until, next_event, open_session
-
-CANCEL_WAIT_S = 2.0
-"""The session's bound on a cancelled response's wind-down, shortened for these tests."""
-
-
-@dataclass
-class Gate:
-    """A server tool that runs until the test lets it finish."""
-
-    started: asyncio.Event = field(default_factory=asyncio.Event)
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def registry(self) -> ToolRegistry:
-        @tool(timeout_s=60)
-        async def slow_thing() -> str:
-            """Do a slow thing."""
-            self.started.set()
-            await self.release.wait()
-            return "the slow thing is done"
-
-        return ToolRegistry.from_functions([slow_thing])
-
-
-@pytest.fixture
-async def gate(monkeypatch) -> AsyncIterator[Gate]:
-    """A gated tool, released after the test so that no task outlives it."""
-    monkeypatch.setattr(realtime_session, "CANCEL_WAIT_S", CANCEL_WAIT_S)
-    gate = Gate()
-    yield gate
-    gate.release.set()
-    await asyncio.sleep(0.05)
+from tests.server.wire import CANCEL_WAIT_S, Gate, events_until, next_event, open_session
 
 
 def _text_item(text: str) -> str:
@@ -111,3 +74,63 @@ async def test_shutdown_honours_its_grace_period_while_a_tool_runs(
     assert took_s < 0.5 + 1.0
     assert done["response"]["status"] == "cancelled"
     assert ws.close_code == 1001
+
+
+async def test_cancel_right_after_create_cancels_before_the_model_runs(
+    start_server, script
+) -> None:
+    """response.cancel sent right behind response.create ends that response cancelled, with
+    no reply text; the input stays unanswered, so the next response.create answers it."""
+    script.say("The one and only reply.")
+    async with start_server() as server:
+        ws = await open_session(server)
+        await ws.send(_text_item("Hello."))
+        await next_event(ws, "conversation.item.created")
+        await ws.send(json.dumps({"type": "response.create"}))
+        await ws.send(json.dumps({"type": "response.cancel"}))
+        cancelled = await events_until(ws, "response.done")
+        await ws.send(json.dumps({"type": "response.create"}))
+        answered = await events_until(ws, "response.done")
+        await ws.close()
+    done = cancelled[-1]["response"]
+    assert (done["status"], done["status_details"]["reason"]) == ("cancelled", "client_cancelled")
+    assert [e for e in cancelled if e["type"] == "response.output_text.delta"] == []
+    assert [e["type"] for e in answered if e["type"] in ("error", "response.created")] == [
+        "response.created"
+    ]
+    assert answered[-1]["response"]["status"] == "completed"
+    text = next(e for e in answered if e["type"] == "response.output_text.done")["text"]
+    assert text == "The one and only reply."
+
+
+async def test_cancel_of_a_response_waiting_for_the_previous_one(
+    start_server, script, gate
+) -> None:
+    """A response that waits for a cancelled one to settle (its server tool still runs) is
+    cancelled by response.cancel too: one response.done, cancelled, with no reply; its input is
+    answered by the next response."""
+    script.say(tool_calls=[{"name": "slow_thing", "arguments": {}, "id": "callSLOW1"}])
+    script.say("The reply to the new input.")
+    async with start_server(tools=gate.registry()) as server:
+        ws = await open_session(server)
+        await _start_slow_response(ws, gate)
+        await ws.send(json.dumps({"type": "response.cancel"}))
+        await next_event(ws, "response.done")  # ended by the session; the tool runs on
+        await ws.send(_text_item("Never mind, something else."))
+        await ws.send(json.dumps({"type": "response.create"}))
+        created = await next_event(ws, "response.created")
+        await ws.send(json.dumps({"type": "response.cancel"}))
+        await asyncio.sleep(0.3)
+        gate.release.set()  # the first response settles well within CANCEL_WAIT_S
+        second = await events_until(ws, "response.done")
+        await ws.send(json.dumps({"type": "response.create"}))
+        third = await events_until(ws, "response.done")
+        await ws.close()
+    done = second[-1]["response"]
+    assert done["id"] == created["response"]["id"] and done["status"] == "cancelled"
+    assert [e for e in second if e["type"] == "response.output_text.delta"] == []
+    assert [e["response"]["id"] for e in third if e["type"] == "response.done"] != [done["id"]]
+    assert third[-1]["response"]["status"] == "completed"
+    text = next(e for e in third if e["type"] == "response.output_text.done")["text"]
+    assert text == "The reply to the new input."
+    assert "Never mind, something else." in script.prompts[-1]

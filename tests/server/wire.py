@@ -1,18 +1,41 @@
-"""Talking to a running server from tests: URLs, sessions, events."""
+"""Talking to a running server from tests: URLs, sessions, events; a server tool they gate."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
+from assistant.tools import ToolRegistry, tool
 from assistant.ws_server import AssistantServer
 
 EVENT_TIMEOUT_S = 30.0
+
+CANCEL_WAIT_S = 2.0
+"""The session's bound on a cancelled response's wind-down, shortened by the ``gate`` fixture."""
+
+
+@dataclass
+class Gate:
+    """A server tool, ``slow_thing``, that runs until the test lets it finish."""
+
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def registry(self) -> ToolRegistry:
+        @tool(timeout_s=60)
+        async def slow_thing() -> str:
+            """Do a slow thing."""
+            self.started.set()
+            await self.release.wait()
+            return "the slow thing is done"
+
+        return ToolRegistry.from_functions([slow_thing])
 
 
 def ws_url(server: AssistantServer, query: str = "") -> str:
