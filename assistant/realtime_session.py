@@ -344,13 +344,15 @@ class RealtimeSession:
                 self._create_response(None)
 
     async def _commit_manually(self, event: InputAudioBufferCommit) -> None:
+        item_id = new_id("item")
         if self._segmenter is not None:
             for vad_event in (await self._segmenter).flush():
                 if isinstance(vad_event, ev.Utterance):
-                    item_id = self._speech_item_id or new_id("item")
+                    # Into the buffer, which a refused commit keeps (the VAD has let go of it).
+                    self._buffer.append(vad_event.pcm)
+                    self._buffered_samples += len(vad_event.pcm)
+                    item_id = self._speech_item_id or item_id
                     self._speech_item_id = None
-                    await self._commit(vad_event.pcm, item_id, time.monotonic(), event.event_id)
-                    return
         samples = self._buffered_samples
         if samples * 1000 < MIN_COMMIT_MS * ev.SAMPLE_RATE_HZ:
             raise ProtocolError(
@@ -359,9 +361,7 @@ class RealtimeSession:
                 f"have {samples * 1000 // ev.SAMPLE_RATE_HZ} ms",
                 event_id=event.event_id,
             )
-        await self._commit(
-            np.concatenate(self._buffer), new_id("item"), time.monotonic(), event.event_id
-        )
+        await self._commit(np.concatenate(self._buffer), item_id, time.monotonic(), event.event_id)
         self._buffer, self._buffered_samples = [], 0
 
     def _clear(self) -> None:

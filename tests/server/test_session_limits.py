@@ -122,3 +122,41 @@ async def test_an_input_too_big_for_the_model_does_not_break_the_session(
     assert len(script.prompts) == 3  # turn 1, then both turns after the oversize one
     assert "My name is Bob." in script.prompts[1] and "word word" not in script.prompts[1]
     await ws.close()
+
+
+async def test_a_refused_commit_keeps_the_utterance_with_server_vad(
+    start_server, script, speech_16k
+) -> None:
+    """With server VAD, a manual commit of speech in progress refused for the unanswered limit
+    keeps that utterance: committed after the response, it is answered."""
+    script.say("First.")
+    script.say("Second.")
+    vad = {"type": "server_vad", "create_response": False}
+    update = {
+        "type": "session.update",
+        "session": {
+            "audio": {
+                "input": {"format": {"type": "audio/pcm", "rate": 16000}, "turn_detection": vad}
+            }
+        },
+    }
+    speech_s = len(speech_16k) / 16000
+    async with start_server(limits={"max_unanswered_audio_s": 10.0}) as server:
+        ws = await open_session(server)
+        await ws.send(json.dumps(update))
+        await next_event(ws, "session.updated")
+        await ws.send(_audio_item(10.0 - speech_s / 2, "a1"))
+        await next_event(ws, "conversation.item.created")
+        audio = pcm16_b64(speech_16k)
+        await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
+        await ws.send(json.dumps({"type": "input_audio_buffer.commit", "event_id": "c1"}))
+        error = (await next_event(ws, "error"))["error"]
+        assert (error["code"], error["event_id"]) == ("unanswered_input_full", "c1")
+        await _respond(ws)
+        await ws.send(json.dumps({"type": "input_audio_buffer.commit", "event_id": "c2"}))
+        committed = await next_event(ws)
+        assert committed["type"] == "input_audio_buffer.committed", committed
+        done = await _respond(ws)
+        await ws.close()
+    assert done["status"] == "completed"
+    assert abs(done["metrics"]["audio_s"] - speech_s) < 0.6
