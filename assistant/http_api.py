@@ -195,31 +195,21 @@ class HttpApi:
                 f"{self._bodies.max_bytes}); try again later",
                 **{"Retry-After": "1"},
             )
+        # The body counts against the budget while it arrives and is decoded, not while the
+        # turn runs (up to respond_timeout_s): running turns must not refuse every upload.
         try:
             body = await connection.read_body()
-            return await self._turn_response(content_type, body)
+            parsed = await _parse_body(content_type, body)
         except BodyError as exc:
             return error_response(exc.status, exc.message)
         finally:
             self._bodies.release(size_bytes)
+        if isinstance(parsed, Response):
+            return parsed
+        return await self._turn_response(*parsed)
 
-    async def _turn_response(self, content_type: str, body: bytes) -> Response:
-        """Parse the body and run the turn it asks for (the body has already been read)."""
-        audio: np.ndarray | None = None
-        text: str | None = None
-        if content_type == "application/json":
-            try:
-                text = RespondText.model_validate_json(body).text
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "body"
-                return error_response(http.HTTPStatus.BAD_REQUEST, f"{where}: {first['msg']}")
-        else:
-            try:
-                # Decoding up to 25 MiB of FLAC or MP3 must not stall the WebSocket clients.
-                audio = await asyncio.to_thread(load_audio, body)
-            except AudioError as exc:
-                return error_response(http.HTTPStatus.BAD_REQUEST, str(exc))
+    async def _turn_response(self, audio: np.ndarray | None, text: str | None) -> Response:
+        """Run the turn the request asks for (its body already read and parsed)."""
         if self._closing:  # shutdown began while the body arrived or was decoded
             return error_response(http.HTTPStatus.SERVICE_UNAVAILABLE, SHUTTING_DOWN)
         dialogue = self._new_dialogue()
@@ -242,6 +232,24 @@ class HttpApi:
             )
         status, payload = turn.result()
         return json_response(status, payload)
+
+
+async def _parse_body(
+    content_type: str, body: bytes
+) -> tuple[np.ndarray | None, str | None] | Response:
+    """The request's audio or text, or the 400 response that says why it is unusable."""
+    if content_type == "application/json":
+        try:
+            return None, RespondText.model_validate_json(body).text
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            return error_response(http.HTTPStatus.BAD_REQUEST, f"{where}: {first['msg']}")
+    try:
+        # Decoding up to 25 MiB of FLAC or MP3 must not stall the WebSocket clients.
+        return await asyncio.to_thread(load_audio, body), None
+    except AudioError as exc:
+        return error_response(http.HTTPStatus.BAD_REQUEST, str(exc))
 
 
 async def run_turn(

@@ -150,3 +150,28 @@ def test_one_body_always_fits_an_idle_budget() -> None:
     assert budget.reserve(40)
     assert not budget.reserve(1)
     assert budget.held_bytes == 100
+
+
+async def test_a_running_turn_no_longer_holds_its_body_bytes(start_server, script, gate) -> None:
+    """Once its body is read and parsed, a turn that runs on (here in a slow tool) holds none of
+    the upload budget: another upload that would not fit beside that body is answered."""
+    script.say(tool_calls=[{"name": "slow_thing", "arguments": {}, "id": "callSLOW1"}])
+    script.say("Done.")
+    script.say("The slow thing is done.")
+    budget = 2 * 2**20
+    limits = {"max_body_bytes_in_flight": budget, "max_request_body_bytes": budget}
+    padded = b'{"text": "Do the slow thing."}' + b" " * (budget * 3 // 4)
+    async with start_server(tools=gate.registry(), limits=limits) as server:
+        url = f"http://127.0.0.1:{server.port}/v1/respond"
+        headers = {"Content-Type": "application/json"}
+        slow = asyncio.create_task(http("POST", url, content=padded, headers=headers))
+        async with asyncio.timeout(10):
+            await gate.started.wait()
+        quick = await http(
+            "POST", url, content=b'{"text": "hi"}' + b" " * (budget // 2), headers=headers
+        )
+        gate.release.set()
+        first = await slow
+    assert quick.status_code == 200, quick.text
+    assert quick.json()["text"] == "Done."
+    assert first.status_code == 200 and first.json()["text"] == "The slow thing is done."
