@@ -59,6 +59,9 @@ class ModelSettings(_Group):
     compile_backend: str | None = Field(
         None, description="torch.compile the decode step with this backend, e.g. 'inductor'."
     )
+    max_batch: int = Field(
+        16, ge=1, le=256, description="Most waiting requests served by one batched model step."
+    )
 
     @model_validator(mode="after")
     def _compile_needs_static_cache(self) -> ModelSettings:

@@ -253,6 +253,7 @@ class ModelWorker:
             cache_budget_bytes=model.cache_budget_bytes,
             static_cache_tokens=model.static_cache_tokens,
             compile_backend=model.compile_backend,
+            max_batch=model.max_batch,
         )
         return cls.load(
             model.id,

@@ -13,10 +13,12 @@ from assistant.model_worker import GenerationParams, ModelWorker
 def test_speed_options_reach_the_worker(
     tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Prefix reuse, cache budget and static cache set by environment reach WorkerOptions."""
+    """Prefix reuse, cache budget, static cache and batch size set by environment reach
+    WorkerOptions."""
     monkeypatch.setenv("VOXTRAL_ASSISTANT_MODEL__PREFIX_REUSE", "false")
     monkeypatch.setenv("VOXTRAL_ASSISTANT_MODEL__CACHE_BUDGET_BYTES", "12345")
     monkeypatch.setenv("VOXTRAL_ASSISTANT_MODEL__STATIC_CACHE_TOKENS", "2048")
+    monkeypatch.setenv("VOXTRAL_ASSISTANT_MODEL__MAX_BATCH", "1")
     settings = load_settings({"model": {"id": str(tiny_model_dir), "device": "cpu"}})
     worker = ModelWorker.from_settings(settings.model)
     try:
@@ -24,6 +26,7 @@ def test_speed_options_reach_the_worker(
         assert worker.options.cache_budget_bytes == 12345
         assert worker.options.static_cache_tokens == 2048
         assert worker.options.compile_backend is None
+        assert worker.options.max_batch == 1
     finally:
         worker.close()
 
