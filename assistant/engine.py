@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ from assistant.kv_store import (
     Conversation,
     cache_bytes,
     cache_capacity,
+    clip_token_counts,
     common_prefix,
     sequence_keys,
 )
@@ -233,7 +234,7 @@ class Engine:
     def _audio_rows(self, prompt: EncodedPrompt, first: int, last: int) -> torch.Tensor:
         """Audio embedding rows ``first:last`` of the prompt's clips laid end to end."""
         parts, offset = [], 0
-        for clip, tokens in zip(prompt.clips, _clip_token_counts(prompt), strict=True):
+        for clip, tokens in zip(prompt.clips, clip_token_counts(prompt), strict=True):
             lo, hi = max(first, offset), min(last, offset + tokens)
             if lo < hi:
                 rows = self.store.clip(clip.key)
@@ -252,7 +253,7 @@ class Engine:
         """The prompt's clips with audio tokens at or after position ``start``."""
         audio_before = sum(1 for t in prompt.tokens[:start] if t == AUDIO_TOKEN_ID)
         needed, offset = [], 0
-        for clip, tokens in zip(prompt.clips, _clip_token_counts(prompt), strict=True):
+        for clip, tokens in zip(prompt.clips, clip_token_counts(prompt), strict=True):
             offset += tokens
             if offset > audio_before:
                 needed.append(clip)
@@ -267,7 +268,7 @@ class Engine:
         jobs' ``error`` and does not stop the others; a failure of the shared audio encoding
         raises.
         """
-        singles: list[tuple[Job, Conversation, int]] = []
+        singles: list[tuple[Job, Conversation, list[Hashable], int]] = []
         fresh: list[Job] = []
         claimed: set[str] = set()
         for job in jobs:
@@ -281,7 +282,7 @@ class Engine:
             else:
                 fresh.append(job)
         needed = [clip for job in fresh for clip in job.prompt.clips]
-        for job, _, reuse in singles:  # clips inside the reused prefix are not needed again
+        for job, _, _, reuse in singles:  # clips inside the reused prefix are not needed again
             needed += self._clips_needed(job.prompt, reuse)
         self.encode_clips(needed)
         groups: dict[tuple[Any, ...], list[Job]] = {}
@@ -290,8 +291,8 @@ class Engine:
         with torch.inference_mode():
             for group in groups.values():
                 self._isolated(group, self._generate_fresh, group)
-            for job, conversation, reuse in singles:
-                self._isolated([job], self._generate_reusing, job, conversation, reuse)
+            for job, conversation, keys, reuse in singles:
+                self._isolated([job], self._generate_reusing, job, conversation, keys, reuse)
         self.store.enforce_budget()
 
     def _isolated(self, jobs: list[Job], generate: Callable[..., None], *args: Any) -> None:
@@ -310,8 +311,9 @@ class Engine:
             return StaticCache(config=self.model.config, max_cache_len=self.static_cache_tokens)
         return DynamicCache()
 
-    def _reusable(self, job: Job) -> tuple[Conversation, int] | None:
-        """The job's conversation cache and how many prompt positions it holds already."""
+    def _reusable(self, job: Job) -> tuple[Conversation, list[Hashable], int] | None:
+        """The job's conversation cache, the prompt's sequence keys, and how many prompt
+        positions the cache holds already."""
         if not self.prefix_reuse or job.conversation_id is None:
             return None
         conversation = self.store.conversation(job.conversation_id)
@@ -321,15 +323,15 @@ class Engine:
         needed = len(job.prompt.tokens) + job.sampling.max_new_tokens
         if capacity is not None and needed > capacity:
             return None  # a static cache too small for this turn: start over with a fresh one
-        reuse = common_prefix(
-            conversation.keys, sequence_keys(job.prompt), len(job.prompt.tokens) - 1
-        )
+        keys = sequence_keys(job.prompt)
+        reuse = common_prefix(conversation.keys, keys, len(job.prompt.tokens) - 1)
         if reuse == 0:
             return None
-        return conversation, reuse
+        return conversation, keys, reuse
 
-    def _generate_reusing(self, job: Job, conversation: Conversation, reuse: int) -> None:
-        keys = sequence_keys(job.prompt)
+    def _generate_reusing(
+        self, job: Job, conversation: Conversation, keys: list[Hashable], reuse: int
+    ) -> None:
         length = len(job.prompt.tokens)
         cache = conversation.cache
         # The cache changes in place from here on: out of the store until it is consistent
@@ -479,16 +481,3 @@ def _row_cache(cache: Any, row: int, padding: int) -> DynamicCache:
         values = layer.values[row : row + 1, :, padding:].clone()
         single.update(keys, values, index)
     return single
-
-
-def _clip_token_counts(prompt: EncodedPrompt) -> list[int]:
-    """``[AUDIO]`` tokens of each clip, in order: each clip is one contiguous run of them."""
-    counts: list[int] = []
-    previous = None
-    for token in prompt.tokens:
-        if token == AUDIO_TOKEN_ID:
-            if previous != AUDIO_TOKEN_ID:
-                counts.append(0)
-            counts[-1] += 1
-        previous = token
-    return counts

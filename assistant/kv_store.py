@@ -46,6 +46,19 @@ def sequence_keys(prompt: EncodedPrompt) -> list[Hashable]:
     return keys
 
 
+def clip_token_counts(prompt: EncodedPrompt) -> list[int]:
+    """``[AUDIO]`` tokens of each clip, in order (as in ``sequence_keys``: one run per clip)."""
+    counts: list[int] = []
+    previous = None
+    for token in prompt.tokens:
+        if token == AUDIO_TOKEN_ID:
+            if previous != AUDIO_TOKEN_ID:
+                counts.append(0)
+            counts[-1] += 1
+        previous = token
+    return counts
+
+
 def common_prefix(a: Sequence[Hashable], b: Sequence[Hashable], limit: int) -> int:
     """Length of the longest common prefix of ``a`` and ``b``, at most ``limit``."""
     n = min(len(a), len(b), limit)
