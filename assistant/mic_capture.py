@@ -313,7 +313,7 @@ class MicCapture:
             self._ready.clear()
             try:
                 await asyncio.wait_for(self._ready.wait(), self.stall_timeout_s)
-            except asyncio.TimeoutError:  # TimeoutError itself only from Python 3.11
+            except TimeoutError:  # TimeoutError itself only from Python 3.11
                 if self._queue or self._ended:
                     continue  # audio (or the end) arrived as the wait ran out
                 name = self.device.name if self.device else "?"

@@ -91,7 +91,12 @@ async def test_verbose_serve_keeps_websockets_wire_dumps_off(tiny_model_dir: Pat
     token = f"SUPERSECRET-{secrets.token_hex(8)}"
     log = await _serve_and_connect(tiny_model_dir, "-v", token, "WRONGGUESS")
     assert " DEBUG asyncio: " in log
-    assert " INFO websockets.server: connection rejected (401 Unauthorized)" in log
+    # websockets logs the refusal at INFO; 16 words it "connection rejected", 17 "HTTP response
+    # sent": either proves its INFO records get through while the header dumps stay off.
+    assert re.search(
+        r" INFO websockets\.server: (connection rejected|HTTP response sent) \(401 Unauthorized\)",
+        log,
+    )
     assert "websockets.server: < " not in log
     assert token not in log
 

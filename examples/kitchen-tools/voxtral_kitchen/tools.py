@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from assistant.tools import ToolContext, tool
 
 
-class Unit(str, Enum):
+class Unit(StrEnum):
     """Kitchen units, by mass or by volume."""
 
     GRAM = "g"
