@@ -18,7 +18,7 @@ from assistant.tools.decorator import ToolDefinition, tool_definition
 from assistant.tools.errors import ToolsFileError
 from assistant.tools.handlers.base import Handler
 from assistant.tools.handlers.python import ImportSpecError, PythonHandler, import_callable
-from assistant.tools.parameters import reference_problem
+from assistant.tools.parameters import reference_problem, required_problem
 from assistant.tools.plugins import load_plugins
 from assistant.tools.registry import ToolRegistry
 from assistant.tools.schema import BrokerConfig, ToolConfig, ToolsFile, allowed_keys
@@ -222,12 +222,13 @@ class _Builder:
             raise self.source.error(
                 loc, "parameters must be a JSON Schema with 'type: object' (the arguments object)"
             )
-        found = reference_problem(schema)
-        if found is not None:
-            where, problem = found
-            raise self.source.error(
-                (*loc, *where), f"tool {name!r}: {problem} (at parameters.{_dotted(where)})"
-            )
+        for check in (reference_problem, required_problem):
+            found = check(schema)
+            if found is not None:
+                where, problem = found
+                raise self.source.error(
+                    (*loc, *where), f"tool {name!r}: {problem} (at parameters.{_dotted(where)})"
+                )
 
     def _check_placeholders(
         self, placeholders: list[tuple[Placeholder, Location]], declared: set[str], loc: Location

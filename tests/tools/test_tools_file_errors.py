@@ -450,3 +450,120 @@ def test_mqtt_topic_variable_that_adds_a_wildcard(write_tools: WriteTools) -> No
         "tool 'set_light': the topic '${PREFIX}/light/set' once its ${variables} are filled in "
         "contains an MQTT wildcard"
     )
+
+
+def test_required_names_a_property_that_does_not_exist(write_tools: WriteTools) -> None:
+    """A misspelt name under required is refused at its line, naming the closest property."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        plugins: none
+        tools:
+          - name: set_light
+            description: Switch a light.
+            parameters:
+              type: object
+              properties:
+                room: {type: string}
+                state: {type: string, enum: ["on", "off"]}
+              required: [room, sate]
+            handler: {python: "json:dumps"}
+        """,
+    )
+    assert error.line == 11
+    assert error.reason == (
+        "tool 'set_light': required lists 'sate', which is not one of its properties "
+        "(room, state); declare it under properties or fix the name (did you mean 'state'?) "
+        "(at parameters.required[1])"
+    )
+
+
+def test_required_is_checked_in_nested_objects(write_tools: WriteTools) -> None:
+    """An object inside the arguments gets the same check, pointing at its own required."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        plugins: none
+        tools:
+          - name: set_light
+            description: Switch a light.
+            parameters:
+              type: object
+              properties:
+                light:
+                  type: object
+                  properties:
+                    colour: {type: string}
+                  required:
+                    - brightness
+            handler: {python: "json:dumps"}
+        """,
+    )
+    assert error.line == 14
+    assert error.reason.startswith(
+        "tool 'set_light': required lists 'brightness', which is not one of its properties "
+        "(colour);"
+    )
+    assert error.reason.endswith("(at parameters.properties.light.required[0])")
+
+
+def test_required_without_any_properties_is_refused(write_tools: WriteTools) -> None:
+    """Arguments that require a name but declare no properties at all cannot be called."""
+    error = load_error(
+        write_tools,
+        """
+        version: 1
+        plugins: none
+        tools:
+          - name: echo
+            description: Echo a thing.
+            parameters: {type: object, required: [thing]}
+            handler: {python: "json:dumps"}
+        """,
+    )
+    assert error.line == 6
+    assert "required lists 'thing', which is not one of its properties (it declares none)" in (
+        error.reason
+    )
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        "{type: object, properties: {a: {type: string}, b: {type: string}},"
+        " anyOf: [{required: [a]}, {required: [b]}]}",
+        "{type: object, allOf: [{properties: {a: {type: string}}}], required: [a]}",
+        "{type: object, properties: {a: {}}, patternProperties: {'^x_': {}}, required: [x_1]}",
+        "{type: object, properties: {a: {}}, additionalProperties: {type: string},"
+        " required: [extra]}",
+        "{type: object, $defs: {base: {properties: {a: {}}}}, $ref: '#/$defs/base', required: [a]}",
+        "{type: object, properties: {a: {}, b: {}}, if: {properties: {a: {const: 1}}},"
+        " then: {properties: {b: {minLength: 2}}, required: [a, b]}}",
+        "{type: object, properties: {a: {}}, not: {properties: {a: {}}, required: [b]}}",
+    ],
+    ids=[
+        "any-of-branches",
+        "all-of",
+        "pattern-properties",
+        "additional-properties",
+        "ref",
+        "then-branch",
+        "not",
+    ],
+)
+def test_required_names_declared_elsewhere_load(write_tools: WriteTools, parameters: str) -> None:
+    """Names that another keyword of the schema can supply are not taken for typos."""
+    path = write_tools(
+        f"""
+        version: 1
+        plugins: none
+        tools:
+          - name: echo
+            description: Echo a thing.
+            parameters: {parameters}
+            handler: {{python: "json:dumps"}}
+        """
+    )
+    assert "echo" in load_tools(path, environ={})
