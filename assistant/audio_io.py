@@ -23,6 +23,13 @@ AudioSource = np.ndarray | Utterance | str | os.PathLike | bytes | bytearray
 """What ``load_audio`` accepts."""
 
 
+ACCEPTED_AUDIO = (
+    "WAV, FLAC, OGG (Vorbis or Opus) or MP3 audio: 8- to 32-bit integer or float samples, "
+    "any sample rate, mono or more channels"
+)
+"""What the bytes of an audio file may hold (what libsndfile decodes), for error messages."""
+
+
 # Lossy decoders and resamplers overshoot 1.0 (a full-scale square wave decodes from MP3 or Ogg
 # at a peak near 1.36); int16 samples handed over as floats peak in the hundreds or thousands.
 MAX_FLOAT_PEAK = 2.0
@@ -84,31 +91,38 @@ def _read_file(data: str | os.PathLike | io.BytesIO, what: str) -> tuple[np.ndar
     try:
         samples, rate = sf.read(data, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(f"{what} is not readable audio (WAV, FLAC, MP3 or OGG): {exc}") from None
+        # libsndfile's own words, without soundfile's "Error opening <the file object>: ".
+        reason = exc.error_string if isinstance(exc, sf.LibsndfileError) else str(exc)
+        raise AudioError(
+            f"{what} is not readable audio ({reason.rstrip('.')}); expected {ACCEPTED_AUDIO}"
+        ) from None
     return samples.mean(axis=1).astype(np.float32), int(rate)
 
 
-def load_audio(source: AudioSource, sample_rate_hz: int | None = None) -> np.ndarray:
+def load_audio(
+    source: AudioSource, sample_rate_hz: int | None = None, *, name: str | None = None
+) -> np.ndarray:
     """Return ``source`` as float32 mono samples at 16 kHz.
 
     ``sample_rate_hz`` is the rate of a numpy array (default 16 kHz); files and bytes carry
     their own rate. Raises ``AudioError`` for unreadable, empty, non-finite or mis-scaled audio
     (float samples beyond ``MAX_FLOAT_PEAK``) and for a sample rate that is not positive.
+    ``name`` is what the messages call ``source`` ("the request body"); by default its kind.
     """
     if isinstance(source, Utterance):
-        samples, rate = _to_float_mono(np.asarray(source.pcm), "utterance"), source.sample_rate_hz
-        what = "utterance"
+        what = name or "utterance"
+        samples, rate = _to_float_mono(np.asarray(source.pcm), what), source.sample_rate_hz
     elif isinstance(source, np.ndarray):
-        samples = _to_float_mono(source, "audio array")
+        what = name or "audio array"
+        samples = _to_float_mono(source, what)
         rate = SAMPLE_RATE_HZ if sample_rate_hz is None else sample_rate_hz
-        what = "audio array"
     elif isinstance(source, (bytes, bytearray)):
+        what = name or "audio data"
         if not source:
-            raise AudioError("audio bytes are empty")
-        samples, rate = _read_file(io.BytesIO(bytes(source)), "audio bytes")
-        what = "audio bytes"
+            raise AudioError(f"{what} is empty; expected {ACCEPTED_AUDIO}")
+        samples, rate = _read_file(io.BytesIO(bytes(source)), what)
     elif isinstance(source, (str, os.PathLike)):
-        what = f"audio file {Path(source)}"
+        what = name or f"audio file {Path(source)}"
         if Path(source).is_dir():
             raise AudioError(f"{what} is a folder, not an audio file")
         if not Path(source).is_file():

@@ -247,7 +247,7 @@ async def _parse_body(
             return error_response(http.HTTPStatus.BAD_REQUEST, f"{where}: {first['msg']}")
     try:
         # Decoding up to 25 MiB of FLAC or MP3 must not stall the WebSocket clients.
-        return await asyncio.to_thread(load_audio, body), None
+        return await asyncio.to_thread(load_audio, body, name="the request body"), None
     except AudioError as exc:
         return error_response(http.HTTPStatus.BAD_REQUEST, str(exc))
 

@@ -91,6 +91,38 @@ def test_bad_audio_is_a_clear_error(source, message: str) -> None:
         load_audio(source)
 
 
+EXPECTED = (
+    "expected WAV, FLAC, OGG (Vorbis or Opus) or MP3 audio: 8- to 32-bit integer or float "
+    "samples, any sample rate, mono or more channels"
+)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"definitely not audio", b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00"],
+    ids=["text", "wav-header-without-data"],
+)
+def test_bytes_that_are_not_audio_say_what_is_expected(content: bytes) -> None:
+    """Unreadable bytes give libsndfile's reason and the accepted formats, never an object repr."""
+    with pytest.raises(AudioError) as caught:
+        load_audio(content)
+    message = str(caught.value)
+    assert message.startswith("audio data is not readable audio (")
+    assert message.endswith(f"); {EXPECTED}")
+    assert "object at 0x" not in message and "<_io" not in message
+
+
+def test_a_file_that_is_not_audio_says_what_is_expected(tmp_path: Path) -> None:
+    """A file of text named .wav is refused by its path, with the accepted formats."""
+    path = tmp_path / "notes.wav"
+    path.write_text("shopping list", encoding="utf-8")
+    with pytest.raises(AudioError) as caught:
+        load_audio(path)
+    assert str(caught.value) == (
+        f"audio file {path} is not readable audio (Format not recognised); {EXPECTED}"
+    )
+
+
 def test_empty_stereo_array_raises_without_warning() -> None:
     """An empty (0, 2) array says it is empty, with no NaN RuntimeWarning from mixing channels."""
     with warnings.catch_warnings():

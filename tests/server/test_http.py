@@ -109,6 +109,28 @@ async def test_respond_refuses_bad_bodies(server, content, content_type, status,
     assert phrase in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [(b"hello, this is text", "audio/wav"), (b'{"text": "hi"}', "application/octet-stream")],
+    ids=["text-as-wav", "json-as-octet-stream"],
+)
+async def test_respond_says_which_audio_it_expects(server, content, content_type) -> None:
+    """A body that is not audio gets a 400 naming the accepted formats, no Python object repr."""
+    response = await http(
+        "POST",
+        _base(server) + "/v1/respond",
+        content=content,
+        headers={"Content-Type": content_type},
+    )
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert message == (
+        "the request body is not readable audio (Format not recognised); expected WAV, FLAC, "
+        "OGG (Vorbis or Opus) or MP3 audio: 8- to 32-bit integer or float samples, any sample "
+        "rate, mono or more channels"
+    )
+
+
 async def test_respond_refuses_a_body_over_the_limit(start_server) -> None:
     """A body larger than max_request_body_bytes gets 413 before it is read."""
     async with start_server(limits={"max_request_body_bytes": 1000}) as server:
