@@ -139,8 +139,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     from assistant.audio_io import AudioError, load_audio
     from assistant.model_worker import ModelError
 
-    if args.language is not None and not (len(args.language) == 2 and args.language.isalpha()):
-        raise CliError(f"--language must be a two-letter ISO 639-1 code, not {args.language!r}")
+    language = _iso_639_1(args.language) if args.language is not None else None
     settings = settings_from_args(args)
     try:
         audio = load_audio(args.audio)
@@ -148,7 +147,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     worker = _load_worker(args, settings)
     try:
-        result = asyncio.run(worker.transcribe(audio, language=args.language))
+        result = asyncio.run(worker.transcribe(audio, language=language))
     except ModelError as exc:
         raise CliError(str(exc)) from None
     finally:
@@ -156,10 +155,26 @@ def _transcribe(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"text": result.text, "language": result.language}, ensure_ascii=False))
     else:
-        if result.language and not args.language:
+        if result.language and not language:
             print(f"language: {result.language}", file=sys.stderr)
         print(result.text)
     return 0
+
+
+def _iso_639_1(code: str) -> str:
+    """``code`` as the ISO 639-1 code mistral-common accepts (lower case), or a ``CliError``.
+
+    The same check as the transcription request's, made before the model loads.
+    """
+    from pydantic import TypeAdapter, ValidationError
+    from pydantic_extra_types.language_code import LanguageAlpha2
+
+    try:
+        return str(TypeAdapter(LanguageAlpha2).validate_python(code.lower()))
+    except ValidationError:
+        raise CliError(
+            f"--language {code!r} is not an ISO 639-1 language code (two letters, like en or fr)"
+        ) from None
 
 
 def add_commands(sub: Any) -> None:

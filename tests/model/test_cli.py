@@ -89,6 +89,19 @@ def test_transcribe_rejects_a_bad_language_code(tiny_model_dir: Path, clips, cap
     assert "ISO 639-1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("code", ["xx", "qq", "e1"])
+def test_transcribe_refuses_an_unknown_language_before_the_model_loads(
+    tiny_model_dir: Path, clips, capsys, code: str
+) -> None:
+    """--language with two characters that name no language: one line, status 2, no load."""
+    args = ["transcribe", str(clips["short"]), "--model", str(tiny_model_dir)]
+    assert main([*args, "--language", code]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"voxtral-assistant: --language {code!r} is not an ISO 639-1 language code "
+        "(two letters, like en or fr)"
+    ]
+
+
 @pytest.mark.slow
 def test_ask_runs_from_the_command_line(tiny_model_dir: Path, clips) -> None:
     """The installed console script streams a reply and exits 0."""
