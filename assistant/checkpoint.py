@@ -4,7 +4,9 @@ Resolving to a local folder first means ``from_pretrained`` never talks to the n
 so a missing model fails at once with one sentence instead of hanging in retries. The folder is
 checked for every file the loader reads, so a partial download (an interrupted one leaves a
 snapshot with a few files) is completed when online, or named file by file, instead of failing
-deep inside transformers.
+deep inside transformers. Before downloading, the hub gets a few seconds to answer at all: the
+hub client waits without a time limit for the first answer, so a machine whose network drops
+packets would otherwise sit silent for a long time before failing.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,11 @@ CHECKPOINT_FILES = [
 ]
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
+
+
+HUB_PROBE_TIMEOUT_S = 5.0
+"""How long the hub has to answer before it is taken to be unreachable; the environment
+variable HF_HUB_ETAG_TIMEOUT (seconds, as huggingface_hub reads it) replaces it."""
 
 
 class ModelNotFoundError(Exception):
@@ -101,6 +109,51 @@ def _how_to_get(model_id: str) -> str:
     )
 
 
+def _probe_timeout_s() -> float:
+    try:
+        timeout_s = float(os.environ["HF_HUB_ETAG_TIMEOUT"])
+    except (KeyError, ValueError):
+        return HUB_PROBE_TIMEOUT_S
+    return timeout_s if timeout_s > 0 else HUB_PROBE_TIMEOUT_S
+
+
+def _hub_unreachable(endpoint: str, timeout_s: float) -> str | None:
+    """Why the hub at ``endpoint`` gave no answer within ``timeout_s``; None when it answered.
+
+    Any HTTP answer counts, even an error status: the download then reports what the hub said.
+    The request runs in a daemon thread because a slow DNS lookup ignores every timeout; a
+    thread still waiting for one ends with the process.
+    """
+    from huggingface_hub.utils import get_session
+
+    outcome: list[Exception | None] = []
+
+    def probe() -> None:
+        try:
+            # The join below decides; this longer timeout only ends the thread afterwards.
+            get_session().head(endpoint, timeout=2 * timeout_s)
+        except Exception as exc:  # connection refused, timeout, proxy, TLS: all "unreachable"
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=probe, name="hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not outcome:
+        return f"no answer within {timeout_s:g} s"
+    error = outcome[0]
+    return None if error is None else f"{type(error).__name__}: {error}"
+
+
+def _unreachable(model_id: str, where: str, endpoint: str, reason: str) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"model {model_id} {where} and the Hugging Face hub at {endpoint} could not be reached "
+        f"({reason}): {_how_to_get(model_id)}; on a machine without network, set "
+        "HF_HUB_OFFLINE=1 so that models come from the cache without asking the hub"
+    )
+
+
 def _cached_snapshot(model_id: str) -> Path | None:
     """The snapshot of ``model_id`` in the Hugging Face cache, complete or not; no network."""
     from huggingface_hub import snapshot_download
@@ -122,7 +175,7 @@ def resolve_checkpoint(model_id: str | os.PathLike[str]) -> Path:
 
     A hub id comes from the Hugging Face cache; what the cache lacks (an interrupted download)
     is downloaded unless HF_HUB_OFFLINE is set. Raises ``ModelNotFoundError`` naming the files
-    that are still missing.
+    that are still missing, or saying that the hub gave no answer (``HUB_PROBE_TIMEOUT_S``).
     """
     path = Path(model_id).expanduser()
     if path.is_dir():
@@ -139,26 +192,33 @@ def resolve_checkpoint(model_id: str | os.PathLike[str]) -> Path:
             f"{model_id!r} is neither an existing folder nor a hub id like 'org/name'"
         )
 
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     cached = _cached_snapshot(model_id)
     missing = missing_files(cached) if cached is not None else []
     if cached is not None and not missing:
         return cached
+    where = (
+        "is not in the local Hugging Face cache"
+        if cached is None
+        else f"is only partly in the local Hugging Face cache ({cached} lacks {', '.join(missing)})"
+    )
     if _offline():
-        where = (
-            "is not in the local Hugging Face cache"
-            if cached is None
-            else f"is only partly in the local Hugging Face cache ({cached} lacks "
-            f"{', '.join(missing)})"
-        )
         raise ModelNotFoundError(
             f"model {model_id} {where} and HF_HUB_OFFLINE is set: " + _how_to_get(model_id)
         )
-    log.info("downloading %s from the Hugging Face hub", model_id)
+    endpoint = constants.ENDPOINT
+    log.info("downloading %s from the Hugging Face hub at %s", model_id, endpoint)
+    unreachable = _hub_unreachable(endpoint, _probe_timeout_s())
+    if unreachable is not None:
+        raise _unreachable(model_id, where, endpoint, unreachable)
     try:
         folder = Path(snapshot_download(model_id, allow_patterns=CHECKPOINT_FILES))
-    except Exception as exc:  # network, auth, missing repo: all end in the same advice
+    except LocalEntryNotFoundError as exc:  # the hub stopped answering, or answers 5xx
+        cause = exc.__cause__ or exc
+        raise _unreachable(model_id, where, endpoint, type(cause).__name__) from None
+    except Exception as exc:  # auth, missing repo: all end in the same advice
         raise ModelNotFoundError(
             f"model {model_id} could not be downloaded ({type(exc).__name__}): "
             + _how_to_get(model_id)

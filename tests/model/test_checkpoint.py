@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,83 @@ def hub_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return cache
+
+
+def use_hub(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    """Go online (HF_HUB_OFFLINE=0) with ``endpoint`` as the hub."""
+    # Like HF_HUB_CACHE, huggingface_hub reads these once, at import.
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+
+
+class _Answer(BaseHTTPRequestHandler):
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def answering_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Online, with a hub on loopback that answers (the downloads themselves are faked)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    use_hub(monkeypatch, endpoint)
+    yield endpoint
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def silent_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Online, with a hub on loopback that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # the kernel completes the handshakes; nobody ever reads or replies
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    use_hub(monkeypatch, endpoint)
+    yield endpoint
+    listener.close()
+
+
+@pytest.fixture
+def closed_hub(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Online, with a hub on a loopback port where nothing listens (connection refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    use_hub(monkeypatch, endpoint)
+    return endpoint
+
+
+def resolve_in_time(model_id: str, limit_s: float) -> tuple[BaseException | None, float]:
+    """``resolve_checkpoint(model_id)`` in a thread: what it raised, and after how long.
+
+    Fails the test when it has not returned within ``limit_s`` (the thread is abandoned).
+    """
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            resolve_checkpoint(model_id)
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    assert outcome, f"still waiting for the hub after {limit_s:g} s"
+    return outcome[0], time.monotonic() - started
 
 
 def cache_snapshot(cache: Path, repo_id: str, source: Path, names: list[str]) -> Path:
@@ -105,27 +186,57 @@ def test_complete_cached_snapshot_resolves_and_loads(hub_cache: Path, tiny_model
 
 
 def test_partial_cache_online_downloads_the_rest(
-    monkeypatch: pytest.MonkeyPatch, hub_cache: Path, tiny_model_dir: Path
+    monkeypatch: pytest.MonkeyPatch, hub_cache: Path, tiny_model_dir: Path, answering_hub: str
 ) -> None:
     """Online, a partial snapshot is completed with the checkpoint's files, then used."""
     snapshot = cache_snapshot(hub_cache, "org/name", tiny_model_dir, ["config.json", "tekken.json"])
     downloads = record_downloads(monkeypatch, fill_from=tiny_model_dir)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     assert resolve_checkpoint("org/name") == snapshot
     assert downloads == [{"repo_id": "org/name", "allow_patterns": CHECKPOINT_FILES}]
     assert missing_files(snapshot) == []
 
 
 def test_partial_cache_still_incomplete_after_download_is_refused(
-    monkeypatch: pytest.MonkeyPatch, hub_cache: Path, tiny_model_dir: Path
+    monkeypatch: pytest.MonkeyPatch, hub_cache: Path, tiny_model_dir: Path, answering_hub: str
 ) -> None:
     """When the hub brings nothing (unreachable, or no such files), the missing files are named."""
     cache_snapshot(hub_cache, "org/name", tiny_model_dir, ["config.json", "tekken.json"])
     downloads = record_downloads(monkeypatch, fill_from=None)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     with pytest.raises(ModelNotFoundError, match=r"still incomplete.*preprocessor_config\.json"):
         resolve_checkpoint("org/name")
     assert len(downloads) == 1
+
+
+def test_a_hub_that_never_answers_is_reported_within_seconds(
+    monkeypatch: pytest.MonkeyPatch, hub_cache: Path, silent_hub: str
+) -> None:
+    """Online, a hub that takes connections but never answers fails fast, saying what to do."""
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "1")
+    error, took_s = resolve_in_time("org/name", limit_s=15)
+    assert took_s < 4
+    assert isinstance(error, ModelNotFoundError)
+    assert str(error) == (
+        f"model org/name is not in the local Hugging Face cache and the Hugging Face hub at "
+        f"{silent_hub} could not be reached (no answer within 1 s): download it where there is "
+        "network with `hf download org/name` (it lands in the Hugging Face cache, "
+        "~/.cache/huggingface), or pass --model with the path of a local folder that holds the "
+        "checkpoint; on a machine without network, set HF_HUB_OFFLINE=1 so that models come "
+        "from the cache without asking the hub"
+    )
+
+
+def test_a_refused_connection_to_the_hub_says_it_could_not_be_reached(
+    hub_cache: Path, closed_hub: str
+) -> None:
+    """Online, a hub whose port is closed is named as unreachable, with the way out."""
+    error, took_s = resolve_in_time("org/name", limit_s=15)
+    assert took_s < 4
+    assert isinstance(error, ModelNotFoundError)
+    message = str(error)
+    assert f"the Hugging Face hub at {closed_hub} could not be reached (" in message
+    assert "Connection refused" in message
+    assert "hf download org/name" in message and "--model" in message
+    assert "HF_HUB_OFFLINE=1" in message and "\n" not in message
 
 
 def test_hub_id_with_a_dot_reaches_the_cache_lookup(hub_cache: Path) -> None:
