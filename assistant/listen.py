@@ -2,8 +2,9 @@
 
 Everything that can be checked before the slow model load is checked first (the input file,
 the microphone, the speech output, the tools file), so that a mistake costs a second, not a
-minute. Ctrl-C (SIGINT) or SIGTERM stops the agent: the microphone is closed, speech stops, the
-running reply is cancelled, the session log is finished, and the exit status is 0.
+minute. A machine with no speaker is no mistake: the replies are shown, not spoken, after one
+warning. Ctrl-C (SIGINT) or SIGTERM stops the agent: the microphone is closed, speech stops,
+the running reply is cancelled, the session log is finished, and the exit status is 0.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ log = logging.getLogger(__name__)
 CPU_WARNING = (
     "no GPU found: running Voxtral on the CPU, where a reply takes seconds instead of a "
     "fraction of a second (pass --model-device cpu to choose the CPU and hide this warning)"
+)
+
+
+NO_SPEAKER_WARNING = (
+    "cannot play speech (%s): replies are shown as text only; connect a speaker or pick one "
+    "with --output-device, or pass --no-speak to hide this warning"
 )
 
 
@@ -144,14 +151,26 @@ def _read_recording(path: Path) -> np.ndarray:
 
 
 def _check_speech(options: ListenOptions) -> Any:
+    """The synthesizer for spoken replies; None when there is no speaker to play them on.
+
+    A machine without any speaker still gets text replies (after a warning); a speaker asked
+    for by name must work, as must espeak-ng and the voice.
+    """
     from assistant.tts import EspeakSynthesizer, SoundDevicePlayer, SpeechError
 
+    player = SoundDevicePlayer(options.output_device)
     try:
         synthesizer = EspeakSynthesizer(options.voice, options.words_per_minute)
         synthesizer.synthesize("ok")  # an unknown voice fails here, not at the first reply
-        SoundDevicePlayer(options.output_device).check(synthesizer.sample_rate_hz)
+        if options.output_device is not None:
+            player.check(synthesizer.sample_rate_hz)
+            return synthesizer
+        problem = player.problem(synthesizer.sample_rate_hz)
     except (SpeechError, ValueError) as exc:
         raise ListenError(str(exc)) from None
+    if problem is not None:
+        log.warning(NO_SPEAKER_WARNING, problem)
+        return None
     return synthesizer
 
 

@@ -192,6 +192,15 @@ class SoundDevicePlayer:
 
     def check(self, sample_rate_hz: int) -> None:
         """Raise ``SpeechError`` unless the device can play mono int16 at ``sample_rate_hz``."""
+        problem = self.problem(sample_rate_hz)
+        if problem is not None:
+            raise SpeechError(
+                f"cannot play speech ({problem}); connect a speaker, pick one with "
+                "--output-device, or use --no-speak"
+            )
+
+    def problem(self, sample_rate_hz: int) -> str | None:
+        """Why the device cannot play mono int16 at ``sample_rate_hz``; None when it can."""
         sd = _sounddevice()
         try:
             sd.check_output_settings(
@@ -199,10 +208,8 @@ class SoundDevicePlayer:
             )
         except (sd.PortAudioError, ValueError) as exc:
             where = "no default output device" if self.device is None else repr(self.device)
-            raise SpeechError(
-                f"cannot play speech ({where}: {exc}); connect a speaker, pick one with "
-                "--output-device, or use --no-speak"
-            ) from None
+            return f"{where}: {exc}"
+        return None
 
     def play(self, pcm: np.ndarray, sample_rate_hz: int, stop: threading.Event) -> float:
         """Play ``pcm`` and wait until it has left the speaker (or ``stop`` is set)."""

@@ -107,6 +107,39 @@ def test_no_microphone_is_a_clear_error_before_the_model_loads(tiny_model_dir: P
     assert "loaded" not in done.stderr
 
 
+def test_without_a_speaker_replies_are_text_after_one_warning(
+    tiny_model_dir: Path, command_wav: Path, forced_replies: ScriptWriter
+) -> None:
+    """No output device and no --no-speak: one warning naming --no-speak, then replies as text."""
+    done = run_listen(
+        "--model", tiny_model_dir, "--input", command_wav, "--fast", "--plain",
+        "--forced-replies", forced_replies(replies=[{"text": "Hi."}]),
+        env={"PULSE_SERVER": "unix:/nonexistent/pulse"},  # no sound server: no devices
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "assistant: Hi." in done.stdout
+    (warning,) = [line for line in done.stderr.splitlines() if "speech" in line]
+    assert "WARNING" in warning and "cannot play speech (no default output device" in warning
+    assert warning.endswith(
+        "replies are shown as text only; connect a speaker or pick one with --output-device, "
+        "or pass --no-speak to hide this warning"
+    )
+
+
+def test_a_named_speaker_that_does_not_exist_is_refused(
+    listen_main: ListenMain, tiny_model_dir: Path, command_wav: Path
+) -> None:
+    """``--output-device`` that names no device is a mistake: one line, before the model loads."""
+    status, err = listen_main(
+        "--model", tiny_model_dir, "--input", command_wav,
+        "--output-device", "no such speaker anywhere",
+    )  # fmt: skip
+    assert status == 2
+    (line,) = [line for line in err.splitlines() if line.startswith("voxtral-assistant:")]
+    assert "'no such speaker anywhere'" in line and "--no-speak" in line
+    assert "loaded" not in err
+
+
 def test_an_unreadable_recording_is_a_clear_error(
     listen_main: ListenMain, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
