@@ -198,7 +198,7 @@ class HttpConnection(ServerConnection):
                 await asyncio.wait_for(
                     self._body_done.wait(), max(0.0, self._deadline_s - self.loop.time())
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise BodyError(
                     http.HTTPStatus.REQUEST_TIMEOUT,
                     f"the body did not arrive within {self.request_timeout_s:g} s",

@@ -59,7 +59,7 @@ async def _run(handler: Handler, arguments: dict[str, Any], context: ToolContext
     """Run ``handler``, keeping its own timeouts apart from the registry's per-tool timeout."""
     try:
         return await handler.run(arguments, context)
-    except asyncio.TimeoutError as exc:
+    except TimeoutError as exc:
         raise _HandlerTimeoutError(exc) from None
 
 
@@ -188,7 +188,7 @@ class ToolRegistry:
             arguments = {**self._defaults[spec.name], **call.arguments}
             value = await asyncio.wait_for(_run(handler, arguments, context), spec.timeout_s)
             content = serialize_result(value, spec.max_result_bytes)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             message = f"the tool did not finish within {spec.timeout_s:g} s and was stopped"
             return self._fail(call, started, message)
         except _HandlerTimeoutError as exc:
