@@ -34,9 +34,9 @@ async def speaker(
     """One conversation: a clip every interval; its times to first token in ms."""
     from mistral_common.protocol.instruct.messages import AssistantMessage, UserMessage
 
-    from assistant.audio_io import audio_chunk
+    from assistant.audio.io import audio_chunk
     from assistant.events import TextDelta
-    from assistant.model_worker import GenerationParams
+    from assistant.model.worker import GenerationParams
 
     params = GenerationParams(max_new_tokens=len(reply) + 1, temperature=0.0)
     text = worker.tokenizer.decode(reply[:-1])
@@ -60,7 +60,7 @@ async def speaker(
 
 async def run(loaded: Any, args: Any, max_batch: int) -> list[float]:
     """All conversations at once; every time to first token in ms."""
-    from assistant.model_worker import ModelWorker, WorkerOptions
+    from assistant.model.worker import ModelWorker, WorkerOptions
     from assistant.testing.forced import ScriptedReplies
 
     script = ScriptedReplies()

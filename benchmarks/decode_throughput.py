@@ -44,7 +44,7 @@ async def batch_rate(worker: Any, script: Any, reply: list[int], batch: int) -> 
     from mistral_common.protocol.instruct.messages import UserMessage
 
     from assistant.events import TextDelta
-    from assistant.model_worker import GenerationParams
+    from assistant.model.worker import GenerationParams
 
     for _ in range(batch):
         script.add(reply)
@@ -71,7 +71,7 @@ async def batch_rate(worker: Any, script: Any, reply: list[int], batch: int) -> 
 
 async def run(args: argparse.Namespace, loaded: Any) -> list[dict[str, float]]:
     """All batch sizes, after one warm-up."""
-    from assistant.model_worker import ModelWorker, WorkerOptions
+    from assistant.model.worker import ModelWorker, WorkerOptions
     from assistant.testing.forced import ScriptedReplies
 
     script = ScriptedReplies()

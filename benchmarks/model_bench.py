@@ -50,7 +50,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 def load(size: str, device: str, dtype: str) -> Any:
     """A ``LoadedModel`` of the requested size."""
-    from assistant.model_loading import load_model
+    from assistant.model.loading import load_model
 
     if size == "tiny":
         from assistant.testing.tiny_model import build_tiny_model
@@ -72,7 +72,7 @@ def _random_mini(device: str, dtype: str) -> Any:
     )
     from transformers.tokenization_mistral_common import MistralCommonBackend
 
-    from assistant.model_loading import LoadedModel, LoadReport, pick_device, pick_dtype
+    from assistant.model.loading import LoadedModel, LoadReport, pick_device, pick_dtype
     from assistant.testing.tekken import write_tekken
 
     started = time.monotonic()

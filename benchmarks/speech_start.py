@@ -1,6 +1,6 @@
 """How soon a spoken reply starts: espeak-ng synthesis speed and time to first sound.
 
-Plays through a private PulseAudio server (``assistant.testing.pulse.VirtualAudio``: a null
+Plays through a private PulseAudio server (``tests.support.pulse.VirtualAudio``: a null
 sink, so no sound card is needed) with the real ``Speaker`` stage (espeak-ng + PortAudio).
 
 - synthesis: espeak-ng's time per sentence and its real-time factor (seconds of speech made per
@@ -25,9 +25,9 @@ import statistics
 import time
 from pathlib import Path
 
-from assistant.mic_capture import rescan_devices
-from assistant.testing.pulse import VirtualAudio
-from assistant.tts import EspeakSynthesizer, SentenceSplitter, SoundDevicePlayer, Speaker
+from assistant.audio.capture import rescan_devices
+from assistant.speech.tts import EspeakSynthesizer, SentenceSplitter, SoundDevicePlayer, Speaker
+from tests.support.pulse import VirtualAudio
 
 SENTENCES = [
     "Sure.",

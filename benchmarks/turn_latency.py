@@ -48,9 +48,9 @@ async def worker_turns(loaded: Any, clips: list[Any], reply: list[int]) -> list[
     """Run the conversation through the worker; per-turn milliseconds."""
     from mistral_common.protocol.instruct.messages import AssistantMessage, UserMessage
 
-    from assistant.audio_io import audio_chunk
+    from assistant.audio.io import audio_chunk
     from assistant.events import TextDelta
-    from assistant.model_worker import GenerationParams, ModelWorker
+    from assistant.model.worker import GenerationParams, ModelWorker
     from assistant.testing.forced import ScriptedReplies
 
     script = ScriptedReplies()

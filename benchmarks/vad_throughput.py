@@ -26,9 +26,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 import soxr
 
+from assistant.audio.vad import VadSegmenter
 from assistant.events import SAMPLE_RATE_HZ, Utterance
 from assistant.testing.speech import synthesize
-from assistant.vad_segmenter import VadSegmenter
 
 GOALS_X = {"webrtc": 200.0, "silero": 20.0}
 PHRASES = [

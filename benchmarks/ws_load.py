@@ -38,10 +38,10 @@ import soxr
 from websockets.asyncio.client import connect
 
 from assistant import events as ev
+from assistant.audio.vad import VadSegmenter
 from assistant.config import VadSettings
 from assistant.testing.speech import synthesize
 from assistant.testing.tiny_model import build_tiny_model
-from assistant.vad_segmenter import VadSegmenter
 
 RATE_HZ = 24_000
 CHUNK_MS = 20

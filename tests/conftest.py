@@ -6,4 +6,4 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-pytest_plugins = ["assistant.testing.fixtures"]
+pytest_plugins = ["tests.support.fixtures"]

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from assistant import __version__
-from assistant.checkpoint import ModelNotFoundError, resolve_checkpoint
 from assistant.cli import build_parser, main
-from assistant.cli_common import settings_from_args
+from assistant.cli.common import settings_from_args
 from assistant.config import ConfigError, Settings, load_settings
+from assistant.model.checkpoint import ModelNotFoundError, resolve_checkpoint
 
 
 def _subcommands() -> list[str]:

@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from assistant.cli_common import RedactSecrets
+from assistant.cli.common import RedactSecrets
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.testing.pulse import VirtualAudio
 from assistant.testing.speech import synthesize, write_wav
+from tests.support.pulse import VirtualAudio
 
 COMMAND_TEXT = "What time is it"
 TRANSCRIPT = "What time is it?"
@@ -66,7 +66,7 @@ def forced_replies(tmp_path: Path) -> ScriptWriter:
 @pytest.fixture(scope="module")
 def virtual_audio() -> Iterator[VirtualAudio]:
     """A private PulseAudio server (default speaker and microphone) seen by PortAudio here."""
-    from assistant.mic_capture import rescan_devices
+    from assistant.audio.capture import rescan_devices
 
     with VirtualAudio() as audio:
         rescan_devices()

@@ -15,18 +15,18 @@ import pytest
 from mistral_common.protocol.instruct.messages import AssistantMessage
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
-from assistant.agent import EchoGate, VoiceAgent, file_frames
-from assistant.dialogue import Dialogue, DialogueSettings
-from assistant.display import JsonDisplay
+from assistant.audio.vad import VadSegmenter
+from assistant.conversation.dialogue import Dialogue, DialogueSettings
+from assistant.desktop.agent import EchoGate, VoiceAgent, file_frames
+from assistant.desktop.display import JsonDisplay
 from assistant.events import Announcement
-from assistant.model_worker import ModelWorker
+from assistant.model.worker import ModelWorker
+from assistant.speech.tts import EspeakSynthesizer, SoundDevicePlayer, Speaker
 from assistant.testing.forced_file import ForcedScript
-from assistant.testing.pulse import VirtualAudio
 from assistant.testing.speech import synthesize
 from assistant.tools import load_tools
-from assistant.tts import EspeakSynthesizer, SoundDevicePlayer, Speaker
-from assistant.vad_segmenter import VadSegmenter
 from tests.agent.conftest import REPLY_TEXT, TOOL_CALL, TRANSCRIPT
+from tests.support.pulse import VirtualAudio
 
 LONG_REPLY = (
     "This reply is long on purpose. It goes on for a few sentences. "

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from assistant.display import (
+from assistant.desktop.display import (
     JsonDisplay,
     PlainDisplay,
     RichDisplay,

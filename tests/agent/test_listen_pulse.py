@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from assistant.testing.pulse import VirtualAudio
-from assistant.tts import EspeakSynthesizer
+from assistant.speech.tts import EspeakSynthesizer
 from tests.agent.cli import ListenProcess
 from tests.agent.conftest import REPLY_SENTENCES, ScriptWriter
 from tests.agent.sound import read_pcm, sounding_s
+from tests.support.pulse import VirtualAudio
 
 AFTER_REPLY_S = 1.0
 """How long the end of the reply's echo is given to (wrongly) start a turn: ample, as the VAD

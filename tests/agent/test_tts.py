@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from assistant.events import SpokenSentence
-from assistant.testing.pulse import VirtualAudio
-from assistant.tts import EspeakSynthesizer, SoundDevicePlayer, Speaker, SpeechError
+from assistant.speech.tts import EspeakSynthesizer, SoundDevicePlayer, Speaker, SpeechError
 from tests.agent.sound import read_pcm, sounding_s
+from tests.support.pulse import VirtualAudio
 
 FIRST = "The kitchen lights are now on."
 SECOND = "Is there anything else I can do?"

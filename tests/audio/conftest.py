@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from assistant.testing.pulse import VirtualAudio
+from tests.support.pulse import VirtualAudio
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def virtual_audio() -> Iterator[VirtualAudio]:
     PortAudio is made to enumerate devices again on the way in and out, so that its ``pulse``
     device reaches this server.
     """
-    from assistant.mic_capture import rescan_devices
+    from assistant.audio.capture import rescan_devices
 
     with VirtualAudio() as audio:
         rescan_devices()

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from assistant.audio.capture import MicCapture, MicError, find_input_device, list_input_devices
+from assistant.audio.vad import VadSegmenter, segment
 from assistant.events import Utterance
-from assistant.mic_capture import MicCapture, MicError, find_input_device, list_input_devices
-from assistant.testing.pulse import VirtualAudio
 from assistant.testing.speech import write_wav
-from assistant.vad_segmenter import VadSegmenter, segment
+from tests.support.pulse import VirtualAudio
 
 from .tracks import speech
 
@@ -119,7 +119,7 @@ async def test_iteration_ends_cleanly_after_stop(virtual_audio: VirtualAudio) ->
 
 async def test_a_vanishing_device_ends_iteration_with_mic_error() -> None:
     """When the sound server behind the device dies, the iterator raises MicError."""
-    from assistant.mic_capture import rescan_devices
+    from assistant.audio.capture import rescan_devices
 
     audio = VirtualAudio().start()
     try:
@@ -137,7 +137,7 @@ async def test_a_vanishing_device_ends_iteration_with_mic_error() -> None:
 
 async def test_a_stalled_device_raises_mic_error_instead_of_waiting_forever() -> None:
     """A source that stops delivering without ending the stream (suspended) raises MicError."""
-    from assistant.mic_capture import rescan_devices
+    from assistant.audio.capture import rescan_devices
 
     audio = VirtualAudio().start()
     try:
@@ -215,7 +215,7 @@ def test_a_machine_without_input_devices_gets_a_clear_error(tmp_path: Path) -> N
     alsa = tmp_path / "alsa.conf"
     alsa.write_text("pcm.!default { type hw card 99 }\n")
     done = _run_python(
-        "from assistant.mic_capture import MicCapture, MicError\n"
+        "from assistant.audio.capture import MicCapture, MicError\n"
         "import asyncio\n"
         "try:\n"
         "    asyncio.run(MicCapture().start())\n"
@@ -232,7 +232,7 @@ def test_missing_portaudio_names_the_packages_to_install() -> None:
     done = _run_python(
         "import ctypes.util\n"
         "ctypes.util.find_library = lambda name: None  # as on a machine without PortAudio\n"
-        "from assistant.mic_capture import MicError, list_input_devices\n"
+        "from assistant.audio.capture import MicError, list_input_devices\n"
         "try:\n"
         "    list_input_devices()\n"
         "except MicError as exc:\n"
@@ -246,7 +246,7 @@ def test_a_busy_device_is_explained() -> None:
     """PortAudio's 'Device unavailable' (paDeviceUnavailable) becomes a 'busy' MicError."""
     import sounddevice
 
-    from assistant.mic_capture import InputDevice, explain_portaudio_error
+    from assistant.audio.capture import InputDevice, explain_portaudio_error
 
     device = InputDevice(3, "USB Mic", "ALSA", 1, 48000, False)
     error = sounddevice.PortAudioError("Error opening InputStream: Device unavailable", -9985)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from assistant.testing.pulse import VirtualAudio
 from assistant.testing.speech import write_wav
+from tests.support.pulse import VirtualAudio
 
 from .tracks import speech
 

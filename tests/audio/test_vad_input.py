@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from assistant.audio.vad import VadSegmenter, segment
 from assistant.config import VadSettings
-from assistant.vad_segmenter import VadSegmenter, segment
 
 from .tracks import lay_out, run, speech, utterances
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from assistant.audio.vad import VadSegmenter
 from assistant.events import SpeechEndLikely, SpeechStarted, SpeechStopped, Utterance
-from assistant.vad_segmenter import VadSegmenter
 
 from .tracks import SAMPLES_PER_MS, lay_out, noise, run, speech, speech_events, utterances
 

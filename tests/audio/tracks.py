@@ -8,9 +8,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from assistant.audio.vad import VadEvent, VadSegmenter
 from assistant.events import SAMPLE_RATE_HZ, SpeechStarted, SpeechStopped, Utterance
 from assistant.testing.speech import synthesize
-from assistant.vad_segmenter import VadEvent, VadSegmenter
 
 SAMPLES_PER_MS = SAMPLE_RATE_HZ // 1000
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.model_worker import ModelWorker
+from assistant.model.worker import ModelWorker
 from assistant.testing.speech import synthesize
 from tests.dialogue.house import House
 from tests.dialogue.scripting import Script

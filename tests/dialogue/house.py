@@ -7,7 +7,7 @@ import contextlib
 from collections import Counter
 from typing import Any
 
-from assistant.dialogue import Dialogue
+from assistant.conversation.dialogue import Dialogue
 from assistant.events import DialogueEvent
 from assistant.tools import ToolContext, ToolRegistry, tool
 

@@ -8,8 +8,8 @@ import itertools
 import sys
 from pathlib import Path
 
-from assistant.dialogue import Dialogue, DialogueSettings
-from assistant.model_worker import ModelWorker
+from assistant.conversation.dialogue import Dialogue, DialogueSettings
+from assistant.model.worker import ModelWorker
 from assistant.testing.speech import synthesize
 from tests.dialogue.house import House
 from tests.dialogue.scripting import Script

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mistral_common.protocol.instruct.messages import AssistantMessage, UserMessage
 
-from assistant.dialogue import Dialogue
+from assistant.conversation.dialogue import Dialogue
 from assistant.events import Announcement, TextDelta
 from tests.dialogue.house import turn
 

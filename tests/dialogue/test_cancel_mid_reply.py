@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 from mistral_common.protocol.instruct.messages import AssistantMessage, ToolMessage, UserMessage
 
-from assistant.dialogue import Dialogue, DialogueSettings
+from assistant.conversation.dialogue import Dialogue, DialogueSettings
 from assistant.events import DialogueEvent, MalformedToolCall, ToolCall, ToolResult, TurnDone
 from assistant.testing.forced import reply_tokens
 from assistant.testing.tiny_model import EOS_ID

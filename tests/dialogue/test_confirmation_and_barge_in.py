@@ -6,7 +6,7 @@ import asyncio
 
 from mistral_common.protocol.instruct.messages import AssistantMessage, ToolMessage, UserMessage
 
-from assistant.dialogue import Dialogue, DialogueSettings
+from assistant.conversation.dialogue import Dialogue, DialogueSettings
 from assistant.events import (
     ConfirmationRequested,
     TextDelta,

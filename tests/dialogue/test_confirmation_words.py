@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.confirmation import confirmation_prompt, is_clear_no, is_clear_yes
+from assistant.conversation.confirmation import confirmation_prompt, is_clear_no, is_clear_yes
 from assistant.events import ToolCall
 
 

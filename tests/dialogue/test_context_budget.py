@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from mistral_common.protocol.instruct.messages import AudioChunk, TextChunk
 
-from assistant.dialogue import Dialogue, DialogueSettings
+from assistant.conversation.dialogue import Dialogue, DialogueSettings
 from assistant.events import ErrorEvent
-from assistant.model_worker import GenerationParams
+from assistant.model.worker import GenerationParams
 from tests.dialogue.house import turn
 
 BUDGET_TOKENS = 1600

@@ -16,9 +16,9 @@ from mistral_common.protocol.instruct.messages import (
 )
 from mistral_common.protocol.instruct.request import ChatCompletionRequest
 
-from assistant.dialogue import Dialogue, DialogueSettings
+from assistant.conversation.dialogue import Dialogue, DialogueSettings
 from assistant.events import TextDelta
-from assistant.prompting import place_instructions
+from assistant.model.prompting import place_instructions
 from tests.dialogue.house import House
 
 CALLS = {

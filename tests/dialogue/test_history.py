@@ -11,9 +11,8 @@ from mistral_common.protocol.instruct.messages import (
     ToolMessage,
 )
 
-from assistant.audio_io import audio_chunk
-from assistant.events import ToolCall, ToolResult
-from assistant.history import (
+from assistant.audio.io import audio_chunk
+from assistant.conversation.history import (
     History,
     Round,
     UserItem,
@@ -21,6 +20,7 @@ from assistant.history import (
     delivered_rounds,
     reply_messages,
 )
+from assistant.events import ToolCall, ToolResult
 
 CALL = ToolCall("aaaaaaaa1", "set_light", {"room": "hall"})
 OTHER = ToolCall("bbbbbbbb2", "set_light", {"room": "attic"})

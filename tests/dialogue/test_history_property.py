@@ -20,10 +20,16 @@ from mistral_common.protocol.instruct.request import ChatCompletionRequest
 from mistral_common.protocol.instruct.tool_calls import Function, Tool
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
-from assistant.audio_io import audio_chunk
+from assistant.audio.io import audio_chunk
+from assistant.conversation.history import (
+    History,
+    Round,
+    UserItem,
+    delivered_rounds,
+    reply_messages,
+)
 from assistant.events import ToolCall, ToolResult
-from assistant.history import History, Round, UserItem, delivered_rounds, reply_messages
-from assistant.prompting import place_instructions
+from assistant.model.prompting import place_instructions
 
 TOOLS = [
     Tool(function=Function(name=name, description=name, parameters={"type": "object"}))

@@ -7,7 +7,7 @@ import json
 import textwrap
 from pathlib import Path
 
-from assistant.dialogue import Dialogue
+from assistant.conversation.dialogue import Dialogue
 from assistant.events import ConfirmationRequested, ToolResult
 from assistant.tools import load_tools
 from tests.dialogue.house import turn

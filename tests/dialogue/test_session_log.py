@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from assistant.dialogue import Dialogue, DialogueSettings
+from assistant.conversation.dialogue import Dialogue, DialogueSettings
+from assistant.conversation.session_log import LoggedInput, SessionLog, read_session_log
 from assistant.events import ToolCall, ToolResult, TurnDone, TurnMetrics
-from assistant.session_log import LoggedInput, SessionLog, read_session_log
 from tests.dialogue.house import turn
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from mistral_common.protocol.instruct.messages import AssistantMessage, ToolMessage
 
-from assistant.dialogue import Dialogue, DialogueSettings
+from assistant.conversation.dialogue import Dialogue, DialogueSettings
 from assistant.events import (
     ClientToolRequested,
     TextDelta,
@@ -281,7 +281,7 @@ async def test_a_registry_that_raises_gives_the_model_an_error_result(scripted, 
     script.reply("Sorry, that failed.")
     dialogue = Dialogue(worker, _BrokenRegistry.from_functions([_set_light]))
     dialogue.add_user_turn(text="kitchen light on")
-    with caplog.at_level(logging.ERROR, logger="assistant.dialogue_turn"):
+    with caplog.at_level(logging.ERROR, logger="assistant.conversation.turn"):
         events = await turn(dialogue)
     (result,) = results(events)
     assert not result.ok and "RuntimeError: registry bug" in result.content

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from assistant.conversation.metrics import TurnClock
 from assistant.events import ResponseDone, ToolResult, Usage
-from assistant.turn_metrics import TurnClock
 
 
 class FakeClock:

@@ -14,8 +14,8 @@ from mistral_common.protocol.instruct.messages import (
     UserMessage,
 )
 
-from assistant.audio_io import AudioError
-from assistant.dialogue import Dialogue, DialogueSettings
+from assistant.audio.io import AudioError
+from assistant.conversation.dialogue import Dialogue, DialogueSettings
 from assistant.events import ErrorEvent, TextDelta, TurnDone, UserTranscript
 from tests.dialogue.house import turn
 
@@ -111,7 +111,7 @@ async def test_turn_metrics_are_logged(scripted, caplog) -> None:
     worker, _ = scripted
     dialogue = Dialogue(worker, conversation_id="conv_logged")
     dialogue.add_user_turn(text="hi")
-    with caplog.at_level(logging.INFO, logger="assistant.dialogue"):
+    with caplog.at_level(logging.INFO, logger="assistant.conversation.dialogue"):
         await turn(dialogue)
     (line,) = [r.getMessage() for r in caplog.records if "conv_logged turn 1" in r.getMessage()]
     assert "stop: first text" in line and "1 model call(s)" in line

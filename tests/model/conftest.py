@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import LogitsProcessor
 
-from assistant.model_worker import ModelWorker, WorkerOptions
+from assistant.model.worker import ModelWorker, WorkerOptions
 from assistant.testing.forced import ScriptedReplies
 from assistant.testing.speech import synthesize, write_wav
 

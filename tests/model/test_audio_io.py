@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from assistant.audio_io import AudioError, audio_chunk, load_audio
+from assistant.audio.io import AudioError, audio_chunk, load_audio
 from assistant.events import Utterance
 from assistant.testing.speech import synthesize
 

@@ -16,13 +16,13 @@ import huggingface_hub
 import huggingface_hub.constants
 import pytest
 
-from assistant.checkpoint import (
+from assistant.model.checkpoint import (
     CHECKPOINT_FILES,
     ModelNotFoundError,
     missing_files,
     resolve_checkpoint,
 )
-from assistant.model_loading import load_model
+from assistant.model.loading import load_model
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

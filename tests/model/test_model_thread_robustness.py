@@ -18,12 +18,12 @@ import torch
 from mistral_common.protocol.instruct.messages import AssistantMessage, TextChunk, UserMessage
 from transformers import LogitsProcessor
 
-from assistant.audio_io import audio_chunk
-from assistant.engine import Job, Sampling
+from assistant.audio.io import audio_chunk
 from assistant.events import MalformedToolCall, TextDelta
-from assistant.kv_store import CacheStore
-from assistant.model_worker import GenerationParams
-from assistant.prompting import EncodedPrompt
+from assistant.model.engine import Job, Sampling
+from assistant.model.kv_store import CacheStore
+from assistant.model.prompting import EncodedPrompt
+from assistant.model.worker import GenerationParams
 from tests.model.conftest import Recorder, Recorders
 
 GREEDY = GenerationParams(max_new_tokens=6, temperature=0.0)

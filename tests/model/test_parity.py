@@ -16,8 +16,8 @@ from mistral_common.protocol.instruct.request import ChatCompletionRequest
 from mistral_common.protocol.instruct.tool_calls import Function, Tool
 from transformers import AutoProcessor, VoxtralForConditionalGeneration
 
-from assistant.audio_io import audio_chunk
-from assistant.model_worker import GenerationParams
+from assistant.audio.io import audio_chunk
+from assistant.model.worker import GenerationParams
 from tests.model.conftest import Recorders
 
 NEW_TOKENS = 12

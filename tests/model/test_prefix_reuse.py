@@ -16,8 +16,8 @@ from mistral_common.protocol.instruct.messages import (
 )
 from mistral_common.protocol.instruct.tool_calls import Function, FunctionCall, Tool, ToolCall
 
-from assistant.audio_io import audio_chunk
-from assistant.model_worker import GenerationParams, ModelWorker
+from assistant.audio.io import audio_chunk
+from assistant.model.worker import GenerationParams, ModelWorker
 from assistant.testing.forced import ScriptedReplies, reply_tokens
 from tests.model.conftest import Recorder
 

@@ -21,9 +21,9 @@ from mistral_common.tokens.tokenizers.audio import Audio
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 from transformers import LogitsProcessor
 
-from assistant.audio_io import audio_chunk
+from assistant.audio.io import audio_chunk
 from assistant.events import ErrorEvent, MalformedToolCall, ResponseDone, TextDelta, ToolCall
-from assistant.model_worker import GenerationParams
+from assistant.model.worker import GenerationParams
 from assistant.testing.forced import ForcedTokens, reply_tokens
 
 CALL = {"name": "set_light", "arguments": {"room": "kitchen", "state": "on"}, "id": "a1B2c3D4e"}
@@ -327,7 +327,7 @@ async def test_requests_beyond_max_waiting_fail_at_once_as_overloaded(make_worke
 
 
 def test_worker_options_are_checked() -> None:
-    from assistant.model_worker import WorkerOptions
+    from assistant.model.worker import WorkerOptions
 
     with pytest.raises(ValueError, match="max_waiting"):
         WorkerOptions(max_waiting=0)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from assistant.config import ConfigError, load_settings
-from assistant.model_worker import GenerationParams, ModelWorker
+from assistant.model.worker import GenerationParams, ModelWorker
 
 
 def test_speed_options_reach_the_worker(

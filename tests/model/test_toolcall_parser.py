@@ -13,8 +13,8 @@ from mistral_common.experimental.tools import _decode_tool_calls, _split_content
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from assistant.events import MalformedToolCall, TextDelta, ToolCall
+from assistant.model.toolcall_parser import ToolCallParser
 from assistant.testing.forced import reply_tokens
-from assistant.toolcall_parser import ToolCallParser
 
 TOOL_CALLS_ID, EOS_ID = 9, 2
 VERSIONS = ["v7", "v11", "v13"]

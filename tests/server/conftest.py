@@ -16,12 +16,12 @@ import torch
 from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy
 from transformers import LogitsProcessor
 
-from assistant import realtime_session
-from assistant.model_worker import ModelWorker
+from assistant.model.worker import ModelWorker
+from assistant.server.assistant_server import AssistantServer, ServerLimits
+from assistant.server.realtime import session as realtime_session
 from assistant.testing.forced import ForcedTokens, reply_tokens
 from assistant.testing.speech import synthesize
 from assistant.tools import ToolRegistry, tool
-from assistant.ws_server import AssistantServer, ServerLimits
 from tests.server.wire import CANCEL_WAIT_S, Gate
 
 

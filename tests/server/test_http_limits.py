@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from assistant.http_edge import MAX_BODY_BYTES_IN_FLIGHT, BodyBudget
+from assistant.server.http_edge import MAX_BODY_BYTES_IN_FLIGHT, BodyBudget
 from tests.server.wire import http
 
 pytestmark = pytest.mark.timeout(60)

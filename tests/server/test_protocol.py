@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from assistant.realtime_protocol import (
+from assistant.server.realtime.protocol import (
     ConversationItemCreate,
     FunctionCallOutputItem,
     InputAudioBufferAppend,

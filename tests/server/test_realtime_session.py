@@ -10,11 +10,11 @@ import pytest
 from websockets.asyncio.client import connect
 
 from assistant.config import VadSettings
-from assistant.dialogue import Dialogue, DialogueSettings
+from assistant.conversation.dialogue import Dialogue, DialogueSettings
 from assistant.events import Announcement
-from assistant.model_worker import GenerationParams
-from assistant.realtime_protocol import ProtocolError, parse_client_event
-from assistant.realtime_session import RealtimeSession
+from assistant.model.worker import GenerationParams
+from assistant.server.realtime.protocol import ProtocolError, parse_client_event
+from assistant.server.realtime.session import RealtimeSession
 from tests.server.wire import events_until, next_event, open_session, pcm16_b64, ws_url
 
 LONG_REPLY = "la " * 400

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 
-from assistant.dialogue import DialogueSettings
+from assistant.conversation.dialogue import DialogueSettings
 from assistant.tools import ToolRegistry, tool
 from tests.server.wire import events_until, next_event, open_session
 

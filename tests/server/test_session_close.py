@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from assistant.config import VadSettings
-from assistant.dialogue import Dialogue
-from assistant.realtime_protocol import ProtocolError, parse_client_event
-from assistant.realtime_session import RealtimeSession
+from assistant.conversation.dialogue import Dialogue
+from assistant.server.realtime.protocol import ProtocolError, parse_client_event
+from assistant.server.realtime.session import RealtimeSession
 from assistant.tools import ToolRegistry, tool
 from tests.server.wire import events_until, next_event, open_session, pcm16_b64
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 
+from assistant.server.assistant_server import AssistantServer
 from assistant.tools import ToolRegistry, tool
-from assistant.ws_server import AssistantServer
 
 EVENT_TIMEOUT_S = 30.0
 

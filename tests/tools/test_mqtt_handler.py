@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from assistant.events import ToolCall
-from assistant.testing.mqtt import MosquittoBroker
 from assistant.tools import ToolRegistry, load_tools
 from assistant.tools.handlers.mqtt import MqttPublisher
+from tests.support.mqtt import MosquittoBroker
 
 from .conftest import WriteTools
 

@@ -22,9 +22,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from assistant.agent import DEFAULT_ECHO_TAIL_MS, VoiceAgent, file_frames
 from assistant.config import Settings
-from assistant.display import Display, make_display
+from assistant.desktop.agent import DEFAULT_ECHO_TAIL_MS, VoiceAgent, file_frames
+from assistant.desktop.display import Display, make_display
 from assistant.events import AgentStatus
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def _prepare(options: ListenOptions) -> _Prepared:
     if options.input_path is not None:
         prepared.recording = _read_recording(options.input_path)
     else:
-        from assistant.mic_capture import MicError, find_input_device
+        from assistant.audio.capture import MicError, find_input_device
 
         try:
             find_input_device(options.mic)
@@ -141,7 +141,7 @@ def _prepare(options: ListenOptions) -> _Prepared:
 
 
 def _read_recording(path: Path) -> np.ndarray:
-    from assistant.audio_io import AudioError, float_to_pcm16, load_audio
+    from assistant.audio.io import AudioError, float_to_pcm16, load_audio
 
     try:
         audio = load_audio(path)
@@ -156,7 +156,7 @@ def _check_speech(options: ListenOptions) -> Any:
     A machine without any speaker still gets text replies (after a warning); a speaker asked
     for by name must work, as must espeak-ng and the voice.
     """
-    from assistant.tts import EspeakSynthesizer, SoundDevicePlayer, SpeechError
+    from assistant.speech.tts import EspeakSynthesizer, SoundDevicePlayer, SpeechError
 
     player = SoundDevicePlayer(options.output_device)
     try:
@@ -209,10 +209,10 @@ async def _main(options: ListenOptions, prepared: _Prepared, display: Display) -
 
 
 async def _session(options: ListenOptions, prepared: _Prepared, display: Display) -> None:
-    from assistant.dialogue import Dialogue, DialogueSettings
-    from assistant.model_worker import GenerationParams
-    from assistant.tts import Speaker
-    from assistant.vad_segmenter import VadSegmenter
+    from assistant.audio.vad import VadSegmenter
+    from assistant.conversation.dialogue import Dialogue, DialogueSettings
+    from assistant.model.worker import GenerationParams
+    from assistant.speech.tts import Speaker
 
     settings = options.settings
     display.show(AgentStatus("loading", settings.model.id))
@@ -228,7 +228,7 @@ async def _session(options: ListenOptions, prepared: _Prepared, display: Display
         dialogue = Dialogue(worker, prepared.tools, dialogue_settings)
         speaker = None
         if prepared.synthesizer is not None:
-            from assistant.tts import SoundDevicePlayer
+            from assistant.speech.tts import SoundDevicePlayer
 
             speaker = Speaker(prepared.synthesizer, SoundDevicePlayer(options.output_device))
         agent = VoiceAgent(
@@ -265,7 +265,7 @@ async def _run_agent(
         # A recording holds no echo of the speaker, and read fast it has no clock to share.
         await agent.run(frames, gate_echo=False, turn_by_turn=not options.realtime)
         return
-    from assistant.mic_capture import MicCapture, MicError
+    from assistant.audio.capture import MicCapture, MicError
 
     try:
         mic = await stack.enter_async_context(MicCapture(options.mic, frame_ms=frame_ms))
@@ -276,8 +276,8 @@ async def _run_agent(
 
 async def _load_worker(settings: Settings, script: Any) -> Any:
     """Load the model in a daemon thread: Ctrl-C during a long load exits without waiting."""
-    from assistant.checkpoint import resolve_checkpoint
-    from assistant.model_worker import ModelWorker
+    from assistant.model.checkpoint import resolve_checkpoint
+    from assistant.model.worker import ModelWorker
 
     forced: list[Callable[[int], list[Any]]] = []
 

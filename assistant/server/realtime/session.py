@@ -20,10 +20,11 @@ import numpy as np
 import soxr
 
 from assistant import events as ev
-from assistant.audio_io import AudioError, stream_resampler
+from assistant.audio.io import AudioError, stream_resampler
+from assistant.audio.vad import VadSegmenter
 from assistant.config import VadSettings
-from assistant.dialogue import Dialogue
-from assistant.realtime_protocol import (
+from assistant.conversation.dialogue import Dialogue
+from assistant.server.realtime.protocol import (
     ClientEvent,
     ConversationItemCreate,
     FunctionCallOutputItem,
@@ -45,8 +46,7 @@ from assistant.realtime_protocol import (
     server_event,
     user_message_item,
 )
-from assistant.realtime_response import ResponseWriter, SendEvent
-from assistant.vad_segmenter import VadSegmenter
+from assistant.server.realtime.response import ResponseWriter, SendEvent
 
 log = logging.getLogger(__name__)
 

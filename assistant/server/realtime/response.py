@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from assistant import events as ev
-from assistant.realtime_protocol import (
+from assistant.server.realtime.protocol import (
     assistant_message_item,
     function_call_item,
     function_call_output_item,

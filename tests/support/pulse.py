@@ -4,7 +4,7 @@
 virtual speaker) and a remap of that sink's monitor as the default source (the virtual
 microphone): whatever is played into the speaker is heard by the microphone. While it runs,
 ``PULSE_SERVER`` in this process's environment points at it, so child processes and PortAudio's
-``pulse`` device (after ``assistant.mic_capture.rescan_devices()``) use it. Debian packages:
+``pulse`` device (after ``assistant.audio.capture.rescan_devices()``) use it. Debian packages:
 ``pulseaudio`` and ``pulseaudio-utils``.
 
 The daemon stops with ``stop()`` (or the ``with`` block), and also when the process that started

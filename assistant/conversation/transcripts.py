@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from assistant.dialogue_turn import ResponseState, UserInput
+from assistant.conversation.turn import ResponseState, UserInput
 from assistant.events import UserTranscript
-from assistant.model_worker import ModelWorker
+from assistant.model.worker import ModelWorker
 
 log = logging.getLogger(__name__)
 

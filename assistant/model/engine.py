@@ -31,7 +31,7 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from assistant.kv_store import (
+from assistant.model.kv_store import (
     CacheStore,
     Conversation,
     cache_bytes,
@@ -40,7 +40,7 @@ from assistant.kv_store import (
     common_prefix,
     sequence_keys,
 )
-from assistant.prompting import AUDIO_TOKEN_ID, Clip, EncodedPrompt
+from assistant.model.prompting import AUDIO_TOKEN_ID, Clip, EncodedPrompt
 
 log = logging.getLogger(__name__)
 

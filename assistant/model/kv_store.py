@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from assistant.prompting import AUDIO_TOKEN_ID, EncodedPrompt
+from assistant.model.prompting import AUDIO_TOKEN_ID, EncodedPrompt
 
 
 @dataclass(eq=False)

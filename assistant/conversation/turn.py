@@ -23,7 +23,15 @@ import numpy as np
 from mistral_common.protocol.instruct.messages import TextChunk
 from mistral_common.protocol.instruct.tool_calls import Function, Tool
 
-from assistant.audio_io import audio_chunk, load_audio
+from assistant.audio.io import audio_chunk, load_audio
+from assistant.conversation.history import (
+    TOOL_NAME_PATTERN,
+    Round,
+    UserItem,
+    cancelled_result,
+    common_prefix,
+)
+from assistant.conversation.metrics import TurnClock
 from assistant.events import (
     SAMPLE_RATE_HZ,
     ClientToolRequested,
@@ -34,10 +42,8 @@ from assistant.events import (
     ToolStarted,
     Utterance,
 )
-from assistant.history import TOOL_NAME_PATTERN, Round, UserItem, cancelled_result, common_prefix
-from assistant.model_worker import ResponseStream
+from assistant.model.worker import ResponseStream
 from assistant.tools import ToolRegistry
-from assistant.turn_metrics import TurnClock
 
 log = logging.getLogger(__name__)
 

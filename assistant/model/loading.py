@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from assistant.checkpoint import resolve_checkpoint
+from assistant.model.checkpoint import resolve_checkpoint
 
 log = logging.getLogger(__name__)
 

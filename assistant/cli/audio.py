@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from assistant.cli_common import CliError, settings_from_args
+from assistant.cli.common import CliError, settings_from_args
 
 
 def _add_devices(sub: Any) -> None:
@@ -24,7 +24,7 @@ def _add_devices(sub: Any) -> None:
 
 
 def _devices(args: argparse.Namespace) -> int:
-    from assistant.mic_capture import MicError, list_input_devices
+    from assistant.audio.capture import MicError, list_input_devices
 
     try:
         devices = list_input_devices()
@@ -122,7 +122,7 @@ def _listen(args: argparse.Namespace) -> int:
         raise CliError("--fast applies to --input FILE only")
     if args.echo_tail_ms < 0:
         raise CliError("--echo-tail-ms must be 0 or more")
-    from assistant.listen import ListenError, ListenOptions, parse_device, run_listen
+    from assistant.desktop.listen import ListenError, ListenOptions, parse_device, run_listen
 
     options = ListenOptions(
         settings=settings_from_args(args),

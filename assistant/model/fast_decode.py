@@ -12,8 +12,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from assistant.engine import Engine
-    from assistant.model_worker import WorkerOptions
+    from assistant.model.engine import Engine
+    from assistant.model.worker import WorkerOptions
 
 WARM_UP_TOKENS = 4
 
@@ -40,8 +40,8 @@ def make_compile_config(options: WorkerOptions, device: str) -> Any:
 
 def warm_up(engine: Engine, prompt_tokens: list[int]) -> None:
     """One short generation so that compilation happens at load time, not for the first user."""
-    from assistant.engine import Job, Sampling
-    from assistant.prompting import EncodedPrompt
+    from assistant.model.engine import Job, Sampling
+    from assistant.model.prompting import EncodedPrompt
 
     factory = engine.logits_processor_factory
     engine.logits_processor_factory = None  # scripted replies belong to real requests

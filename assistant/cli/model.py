@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from assistant.cli_common import CliError, add_model_options, load_registry, settings_from_args
+from assistant.cli.common import CliError, add_model_options, load_registry, settings_from_args
 from assistant.config import Settings
 
 
@@ -57,7 +57,7 @@ def _add_ask(sub: Any) -> None:
 
 
 def _load_worker(args: argparse.Namespace, settings: Settings) -> Any:
-    from assistant.model_worker import ModelWorker
+    from assistant.model.worker import ModelWorker
 
     try:
         return ModelWorker.from_settings(settings.model)
@@ -72,9 +72,9 @@ def _ask(args: argparse.Namespace) -> int:
 
     from mistral_common.protocol.instruct.messages import SystemMessage, TextChunk, UserMessage
 
-    from assistant.audio_io import AudioError, audio_chunk
+    from assistant.audio.io import AudioError, audio_chunk
     from assistant.events import ErrorEvent, MalformedToolCall, TextDelta, ToolCall
-    from assistant.model_worker import GenerationParams
+    from assistant.model.worker import GenerationParams
 
     settings = settings_from_args(args)
     try:
@@ -136,8 +136,8 @@ def _transcribe(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    from assistant.audio_io import AudioError, load_audio
-    from assistant.model_worker import ModelError
+    from assistant.audio.io import AudioError, load_audio
+    from assistant.model.worker import ModelError
 
     language = _iso_639_1(args.language) if args.language is not None else None
     settings = settings_from_args(args)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant.testing.mqtt import MosquittoBroker
 from assistant.testing.tekken import TokenizerVersion, Vocabulary
 from assistant.testing.tiny_model import build_tiny_model
+from tests.support.mqtt import MosquittoBroker
 
 ModelFactory = Callable[..., Path]
 

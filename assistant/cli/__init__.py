@@ -1,7 +1,8 @@
 """The ``voxtral-assistant`` command.
 
-Each subcommand lives in a ``cli_<family>`` module: an ``_add_<name>`` function declares its
-parser and sets ``handler``, which takes the parsed arguments and returns the exit status.
+Each family of subcommands lives in a module of this package: an ``_add_<name>`` function
+declares its parser and sets ``handler``, which takes the parsed arguments and returns the exit
+status.
 Heavy modules (torch, transformers) are imported inside handlers so that ``--help`` stays
 instant.
 """
@@ -14,10 +15,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from assistant import __version__, cli_audio, cli_model, cli_serve, cli_tools
-from assistant.checkpoint import ModelNotFoundError
-from assistant.cli_common import LOG_REDACTION, CliError
+from assistant import __version__
+from assistant.cli import audio as cli_audio
+from assistant.cli import model as cli_model
+from assistant.cli import serve as cli_serve
+from assistant.cli import tools as cli_tools
+from assistant.cli.common import LOG_REDACTION, CliError
 from assistant.config import ConfigError
+from assistant.model.checkpoint import ModelNotFoundError
 
 
 def _setup_logging(verbosity: int) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assistant.confirmation import DEFAULT_YES_WORDS
-from assistant.model_worker import GenerationParams
+from assistant.conversation.confirmation import DEFAULT_YES_WORDS
+from assistant.model.worker import GenerationParams
 
 TOOL_ROUND_LIMIT_MESSAGE = "Sorry, I could not finish that: it took too many steps."
 
@@ -39,7 +39,7 @@ class DialogueSettings:
     confirm_yes_words: tuple[str, ...] = DEFAULT_YES_WORDS
     """Words and phrases that confirm a ``confirm`` tool."""
     session_log_path: Path | None = None
-    """Append every turn to this JSONL file (see ``assistant.session_log``)."""
+    """Append every turn to this JSONL file (see ``assistant.conversation.session_log``)."""
     log_audio: bool = False
     """Save user clips as WAV files next to the session log."""
     params: GenerationParams = field(default_factory=GenerationParams)

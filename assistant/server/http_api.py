@@ -24,9 +24,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from assistant import events as ev
-from assistant.audio_io import AudioError, load_audio
-from assistant.dialogue import Dialogue
-from assistant.http_edge import (
+from assistant.audio.io import AudioError, load_audio
+from assistant.conversation.dialogue import Dialogue
+from assistant.server.http_edge import (
     MAX_BODY_BYTES_IN_FLIGHT,
     BodyBudget,
     BodyError,
@@ -76,7 +76,7 @@ class RespondText(BaseModel):
 
 def page_html() -> bytes:
     """The browser page, shipped inside the package."""
-    return resources.files("assistant").joinpath("static/index.html").read_bytes()
+    return resources.files("assistant.server").joinpath("static/index.html").read_bytes()
 
 
 class HttpApi:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from assistant.display import Display
+from assistant.audio.vad import VadEvent, VadSegmenter
+from assistant.desktop.display import Display
 from assistant.events import (
     SAMPLE_RATE_HZ,
     AgentStatus,
@@ -39,11 +40,10 @@ from assistant.events import (
     TurnDone,
     Utterance,
 )
-from assistant.tts import SentenceSplitter, Speaker
-from assistant.vad_segmenter import VadEvent, VadSegmenter
+from assistant.speech.tts import SentenceSplitter, Speaker
 
 if TYPE_CHECKING:  # the dialogue pulls in torch: ``listen`` checks its options before that
-    from assistant.dialogue import Dialogue
+    from assistant.conversation.dialogue import Dialogue
 
 DEFAULT_ECHO_TAIL_MS = 400
 """Room echo and the output device's buffer outlast the last sample sent to the speaker."""

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from assistant.cli_common import CliError, add_model_options, settings_from_args
+from assistant.cli.common import CliError, add_model_options, settings_from_args
 
 
 def _add_serve(sub: Any) -> None:
@@ -45,8 +45,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
 
+    from assistant.server.assistant_server import ServeError, run_server
     from assistant.tools import ToolsFileError
-    from assistant.ws_server import ServeError, run_server
 
     try:
         asyncio.run(

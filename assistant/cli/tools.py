@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from assistant.cli_common import CliError, load_registry
+from assistant.cli.common import CliError, load_registry
 from assistant.config import load_settings
 
 

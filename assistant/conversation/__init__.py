@@ -1,0 +1,1 @@
+"""One conversation: history, the turn and tool loop, confirmations, transcripts, metrics."""

@@ -1,0 +1,1 @@
+"""The network edge: one asyncio server for /v1/realtime (WebSocket) and plain HTTP."""

@@ -1,0 +1,1 @@
+"""Voice out: replies cut into sentences, synthesized and played."""

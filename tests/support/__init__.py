@@ -1,0 +1,1 @@
+"""Test-only infrastructure: a private PulseAudio, a mosquitto broker, pytest fixtures."""
