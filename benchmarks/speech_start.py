@@ -26,7 +26,10 @@ import time
 from pathlib import Path
 
 from assistant.audio.capture import rescan_devices
-from assistant.speech.tts import EspeakSynthesizer, SentenceSplitter, SoundDevicePlayer, Speaker
+from assistant.speech.playback import SoundDevicePlayer
+from assistant.speech.sentences import SentenceSplitter
+from assistant.speech.speaker import Speaker
+from assistant.speech.synthesis import EspeakSynthesizer
 from tests.support.pulse import VirtualAudio
 
 SENTENCES = [

@@ -40,7 +40,8 @@ from assistant.events import (
     TurnDone,
     Utterance,
 )
-from assistant.speech.tts import SentenceSplitter, Speaker
+from assistant.speech.sentences import SentenceSplitter
+from assistant.speech.speaker import Speaker
 
 if TYPE_CHECKING:  # the dialogue pulls in torch: ``listen`` checks its options before that
     from assistant.conversation.dialogue import Dialogue

@@ -156,7 +156,9 @@ def _check_speech(options: ListenOptions) -> Any:
     A machine without any speaker still gets text replies (after a warning); a speaker asked
     for by name must work, as must espeak-ng and the voice.
     """
-    from assistant.speech.tts import EspeakSynthesizer, SoundDevicePlayer, SpeechError
+    from assistant.speech.errors import SpeechError
+    from assistant.speech.playback import SoundDevicePlayer
+    from assistant.speech.synthesis import EspeakSynthesizer
 
     player = SoundDevicePlayer(options.output_device)
     try:
@@ -212,7 +214,7 @@ async def _session(options: ListenOptions, prepared: _Prepared, display: Display
     from assistant.audio.vad import VadSegmenter
     from assistant.conversation.dialogue import Dialogue, DialogueSettings
     from assistant.model.worker import GenerationParams
-    from assistant.speech.tts import Speaker
+    from assistant.speech.speaker import Speaker
 
     settings = options.settings
     display.show(AgentStatus("loading", settings.model.id))
@@ -228,7 +230,7 @@ async def _session(options: ListenOptions, prepared: _Prepared, display: Display
         dialogue = Dialogue(worker, prepared.tools, dialogue_settings)
         speaker = None
         if prepared.synthesizer is not None:
-            from assistant.speech.tts import SoundDevicePlayer
+            from assistant.speech.playback import SoundDevicePlayer
 
             speaker = Speaker(prepared.synthesizer, SoundDevicePlayer(options.output_device))
         agent = VoiceAgent(

@@ -6,7 +6,7 @@ import numpy as np
 
 from assistant.audio.io import float_to_pcm16, load_audio
 from assistant.events import SAMPLE_RATE_HZ
-from assistant.speech.tts import EspeakSynthesizer
+from assistant.speech.synthesis import EspeakSynthesizer
 
 
 def synthesize(text: str, voice: str = "en-us", words_per_minute: int = 160) -> np.ndarray:

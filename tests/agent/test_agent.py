@@ -21,7 +21,9 @@ from assistant.desktop.agent import EchoGate, VoiceAgent, file_frames
 from assistant.desktop.display import JsonDisplay
 from assistant.events import Announcement
 from assistant.model.worker import ModelWorker
-from assistant.speech.tts import EspeakSynthesizer, SoundDevicePlayer, Speaker
+from assistant.speech.playback import SoundDevicePlayer
+from assistant.speech.speaker import Speaker
+from assistant.speech.synthesis import EspeakSynthesizer
 from assistant.testing.forced_file import ForcedScript
 from assistant.testing.speech import synthesize
 from assistant.tools import load_tools

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.speech.tts import EspeakSynthesizer
+from assistant.speech.synthesis import EspeakSynthesizer
 from tests.agent.cli import ListenProcess
 from tests.agent.conftest import REPLY_SENTENCES, ScriptWriter
 from tests.agent.sound import read_pcm, sounding_s

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.speech.tts import SentenceSplitter, speakable
+from assistant.speech.sentences import SentenceSplitter, speakable
 
 
 def _stream(text: str, splitter: SentenceSplitter | None = None) -> list[str]:

@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 
 from assistant.events import SpokenSentence
-from assistant.speech.tts import EspeakSynthesizer, SoundDevicePlayer, Speaker, SpeechError
+from assistant.speech.errors import SpeechError
+from assistant.speech.playback import SoundDevicePlayer
+from assistant.speech.speaker import Speaker
+from assistant.speech.synthesis import EspeakSynthesizer
 from tests.agent.sound import read_pcm, sounding_s
 from tests.support.pulse import VirtualAudio
 
