@@ -1,19 +1,14 @@
 """The network edge: one asyncio server for ``/v1/realtime`` (WebSocket) and plain HTTP.
 
-The public face of ``assistant.server``; the implementation is
-``assistant.server.assistant_server``.
+The public face of ``assistant.server``: ``AssistantServer`` (``assistant_server``), its
+connections (``connection``, ``send_queue``), its limits and the wiring from settings to a
+running server (``wiring``).
 """
 
-from assistant.server.assistant_server import (
-    AssistantServer,
-    SendQueue,
-    ServeError,
-    ServerLimits,
-    check_can_listen,
-    listen_failure,
-    run_server,
-    serve_until_signalled,
-)
+from assistant.server.assistant_server import AssistantServer, ServeError, listen_failure
+from assistant.server.limits import ServerLimits
+from assistant.server.send_queue import SendQueue
+from assistant.server.wiring import check_can_listen, run_server, serve_until_signalled
 
 __all__ = [
     "AssistantServer",

@@ -45,7 +45,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
 
-    from assistant.server.assistant_server import ServeError, run_server
+    from assistant.server.assistant_server import ServeError
+    from assistant.server.wiring import run_server
     from assistant.tools import ToolsFileError
 
     try:

@@ -17,7 +17,8 @@ from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy
 from transformers import LogitsProcessor
 
 from assistant.model.worker import ModelWorker
-from assistant.server.assistant_server import AssistantServer, ServerLimits
+from assistant.server.assistant_server import AssistantServer
+from assistant.server.limits import ServerLimits
 from assistant.server.realtime import session as realtime_session
 from assistant.testing.forced import ForcedTokens, reply_tokens
 from assistant.testing.speech import synthesize

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from assistant.server.assistant_server import SendQueue
+from assistant.server.send_queue import SendQueue
 
 
 async def test_frames_come_out_in_order_then_none_after_close() -> None:
