@@ -47,8 +47,8 @@ async def test_speech_heard_while_closing_starts_no_response(
     }
     update = {"type": "session.update", "session": {"audio": {"input": rate}}}
     await session.handle(_event(update))
-    assert session._segmenter is not None
-    await session._segmenter  # built: the next append goes straight to the VAD thread
+    # Built: the next append goes straight to the VAD thread.
+    assert await session._vad.ready()
     audio = pcm16_b64(np.concatenate([speech_16k, np.zeros(16000, dtype=np.int16)]))
     appending = asyncio.create_task(
         session.handle(_event({"type": "input_audio_buffer.append", "audio": audio}))
