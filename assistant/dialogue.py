@@ -4,14 +4,7 @@ The public face of ``assistant.conversation``; the implementation is
 ``assistant.conversation.dialogue``.
 """
 
-from assistant.conversation.dialogue import (
-    HELD_ANNOUNCEMENTS,
-    Dialogue,
-)
+from assistant.conversation.dialogue import Dialogue
 from assistant.conversation.settings import DialogueSettings
 
-__all__ = [
-    "HELD_ANNOUNCEMENTS",
-    "Dialogue",
-    "DialogueSettings",
-]
+__all__ = ["Dialogue", "DialogueSettings"]

@@ -18,16 +18,16 @@ import asyncio
 import dataclasses
 import logging
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from mistral_common.protocol.instruct.messages import AssistantMessage, SystemMessage
+from mistral_common.protocol.instruct.messages import SystemMessage
 from mistral_common.protocol.instruct.tool_calls import Tool
 
-from assistant.conversation.confirmation import confirmation_prompt, is_clear_no, is_clear_yes
+from assistant.conversation.announcements import HeldAnnouncements
+from assistant.conversation.confirmation import ConfirmationGate
 from assistant.conversation.history import (
     TOOL_NAME_PATTERN,
     History,
@@ -51,7 +51,6 @@ from assistant.conversation.turn import (
 )
 from assistant.events import (
     Announcement,
-    ConfirmationRequested,
     DialogueEvent,
     ErrorEvent,
     FinishReason,
@@ -67,17 +66,6 @@ from assistant.model.worker import ModelWorker
 from assistant.tools import ToolRegistry
 
 log = logging.getLogger(__name__)
-
-HELD_ANNOUNCEMENTS = 16
-"""Announcements waiting for an open turn's reply; beyond that the oldest is forgotten."""
-
-
-@dataclass(eq=False)
-class _Pending:
-    """A model reply whose ``confirm`` calls wait for the user's yes or no."""
-
-    round: Round
-    calls: list[ToolCall]
 
 
 @dataclass(eq=False)
@@ -109,13 +97,15 @@ class Dialogue:
         self._runner = ToolRunner(tools, self.conversation_id)
         self._transcripts = UserTranscripts(worker, self.conversation_id)
         self._history = History()
-        self._pending: _Pending | None = None
+        self._confirmation = ConfirmationGate(
+            self._history, self._runner, self._transcripts, self.conversation_id
+        )
+        self._announcements = HeldAnnouncements(self._history, self.conversation_id)
         self._new_inputs: list[UserInput] = []
         self._waiting: list[UserInput] = []
         self._call_ids: set[str] = set()
         self._response: ResponseState | None = None
         self._last: _Committed | None = None
-        self._announcements: deque[str] = deque(maxlen=HELD_ANNOUNCEMENTS)
         self._task: asyncio.Task[None] | None = None
         self._starting: set[asyncio.Event] = set()
         """One per ``respond()`` still waiting for the previous response; ``stop()`` sets them."""
@@ -149,12 +139,16 @@ class Dialogue:
         taken up by one that ended without a reply to it (a cancel before it said anything)."""
         if self._new_inputs or self._waiting:
             return True
-        return not self.is_responding and self._pending is None and self._history.awaiting_reply
+        return (
+            not self.is_responding
+            and not self._confirmation.pending
+            and self._history.awaiting_reply
+        )
 
     @property
     def awaiting_confirmation(self) -> bool:
         """True when the next user turn answers a ``confirm`` tool's question."""
-        return self._pending is not None
+        return self._confirmation.pending
 
     @property
     def unanswered_audio_s(self) -> float:
@@ -203,7 +197,7 @@ class Dialogue:
         return entry.item.item_id
 
     def _accept(self, entry: UserInput) -> None:
-        if self._pending is None:
+        if not self._confirmation.pending:
             self._history.add_user(entry.item)
         self._new_inputs.append(entry)
 
@@ -215,20 +209,9 @@ class Dialogue:
         otherwise (a reply running, input or a confirmation waiting for one) right after that
         reply, so user input and its reply are never split.
         """
-        text = announcement.text if isinstance(announcement, Announcement) else announcement
-        if not text.strip():
-            raise ValueError("an announcement needs text")
-        if len(self._announcements) == HELD_ANNOUNCEMENTS:
-            log.warning("%s: too many held announcements, forgot the oldest", self.conversation_id)
-        self._announcements.append(text)
+        self._announcements.hold(announcement)
         if not self.is_responding:
-            self._commit_announcements()
-
-    def _commit_announcements(self) -> None:
-        if self._pending is not None or not self._history.turns or self._history.awaiting_reply:
-            return
-        while self._announcements:
-            self._history.add_replies([AssistantMessage(content=self._announcements.popleft())])
+            self._announcements.commit(self._confirmation.pending)
 
     def provide_tool_output(self, call_id: str, output: str) -> None:
         """Deliver a client tool's output; ``ValueError`` if no call ``call_id`` is waiting."""
@@ -263,7 +246,7 @@ class Dialogue:
             return
         if self.is_responding:
             raise RuntimeError("a response is already running: interrupt or cancel it first")
-        if self._pending is None and not self._history.awaiting_reply:
+        if not self._confirmation.pending and not self._history.awaiting_reply:
             raise RuntimeError("nothing to respond to: add a user turn first")
         events: asyncio.Queue[DialogueEvent] = asyncio.Queue()
         inputs, self._new_inputs = self._new_inputs, []
@@ -348,7 +331,7 @@ class Dialogue:
         """Cut the ended last reply to what the user heard (once; not after newer input)."""
         last, self._last = self._last, None
         newest = self._history.turns[-1] if self._history.turns else None
-        if last is None or self._pending is not None or newest is not last.turn:
+        if last is None or self._confirmation.pending or newest is not last.turn:
             return
         replies = reply_messages(delivered_rounds(last.rounds, delivered_text))
         self._history.replace_replies(last.turn, last.start, last.end, replies)
@@ -404,8 +387,10 @@ class Dialogue:
                 r.emit(TurnDone(r.reply_text(), "error", tuple(r.calls), tuple(r.results)))
 
     async def _answer(self, r: ResponseState) -> FinishReason:
-        if self._pending is not None:
-            await self._resolve_confirmation(r, self._pending)
+        if self._confirmation.pending:
+            await self._confirmation.resolve(
+                r, self.settings.confirm_yes_words, self.settings.transcription_language
+            )
         tools = self._runner.mistral_tools()
         tool_rounds = 0
         while not r.interrupted.is_set():
@@ -424,7 +409,7 @@ class Dialogue:
                 return "length"
             confirm = await self._runner.finish(r, rnd, self.settings.client_tool_timeout_s)
             if confirm and not r.interrupted.is_set():
-                self._ask_confirmation(r, rnd, confirm)
+                self._confirmation.ask(r, rnd, confirm)
                 return "tool_calls"
             tool_rounds += 1
         return "cancelled"
@@ -534,34 +519,6 @@ class Dialogue:
             return
         self._runner.start(r, rnd, call)
 
-    def _ask_confirmation(self, r: ResponseState, rnd: Round, calls: list[ToolCall]) -> None:
-        """Hold the reply back until the user answers; ask about each ``confirm`` call."""
-        r.rounds.remove(rnd)
-        self._pending = _Pending(rnd, calls)
-        for call in calls:
-            prompt = confirmation_prompt(call, self._runner.description(call.name))
-            r.emit(ConfirmationRequested(call, prompt))
-            r.say(prompt if not r.spoken else f" {prompt}")
-
-    async def _resolve_confirmation(self, r: ResponseState, pending: _Pending) -> None:
-        """The user's answer decides the pending calls; the reply then joins the history."""
-        self._pending = None
-        answer = await self._transcripts.answer_text(r, self.settings.transcription_language)
-        yes = is_clear_yes(answer, self.settings.confirm_yes_words)
-        log.info("%s: confirmation answered %r (yes=%s)", self.conversation_id, answer, yes)
-        rnd = pending.round
-        for call in pending.calls:
-            if yes:
-                self._runner.run(r, rnd, call)
-            else:
-                r.record(rnd, cancelled_result(call, "the user did not confirm"))
-        await self._runner.wait_started(r)
-        self._history.add_replies(reply_messages([rnd], "interrupted"))
-        if not yes and not is_clear_no(answer):
-            # Not an answer at all but a new request: it is the user's next message.
-            for entry in r.inputs:
-                self._history.add_user(entry.item)
-
     # --- the end of a turn -----------------------------------------------------------------
 
     async def _settle(self, r: ResponseState) -> None:
@@ -586,7 +543,7 @@ class Dialogue:
         r.clock.done()
         waiting, self._waiting = self._waiting, []
         r.settled.set()
-        self._commit_announcements()
+        self._announcements.commit(self._confirmation.pending)
         for entry in waiting:
             self._accept(entry)
 
