@@ -69,7 +69,7 @@ class ListenOptions:
     """``auto``, ``rich``, ``plain`` or ``json``."""
     session_log: Path | None = None
     forced_replies: Path | None = None
-    """Test aid: a JSON script of replies to force (``assistant.testing.forced_file``)."""
+    """Test aid: a JSON script of replies to force (``assistant.testing.forced``)."""
 
 
 @dataclass(eq=False)
@@ -119,10 +119,10 @@ def _prepare(options: ListenOptions) -> _Prepared:
     if options.session_log is not None:
         _check_session_log(options.session_log)
     if options.forced_replies is not None:
-        from assistant.testing.forced_file import ForcedScript, ForcedScriptError
+        from assistant.testing.forced import ForcedScriptError, ScriptedReplies
 
         try:
-            prepared.script = ForcedScript.from_file(options.forced_replies)
+            prepared.script = ScriptedReplies.from_file(options.forced_replies)
         except ForcedScriptError as exc:
             raise ListenError(str(exc)) from None
     if options.settings.tools_file is not None:
@@ -281,17 +281,12 @@ async def _load_worker(settings: Settings, script: Any) -> Any:
     from assistant.model.checkpoint import resolve_checkpoint
     from assistant.model.worker import ModelWorker
 
-    forced: list[Callable[[int], list[Any]]] = []
-
-    def factory(batch_size: int) -> list[Any]:
-        return forced[0](batch_size) if forced else []
-
     def load() -> Any:
         # Before the slow import of the model's classes: a wrong --model fails at once.
         folder = resolve_checkpoint(settings.model.id)
         return ModelWorker.from_settings(
             settings.model.model_copy(update={"id": str(folder)}),
-            logits_processor_factory=factory if script is not None else None,
+            logits_processor_factory=script.logits_processors if script is not None else None,
         )
 
     try:
@@ -300,7 +295,7 @@ async def _load_worker(settings: Settings, script: Any) -> Any:
         hint = "; run on the CPU with --model-device cpu (slower)" if "CUDA" in str(exc) else ""
         raise ListenError(f"{exc}{hint}") from None
     if script is not None:
-        forced.append(script.factory(worker.tokenizer))
+        script.bind(worker.tokenizer)
     return worker
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from assistant.testing.tekken import TokenizerVersion, Vocabulary, write_tekken
 
 AUDIO_TOKEN_ID = 24
+TRANSCRIBE_ID = 34
+"""``[TRANSCRIBE]``: a transcription prompt ends with it (Voxtral's layout)."""
 BOS_ID, EOS_ID, PAD_ID = 1, 2, 11
 
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from assistant.model.worker import ModelWorker
+from assistant.testing.forced import ScriptedReplies
 from assistant.testing.speech import synthesize
 from tests.dialogue.house import House
-from tests.dialogue.scripting import Script
 
-ScriptedWorker = tuple[ModelWorker, Script]
+ScriptedWorker = tuple[ModelWorker, ScriptedReplies]
 
 
 @pytest.fixture(scope="session")
@@ -25,13 +25,15 @@ def scripted_workers(
 
     def get(version: str = "v7") -> ScriptedWorker:
         if version not in loaded:
-            holder: list[Script] = []
+            holder: list[ScriptedReplies] = []
             worker = ModelWorker.load(
                 tiny_model_factory(version),
                 device="cpu",
                 logits_processor_factory=lambda n: holder[0].logits_processors(n),
             )
-            holder.append(Script(worker.tokenizer))
+            holder.append(
+                ScriptedReplies(worker.tokenizer, default_reply="OK.", default_transcript="hello")
+            )
             loaded[version] = (worker, holder[0])
         worker, script = loaded[version]
         script.reset()

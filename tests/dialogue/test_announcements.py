@@ -16,23 +16,23 @@ TEA = Announcement("Your tea timer is done.", "set_timer")
 async def test_an_announcement_reaches_the_next_prompt(scripted_workers, version) -> None:
     """After an answered turn the announcement is an assistant message in the next request."""
     worker, script = scripted_workers(version)
-    script.reply("Timer set.")
+    script.say("Timer set.")
     dialogue = Dialogue(worker)
     dialogue.add_user_turn(text="set a tea timer")
     await turn(dialogue)
     dialogue.add_announcement(TEA)
     assert dialogue.history[-1] == AssistantMessage(content=TEA.text)
-    script.reply("Your tea timer went off.")
+    script.say("Your tea timer went off.")
     dialogue.add_user_turn(text="what was that?")
     await turn(dialogue)
-    prompt = script.prompt_text()
+    prompt = script.prompts[-1]
     assert prompt.index("Timer set.") < prompt.index(TEA.text) < prompt.index("what was that?")
 
 
 async def test_an_announcement_during_a_reply_follows_it(scripted) -> None:
     """An announcement made while a reply streams joins the history right after that reply."""
     worker, script = scripted
-    script.reply("Here is a long answer about the weather in the kitchen.")
+    script.say("Here is a long answer about the weather in the kitchen.")
     dialogue = Dialogue(worker)
     dialogue.add_user_turn(text="weather?")
     announced = False
@@ -49,7 +49,7 @@ async def test_an_announcement_during_a_reply_follows_it(scripted) -> None:
 async def test_an_announcement_never_answers_waiting_input(scripted) -> None:
     """Input that waits for its reply keeps waiting: the announcement comes after the reply."""
     worker, script = scripted
-    script.reply("It is noon.")
+    script.say("It is noon.")
     dialogue = Dialogue(worker)
     dialogue.add_user_turn(text="what time is it")
     dialogue.add_announcement("Your tea timer is done.")

@@ -90,8 +90,8 @@ async def test_cancelling_the_consumer_does_not_wait_for_a_started_tool(scripted
     """A consumer task cancelled while a tool runs ends at once; the tool's result still joins
     the history, and the next respond() waits for it before asking the model."""
     worker, script = scripted
-    script.reply(None, [SLOW])
-    script.reply("Anything else?")
+    script.say(None, [SLOW])
+    script.say("Anything else?")
     dialogue = Dialogue(worker, house.tools, DialogueSettings(transcribe_user=False))
     dialogue.add_user_turn(text="fan on")
     consumer = asyncio.create_task(_collect(dialogue, []))
@@ -108,7 +108,7 @@ async def test_cancelling_the_consumer_does_not_wait_for_a_started_tool(scripted
     house.release()
     await answering
     assert events[-1].text == "Anything else?"
-    assert '"state": "flipped"' in script.prompt_text(-1)
+    assert '"state": "flipped"' in script.prompts[-1]
     assert house.runs_per_call() == {dialogue.history[2].tool_call_id: 1}
 
 
@@ -116,7 +116,7 @@ async def test_closing_a_stopped_stream_does_not_wait_for_a_started_tool(scripte
     """aclose() of a respond() stream whose response was stop()ped returns at once while a
     started tool runs; the tool's result still joins the history."""
     worker, script = scripted
-    script.reply(None, [SLOW])
+    script.say(None, [SLOW])
     dialogue = Dialogue(worker, house.tools, DialogueSettings(transcribe_user=False))
     dialogue.add_user_turn(text="fan on")
     stream = dialogue.respond()
@@ -140,8 +140,8 @@ async def test_stop_while_a_response_waits_for_the_previous_one_ends_it_unstarte
     """stop() reaches a respond() still waiting for a stopped response to settle: it ends
     cancelled without asking the model, and its input waits for the next response."""
     worker, script = scripted
-    script.reply(None, [SLOW])
-    script.reply("Anything else?")
+    script.say(None, [SLOW])
+    script.say("Anything else?")
     dialogue = Dialogue(worker, house.tools, DialogueSettings(transcribe_user=False))
     dialogue.add_user_turn(text="fan on")
     consumer = asyncio.create_task(_collect(dialogue, []))
@@ -160,4 +160,4 @@ async def test_stop_while_a_response_waits_for_the_previous_one_ends_it_unstarte
     assert len(events) == 1 and dialogue.awaiting_response
     answered = [event async for event in dialogue.respond()]
     assert answered[-1].text == "Anything else?"
-    assert "thanks" in script.prompt_text(-1)
+    assert "thanks" in script.prompts[-1]

@@ -22,7 +22,7 @@ LONG_REPLY = " ".join(["The weather today is sunny and warm in the living room."
 
 
 async def _ask_to_unlock(dialogue: Dialogue, script) -> list:
-    script.reply(None, [UNLOCK])
+    script.say(None, [UNLOCK])
     dialogue.add_user_turn(text="unlock the front door")
     return await turn(dialogue)
 
@@ -44,8 +44,8 @@ async def test_spoken_yes_runs_the_confirmed_tool(scripted, house, speech) -> No
     worker, script = scripted
     dialogue = Dialogue(worker, house.tools)
     await _ask_to_unlock(dialogue, script)
-    script.transcript("Yes, please.")
-    script.reply("The front door is open.")
+    script.hear("Yes, please.")
+    script.say("The front door is open.")
     dialogue.add_user_turn(audio=speech("yes please"))
     events = await turn(dialogue)
     assert [name for _, name, _ in house.runs] == ["unlock_door"]
@@ -60,13 +60,13 @@ async def test_no_cancels_the_confirmed_tool(scripted, house) -> None:
     worker, script = scripted
     dialogue = Dialogue(worker, house.tools)
     await _ask_to_unlock(dialogue, script)
-    script.reply("Okay, the door stays locked.")
+    script.say("Okay, the door stays locked.")
     dialogue.add_user_turn(text="No.")
     events = await turn(dialogue)
     (result,) = [e for e in events if isinstance(e, ToolResult)]
     assert not result.ok and "did not confirm" in result.content
     assert house.runs == []
-    assert "did not confirm" in script.prompt_text(-1)
+    assert "did not confirm" in script.prompts[-1]
 
 
 async def test_a_new_request_instead_of_an_answer_cancels_and_is_answered(scripted, house) -> None:
@@ -74,7 +74,7 @@ async def test_a_new_request_instead_of_an_answer_cancels_and_is_answered(script
     worker, script = scripted
     dialogue = Dialogue(worker, house.tools)
     await _ask_to_unlock(dialogue, script)
-    script.reply("It is noon.")
+    script.say("It is noon.")
     dialogue.add_user_turn(text="what time is it")
     await turn(dialogue)
     assert house.runs == []
@@ -85,7 +85,7 @@ async def test_a_new_request_instead_of_an_answer_cancels_and_is_answered(script
 async def test_other_calls_of_the_reply_run_before_the_question(scripted, house) -> None:
     """In a reply with a confirm call and a plain call, the plain one runs at once."""
     worker, script = scripted
-    script.reply(None, [LIGHT_ON, UNLOCK])
+    script.say(None, [LIGHT_ON, UNLOCK])
     dialogue = Dialogue(worker, house.tools)
     dialogue.add_user_turn(text="light on and unlock")
     events = await turn(dialogue)
@@ -96,7 +96,7 @@ async def test_other_calls_of_the_reply_run_before_the_question(scripted, house)
 async def test_barge_in_cuts_the_reply_to_what_was_delivered(scripted) -> None:
     """After an interruption the assistant message holds only the delivered text."""
     worker, script = scripted
-    script.reply(LONG_REPLY)
+    script.say(LONG_REPLY)
     dialogue = Dialogue(worker)
     dialogue.add_user_turn(text="weather?")
     events, delivered, outcomes = [], "", []
@@ -117,7 +117,7 @@ async def test_barge_in_cuts_the_reply_to_what_was_delivered(scripted) -> None:
 async def test_barge_in_before_any_delivered_text_leaves_no_reply(scripted) -> None:
     """Nothing delivered: no assistant message, and the next input joins the same user turn."""
     worker, script = scripted
-    script.reply(LONG_REPLY)
+    script.say(LONG_REPLY)
     dialogue = Dialogue(worker)
     dialogue.add_user_turn(text="weather?")
     async for event in dialogue.respond():
@@ -131,7 +131,7 @@ async def test_barge_in_before_any_delivered_text_leaves_no_reply(scripted) -> N
 async def test_barge_in_during_a_tool_keeps_its_result(scripted, house) -> None:
     """A started tool finishes and its result is kept; the unstarted confirm call is cancelled."""
     worker, script = scripted
-    script.reply(None, [{"name": "slow_switch", "arguments": {"name": "fan"}}, UNLOCK])
+    script.say(None, [{"name": "slow_switch", "arguments": {"name": "fan"}}, UNLOCK])
     dialogue = Dialogue(worker, house.tools)
     dialogue.add_user_turn(text="fan, and unlock")
     events: list = []
@@ -162,7 +162,7 @@ async def _collect(dialogue: Dialogue, into: list) -> None:
 async def test_barge_in_is_ignored_when_disabled(scripted) -> None:
     """With interrupt_response off, interrupt() leaves the reply alone."""
     worker, script = scripted
-    script.reply("Hello there, friend.")
+    script.say("Hello there, friend.")
     dialogue = Dialogue(worker, settings=DialogueSettings(interrupt_response=False))
     dialogue.add_user_turn(text="hi")
     interrupted = []
@@ -177,7 +177,7 @@ async def test_barge_in_is_ignored_when_disabled(scripted) -> None:
 async def test_short_speech_does_not_interrupt(scripted) -> None:
     """Speech shorter than min_interrupt_speech_ms is not a barge-in."""
     worker, script = scripted
-    script.reply(LONG_REPLY)
+    script.say(LONG_REPLY)
     dialogue = Dialogue(worker, settings=DialogueSettings(min_interrupt_speech_ms=300))
     dialogue.add_user_turn(text="weather?")
     outcomes = []
@@ -191,8 +191,8 @@ async def test_short_speech_does_not_interrupt(scripted) -> None:
 async def test_input_during_a_reply_waits_for_it(scripted) -> None:
     """Input that arrives while a reply runs (no barge-in) is answered by the next response."""
     worker, script = scripted
-    script.reply("First answer.")
-    script.reply("Second answer.")
+    script.say("First answer.")
+    script.say("Second answer.")
     dialogue = Dialogue(worker, settings=DialogueSettings(interrupt_response=False))
     dialogue.add_user_turn(text="first")
     async for event in dialogue.respond():
@@ -206,7 +206,7 @@ async def test_input_during_a_reply_waits_for_it(scripted) -> None:
 async def test_leaving_the_stream_early_cancels_the_response(scripted) -> None:
     """Breaking out of respond() cancels the reply and settles the history."""
     worker, script = scripted
-    script.reply(LONG_REPLY)
+    script.say(LONG_REPLY)
     dialogue = Dialogue(worker)
     dialogue.add_user_turn(text="weather?")
     stream = dialogue.respond()
@@ -221,7 +221,7 @@ async def test_leaving_the_stream_early_cancels_the_response(scripted) -> None:
 async def test_barge_in_after_the_reply_ended_cuts_it_to_what_was_heard(scripted) -> None:
     """A reply generated in full but still being spoken is cut in the history on barge-in."""
     worker, script = scripted
-    script.reply(LONG_REPLY)
+    script.say(LONG_REPLY)
     dialogue = Dialogue(worker)
     dialogue.add_user_turn(text="weather?")
     await turn(dialogue)
@@ -232,7 +232,7 @@ async def test_barge_in_after_the_reply_ended_cuts_it_to_what_was_heard(scripted
 async def test_a_late_cut_never_reaches_a_reply_to_newer_input(scripted) -> None:
     """Once the user has said something new, a late barge-in leaves the history alone."""
     worker, script = scripted
-    script.reply(LONG_REPLY)
+    script.say(LONG_REPLY)
     dialogue = Dialogue(worker)
     dialogue.add_user_turn(text="weather?")
     await turn(dialogue)

@@ -25,7 +25,7 @@ async def test_two_hundred_audio_turns_stay_within_the_budget(scripted, speech) 
     dialogue = Dialogue(worker, settings=settings)
     clip = speech("turn on the light")
     for n in range(200):
-        script.reply(f"Answer {n}.")
+        script.say(f"Answer {n}.")
         dialogue.add_user_turn(audio=clip, text=f"question {n}")
         done = (await turn(dialogue))[-1]
         assert done.finish_reason == "stop" and done.text == f"Answer {n}."
@@ -45,17 +45,17 @@ async def test_dropped_audio_is_kept_as_its_transcript(scripted, speech) -> None
         context_budget_tokens=600, params=GenerationParams(max_new_tokens=16)
     )
     dialogue = Dialogue(worker, settings=settings)
-    script.transcript("turn on the kitchen light")
+    script.hear("turn on the kitchen light")
     dialogue.add_user_turn(audio=speech("turn on the kitchen light"))
     await turn(dialogue)
-    script.transcript("and the hall light")
+    script.hear("and the hall light")
     dialogue.add_user_turn(audio=speech("and the hall light"))
     await turn(dialogue)
     first, second = (m for m in dialogue.history if m.role == "user")
     assert first.content == [TextChunk(text="turn on the kitchen light")]
     assert isinstance(second.content[0], AudioChunk)
     assert dialogue.dropped_turns == 0
-    assert "turn on the kitchen light" in script.prompt_text()
+    assert "turn on the kitchen light" in script.prompts[-1]
 
 
 async def test_a_turn_over_the_budget_is_removed_and_the_next_one_works(scripted) -> None:
@@ -66,7 +66,7 @@ async def test_a_turn_over_the_budget_is_removed_and_the_next_one_works(scripted
         context_budget_tokens=600, transcribe_user=False, params=GenerationParams(max_new_tokens=16)
     )
     dialogue = Dialogue(worker, settings=settings)
-    script.reply("Noted, Bob.")
+    script.say("Noted, Bob.")
     dialogue.add_user_turn(text="My name is Bob.")
     await turn(dialogue)
     dialogue.add_user_turn(text="word " * 2000)
@@ -74,8 +74,8 @@ async def test_a_turn_over_the_budget_is_removed_and_the_next_one_works(scripted
     (error,) = [e for e in events if isinstance(e, ErrorEvent)]
     assert error.code == "context_overflow" and "removed" in error.message
     assert events[-1].finish_reason == "error"
-    script.reply("Your name is Bob.")
+    script.say("Your name is Bob.")
     dialogue.add_user_turn(text="What is my name?")
     assert (await turn(dialogue))[-1].text == "Your name is Bob."
-    assert "My name is Bob." in script.prompt_text() and "word word" not in script.prompt_text()
+    assert "My name is Bob." in script.prompts[-1] and "word word" not in script.prompts[-1]
     assert len(script.prompts) == 2  # the oversize turn never reached the model

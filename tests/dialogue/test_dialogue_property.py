@@ -76,8 +76,8 @@ def check(dialogue: Dialogue, house: House, tokenizer) -> None:
 async def run_step(dialogue: Dialogue, script, plan, clip) -> None:
     script.reset()
     for text, names in plan["rounds"]:
-        script.reply(text or None, [CALLS[name] for name in names])
-    script.reply(plan["final"])
+        script.say(text or None, [CALLS[name] for name in names])
+    script.say(plan["final"])
     if plan["input"] == "audio":
         dialogue.add_user_turn(audio=clip)
     else:

@@ -51,8 +51,8 @@ async def test_spoken_command_publishes_and_the_model_answers(
     """Speech, set_light over MQTT (seen by a real subscriber), result back, final text."""
     worker, script = scripted
     tools = load_tools(write_tools(tmp_path, mqtt_broker.port))
-    script.reply(None, [{"name": "set_light", "arguments": {"room": "kitchen", "state": "on"}}])
-    script.reply("The kitchen light is on.")
+    script.say(None, [{"name": "set_light", "arguments": {"room": "kitchen", "state": "on"}}])
+    script.say("The kitchen light is on.")
     try:
         with mqtt_broker.recorder("home/#") as recorder:
             dialogue = Dialogue(worker, tools)
@@ -65,7 +65,7 @@ async def test_spoken_command_publishes_and_the_model_answers(
     assert json.loads(message.payload) == {"state": "ON"}
     (result,) = [e for e in events if isinstance(e, ToolResult)]
     assert result.ok
-    assert f"[TOOL_RESULTS]{result.call_id}[TOOL_CONTENT]" in script.prompt_text(1)
+    assert f"[TOOL_RESULTS]{result.call_id}[TOOL_CONTENT]" in script.prompts[1]
     assert events[-1].text == "The kitchen light is on."
 
 
@@ -75,7 +75,7 @@ async def test_confirmed_unlock_publishes_only_after_yes(
     """The unlock message is published after the spoken yes, never before."""
     worker, script = scripted
     tools = load_tools(write_tools(tmp_path, mqtt_broker.port))
-    script.reply(None, [{"name": "unlock_door", "arguments": {"door": "front"}}])
+    script.say(None, [{"name": "unlock_door", "arguments": {"door": "front"}}])
     try:
         with mqtt_broker.recorder("home/#") as recorder:
             dialogue = Dialogue(worker, tools)
@@ -84,8 +84,8 @@ async def test_confirmed_unlock_publishes_only_after_yes(
             assert any(isinstance(e, ConfirmationRequested) for e in first)
             await asyncio.sleep(0.2)
             assert recorder.messages == []
-            script.transcript("Yes.")
-            script.reply("The front door is unlocked.")
+            script.hear("Yes.")
+            script.say("The front door is unlocked.")
             dialogue.add_user_turn(audio=speech("yes"))
             second = await turn(dialogue)
             (message,) = await asyncio.to_thread(recorder.wait_for, 1)

@@ -99,9 +99,9 @@ def test_writing_after_close_is_refused(tmp_path: Path) -> None:
 async def test_dialogue_logs_every_turn(scripted, house, speech, tmp_path: Path) -> None:
     """A dialogue with a log path writes each turn's transcript, calls and results."""
     worker, script = scripted
-    script.reply(None, [{"name": "set_light", "arguments": {"room": "hall", "state": "on"}}])
-    script.reply("The hall light is on.")
-    script.transcript("hall light on")
+    script.say(None, [{"name": "set_light", "arguments": {"room": "hall", "state": "on"}}])
+    script.say("The hall light is on.")
+    script.hear("hall light on")
     settings = DialogueSettings(session_log_path=tmp_path / "log.jsonl")
     dialogue = Dialogue(worker, house.tools, settings)
     item_id = dialogue.add_user_turn(audio=speech("hall light on"))

@@ -33,8 +33,8 @@ def results(events) -> list[ToolResult]:
 async def test_tool_call_runs_and_its_result_reaches_the_model(scripted, house, speech) -> None:
     """Utterance, tool call, real handler, result in the next prompt, then the final text."""
     worker, script = scripted
-    script.reply("Sure.", [LIGHT_ON])
-    script.reply("The kitchen light is on.")
+    script.say("Sure.", [LIGHT_ON])
+    script.say("The kitchen light is on.")
     dialogue = Dialogue(worker, house.tools)
     dialogue.add_user_turn(audio=speech("turn on the kitchen light"))
     events = await turn(dialogue)
@@ -42,7 +42,7 @@ async def test_tool_call_runs_and_its_result_reaches_the_model(scripted, house, 
     assert house.runs == [(call.id, "set_light", {"room": "kitchen", "state": "on"})]
     assert [r.ok for r in results(events)] == [True]
     fed_back = f'[TOOL_RESULTS]{call.id}[TOOL_CONTENT]{{"room": "kitchen", "state": "on"}}'
-    assert fed_back in script.prompt_text(1)
+    assert fed_back in script.prompts[1]
     done = events[-1]
     assert isinstance(done, TurnDone)
     assert done.text == "Sure.The kitchen light is on."
@@ -53,8 +53,8 @@ async def test_tool_call_runs_and_its_result_reaches_the_model(scripted, house, 
 async def test_events_of_a_tool_round_come_in_order(scripted, house) -> None:
     """The call is announced, started, finished, then the final reply streams."""
     worker, script = scripted
-    script.reply(None, [LIGHT_ON])
-    script.reply("Done.")
+    script.say(None, [LIGHT_ON])
+    script.say("Done.")
     dialogue = Dialogue(worker, house.tools)
     dialogue.add_user_turn(text="light on")
     kinds = [type(e) for e in await turn(dialogue)]
@@ -65,8 +65,8 @@ async def test_events_of_a_tool_round_come_in_order(scripted, house) -> None:
 async def test_parallel_calls_run_concurrently_and_keep_call_order(scripted, house) -> None:
     """Two calls of one reply overlap in time; their results follow in call order."""
     worker, script = scripted
-    script.reply(None, [LIGHT_ON, LIGHT_OFF])
-    script.reply("Both done.")
+    script.say(None, [LIGHT_ON, LIGHT_OFF])
+    script.say("Both done.")
     house.expected_overlap = 2
     dialogue = Dialogue(worker, house.tools)
     dialogue.add_user_turn(text="kitchen on, hall off")
@@ -80,22 +80,22 @@ async def test_parallel_calls_run_concurrently_and_keep_call_order(scripted, hou
 async def test_failing_handler_becomes_a_result_the_model_reads(scripted, house) -> None:
     """A handler that raises gives an ok=False result; the model is asked again and answers."""
     worker, script = scripted
-    script.reply(None, [{"name": "read_thermostat", "arguments": {}}])
-    script.reply("The thermostat is not answering.")
+    script.say(None, [{"name": "read_thermostat", "arguments": {}}])
+    script.say("The thermostat is not answering.")
     dialogue = Dialogue(worker, house.tools)
     dialogue.add_user_turn(text="how warm is it")
     events = await turn(dialogue)
     (result,) = results(events)
     assert not result.ok and "does not answer" in result.content
-    assert "the thermostat does not answer" in script.prompt_text(1)
+    assert "the thermostat does not answer" in script.prompts[1]
     assert events[-1].text == "The thermostat is not answering."
 
 
 async def test_tool_timeout_becomes_a_timeout_result(scripted, house) -> None:
     """A handler past its timeout is stopped and the model reads a timeout error."""
     worker, script = scripted
-    script.reply(None, [{"name": "stuck_blinds", "arguments": {}}])
-    script.reply("The blinds did not respond.")
+    script.say(None, [{"name": "stuck_blinds", "arguments": {}}])
+    script.say("The blinds did not respond.")
     dialogue = Dialogue(worker, house.tools)
     dialogue.add_user_turn(text="close the blinds")
     events = await turn(dialogue)
@@ -107,8 +107,8 @@ async def test_tool_timeout_becomes_a_timeout_result(scripted, house) -> None:
 async def test_unknown_tool_is_answered_with_an_error_result(scripted, house) -> None:
     """A call to a tool nobody declared gets an error result, and the history stays valid."""
     worker, script = scripted
-    script.reply(None, [{"name": "launch_rocket", "arguments": {}}])
-    script.reply("I cannot do that.")
+    script.say(None, [{"name": "launch_rocket", "arguments": {}}])
+    script.say("I cannot do that.")
     dialogue = Dialogue(worker, house.tools)
     dialogue.add_user_turn(text="launch")
     events = await turn(dialogue)
@@ -121,7 +121,7 @@ async def test_tool_round_limit_ends_with_a_failure_message(scripted, house) -> 
     """A model that keeps calling tools is stopped after max_tool_rounds; history stays valid."""
     worker, script = scripted
     for _ in range(3):
-        script.reply(None, [LIGHT_ON])
+        script.say(None, [LIGHT_ON])
     settings = DialogueSettings(max_tool_rounds=2, tool_round_limit_message="I gave up.")
     dialogue = Dialogue(worker, house.tools, settings)
     dialogue.add_user_turn(text="keep going")
@@ -138,8 +138,8 @@ async def test_tool_round_limit_ends_with_a_failure_message(scripted, house) -> 
 async def test_client_tool_waits_for_the_client_output(scripted) -> None:
     """A client tool pauses the loop until provide_tool_output; the output reaches the model."""
     worker, script = scripted
-    script.reply(None, [{"name": "get_location", "arguments": {}}])
-    script.reply("You are in Lyon.")
+    script.say(None, [{"name": "get_location", "arguments": {}}])
+    script.say("You are in Lyon.")
     dialogue = Dialogue(worker)
     dialogue.set_client_tools(
         [{"type": "function", "name": "get_location", "description": "Where the user is."}]
@@ -152,7 +152,7 @@ async def test_client_tool_waits_for_the_client_output(scripted) -> None:
             dialogue.provide_tool_output(event.call.id, json.dumps({"city": "Lyon"}))
     (result,) = results(events)
     assert result.ok and result.content == '{"city": "Lyon"}'
-    assert '"city": "Lyon"' in script.prompt_text(1)
+    assert '"city": "Lyon"' in script.prompts[1]
     assert events[-1].text == "You are in Lyon."
 
 
@@ -161,8 +161,8 @@ async def test_client_calls_of_one_reply_are_handed_out_together(scripted) -> No
     output is accepted."""
     worker, script = scripted
     here = {"name": "get_location", "arguments": {}}
-    script.reply(None, [here, {"name": "get_location", "arguments": {"precise": True}}])
-    script.reply("You are in Lyon.")
+    script.say(None, [here, {"name": "get_location", "arguments": {"precise": True}}])
+    script.say("You are in Lyon.")
     dialogue = Dialogue(worker)
     dialogue.set_client_tools([{"type": "function", "name": "get_location"}])
     dialogue.add_user_turn(text="where am I")
@@ -185,8 +185,8 @@ async def test_a_client_call_answered_before_its_round_ends_is_still_handed_out(
     ends there as usual)."""
     worker, script = scripted
     slow = {"name": "slow_switch", "arguments": {"name": "fan"}}
-    script.reply(None, [slow, {"name": "get_location", "arguments": {}}])
-    script.reply("You are in Lyon.")
+    script.say(None, [slow, {"name": "get_location", "arguments": {}}])
+    script.say("You are in Lyon.")
     dialogue = Dialogue(worker, house.tools)
     dialogue.set_client_tools([{"type": "function", "name": "get_location"}])
     dialogue.add_user_turn(text="fan on, and where am I")
@@ -207,8 +207,8 @@ async def test_a_client_call_answered_before_its_round_ends_is_still_handed_out(
 async def test_client_tool_without_an_answer_times_out(scripted) -> None:
     """A client that never answers gives a timeout result after client_tool_timeout_s."""
     worker, script = scripted
-    script.reply(None, [{"name": "get_location", "arguments": {}}])
-    script.reply("I could not find out.")
+    script.say(None, [{"name": "get_location", "arguments": {}}])
+    script.say("I could not find out.")
     dialogue = Dialogue(worker, settings=DialogueSettings(client_tool_timeout_s=0.2))
     dialogue.set_client_tools(
         [{"type": "function", "function": {"name": "get_location", "parameters": {}}}]
@@ -241,7 +241,7 @@ async def test_tools_reach_the_prompt(scripted, house) -> None:
     dialogue.set_client_tools([{"type": "function", "name": "get_location"}])
     dialogue.add_user_turn(text="hi")
     await turn(dialogue)
-    prompt = script.prompt_text()
+    prompt = script.prompts[-1]
     tools = prompt[prompt.index("[AVAILABLE_TOOLS]") : prompt.index("[/AVAILABLE_TOOLS]")]
     assert '"set_light"' in tools and '"get_location"' in tools
 
@@ -249,7 +249,7 @@ async def test_tools_reach_the_prompt(scripted, house) -> None:
 async def test_slow_tool_does_not_block_the_event_loop(scripted, house) -> None:
     """While a tool runs, other coroutines keep running (the loop is never blocked)."""
     worker, script = scripted
-    script.reply(None, [{"name": "slow_switch", "arguments": {"name": "fan"}}])
+    script.say(None, [{"name": "slow_switch", "arguments": {"name": "fan"}}])
     dialogue = Dialogue(worker, house.tools)
     dialogue.add_user_turn(text="fan")
     responding = asyncio.create_task(turn(dialogue))
@@ -277,15 +277,15 @@ async def test_a_registry_that_raises_gives_the_model_an_error_result(scripted, 
     """An exception escaping the registry becomes an error result that the model reads (not a
     silent "cancelled"), and it is logged with its traceback."""
     worker, script = scripted
-    script.reply(None, [LIGHT_ON])
-    script.reply("Sorry, that failed.")
+    script.say(None, [LIGHT_ON])
+    script.say("Sorry, that failed.")
     dialogue = Dialogue(worker, _BrokenRegistry.from_functions([_set_light]))
     dialogue.add_user_turn(text="kitchen light on")
     with caplog.at_level(logging.ERROR, logger="assistant.conversation.turn"):
         events = await turn(dialogue)
     (result,) = results(events)
     assert not result.ok and "RuntimeError: registry bug" in result.content
-    assert "registry bug" in script.prompt_text()
+    assert "registry bug" in script.prompts[-1]
     assert events[-1].finish_reason == "stop" and events[-1].text == "Sorry, that failed."
     (record,) = [r for r in caplog.records if r.exc_info]
     assert record.exc_info is not None and "registry bug" in str(record.exc_info[1])

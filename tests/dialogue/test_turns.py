@@ -23,7 +23,7 @@ from tests.dialogue.house import turn
 async def test_text_turn_streams_the_reply_and_ends_with_turn_done(scripted) -> None:
     """A typed turn yields the scripted reply as text deltas, then TurnDone with the text."""
     worker, script = scripted
-    script.reply("The kitchen light is on.")
+    script.say("The kitchen light is on.")
     dialogue = Dialogue(worker)
     dialogue.add_user_turn(text="Is the kitchen light on?")
     events = await turn(dialogue)
@@ -36,7 +36,7 @@ async def test_text_turn_streams_the_reply_and_ends_with_turn_done(scripted) -> 
 async def test_reply_joins_the_history(scripted) -> None:
     """After a turn the history holds the user message and the assistant's reply."""
     worker, script = scripted
-    script.reply("Hello there.")
+    script.say("Hello there.")
     dialogue = Dialogue(worker)
     dialogue.add_user_turn(text="Hi")
     await turn(dialogue)
@@ -58,8 +58,8 @@ async def test_consecutive_user_turns_merge_into_one_message(scripted, speech) -
 async def test_audio_turn_is_transcribed_without_delaying_the_reply(scripted, speech) -> None:
     """The transcript arrives after the reply's first text, and before TurnDone."""
     worker, script = scripted
-    script.reply("It is noon.")
-    script.transcript("What time is it?")
+    script.say("It is noon.")
+    script.hear("What time is it?")
     dialogue = Dialogue(worker)
     item_id = dialogue.add_user_turn(audio=speech("what time is it"))
     events = await turn(dialogue)
@@ -72,7 +72,7 @@ async def test_audio_turn_is_transcribed_without_delaying_the_reply(scripted, sp
 async def test_the_reply_is_generated_before_any_transcription(scripted, speech) -> None:
     """The model thread takes the reply's generation first, the clips' transcriptions after."""
     worker, script = scripted
-    script.reply("It is noon.")
+    script.say("It is noon.")
     dialogue = Dialogue(worker)
     dialogue.add_user_turn(audio=speech("what time"))
     dialogue.add_user_turn(audio=speech("is it"))
@@ -87,13 +87,13 @@ async def test_transcripts_can_be_turned_off(scripted, speech) -> None:
     dialogue.add_user_turn(audio=speech("what time is it"))
     events = await turn(dialogue)
     assert not any(isinstance(e, UserTranscript) for e in events)
-    assert script.transcriptions == 0
+    assert script.served.count("transcription") == 0
 
 
 async def test_turn_metrics_are_measured_from_the_end_of_speech(scripted, speech) -> None:
     """TurnDone carries latencies from speech end, token counts and the audio length."""
     worker, script = scripted
-    script.reply("Done.")
+    script.say("Done.")
     clip = speech("turn on the light")
     dialogue = Dialogue(worker, settings=DialogueSettings(transcribe_user=False))
     dialogue.add_user_turn(audio=clip, speech_end_s=time.monotonic() - 0.25)
@@ -151,7 +151,7 @@ async def test_instructions_ride_in_the_first_user_message_below_v13(scripted, s
     await turn(dialogue)
     dialogue.add_user_turn(text="and again")
     await turn(dialogue)
-    prompt = script.prompt_text()
+    prompt = script.prompts[-1]
     assert "[SYSTEM_PROMPT]" not in prompt
     assert prompt.count("Answer in one word.") == 1
     assert prompt.index("[INST]Answer in one word.") < prompt.index("[BEGIN_AUDIO]")
@@ -163,7 +163,7 @@ async def test_instructions_are_a_system_prompt_from_v13(scripted_workers, speec
     dialogue = Dialogue(worker, settings=DialogueSettings(instructions="Answer in one word."))
     dialogue.add_user_turn(audio=speech("hello"))
     await turn(dialogue)
-    assert "[SYSTEM_PROMPT]Answer in one word.[/SYSTEM_PROMPT]" in script.prompt_text()
+    assert "[SYSTEM_PROMPT]Answer in one word.[/SYSTEM_PROMPT]" in script.prompts[-1]
 
 
 async def test_set_instructions_applies_to_the_next_request(scripted) -> None:
@@ -175,8 +175,8 @@ async def test_set_instructions_applies_to_the_next_request(scripted) -> None:
     dialogue.set_instructions("Speak like a pirate.")
     dialogue.add_user_turn(text="hello")
     await turn(dialogue)
-    assert "Speak like a pirate." not in script.prompt_text(0)
-    assert "Speak like a pirate." in script.prompt_text(1)
+    assert "Speak like a pirate." not in script.prompts[0]
+    assert "Speak like a pirate." in script.prompts[1]
 
 
 async def test_input_over_the_budget_ends_with_context_overflow(scripted) -> None:

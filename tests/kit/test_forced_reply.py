@@ -72,9 +72,12 @@ def test_forced_tool_call_decodes_through_mistral_common(tiny_model_factory, ver
 
 
 def test_scripted_replies_are_consumed_in_order(tiny_model_dir: Path) -> None:
-    """Each generate call takes the next scripted reply; an empty script forces nothing."""
+    """Each generate call takes the next scripted reply (text or raw tokens); an empty script
+    forces nothing."""
     model, processor, tokenizer = _load(tiny_model_dir)
-    script = ScriptedReplies([reply_tokens(tokenizer, "one"), reply_tokens(tokenizer, "two")])
+    script = ScriptedReplies(tokenizer)
+    script.say("one")
+    script.add(reply_tokens(tokenizer, "two"))
     inputs = processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "text", "text": "Count"}]}]
     )
