@@ -9,6 +9,9 @@ read from ``--config FILE`` or ``VOXTRAL_ASSISTANT_CONFIG``.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +29,14 @@ from pydantic import (
 DEFAULT_MODEL = "mistralai/Voxtral-Mini-3B-2507"
 ENV_PREFIX = "VOXTRAL_ASSISTANT_"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MIB = 2**20
+
+
+def _split_commas(value: Any) -> Any:
+    """A list from the environment arrives as one string: "https://a,https://b"."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
 
 class ConfigError(Exception):
@@ -36,17 +47,46 @@ class _Group(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+@dataclass(frozen=True)
+class GenerationParams:
+    """How one reply is generated; ``temperature`` 0 means greedy decoding.
+
+    The chat defaults of ``model.max_new_tokens`` / ``temperature`` / ``top_p`` are these.
+    """
+
+    max_new_tokens: int = 512
+    temperature: float = 0.2
+    top_p: float = 0.95
+    seed: int | None = None
+    """Seeds sampling for reproducible replies; None leaves the generator as it is."""
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ValueError("temperature must be between 0 and 2")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError("top_p must be in (0, 1]")
+
+
+_SAMPLING = GenerationParams()
+
+
 class ModelSettings(_Group):
-    """Which checkpoint to run and where."""
+    """Which checkpoint to run, where, how it samples, and how the model thread works."""
 
     id: str = Field(DEFAULT_MODEL, description="Hugging Face hub id or local folder.")
-    device: str = Field("auto", description="'auto' (CUDA if present), 'cpu', 'cuda', 'cuda:1'.")
+    device: str = Field(
+        "auto",
+        description="'auto' (CUDA, else Apple's MPS, else the CPU), 'cpu', 'cuda', 'cuda:1', "
+        "'mps'.",
+    )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         "auto", description="'auto' is bfloat16 on GPU and float32 on CPU."
     )
-    max_new_tokens: int = Field(512, ge=1, le=32768)
-    temperature: float = Field(0.2, ge=0.0, le=2.0)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(_SAMPLING.max_new_tokens, ge=1, le=32768)
+    temperature: float = Field(_SAMPLING.temperature, ge=0.0, le=2.0)
+    top_p: float = Field(_SAMPLING.top_p, gt=0.0, le=1.0)
     prefix_reuse: bool = Field(
         True, description="Keep each conversation's KV cache; prefill only the new part of a turn."
     )
@@ -62,6 +102,18 @@ class ModelSettings(_Group):
     max_batch: int = Field(
         16, ge=1, le=256, description="Most waiting requests served by one batched model step."
     )
+    max_waiting: int = Field(
+        256, ge=1, description="Most requests waiting for the model thread; more are 'overloaded'."
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", value):
+            return value
+        raise ValueError(
+            f"unknown device {value!r}: use auto, cpu, cuda, cuda:N (the Nth GPU) or mps"
+        )
 
     @model_validator(mode="after")
     def _compile_needs_static_cache(self) -> ModelSettings:
@@ -70,6 +122,14 @@ class ModelSettings(_Group):
                 "compile_backend needs static_cache_tokens (compiled decode is static)"
             )
         return self
+
+    def generation_params(self, max_new_tokens: int | None = None) -> GenerationParams:
+        """The chat sampling configured here (``max_new_tokens`` overrides the reply length)."""
+        return GenerationParams(
+            max_new_tokens=self.max_new_tokens if max_new_tokens is None else max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+        )
 
 
 class VadSettings(_Group):
@@ -85,8 +145,90 @@ class VadSettings(_Group):
     max_utterance_s: float = Field(30.0, gt=0.0, le=600.0)
 
 
+DEFAULT_YES_WORDS: tuple[str, ...] = (
+    "yes",
+    "yeah",
+    "yep",
+    "yup",
+    "sure",
+    "ok",
+    "okay",
+    "confirm",
+    "confirmed",
+    "correct",
+    "affirmative",
+    "go ahead",
+    "do it",
+    "please do",
+)
+"""Words and phrases that confirm a ``confirm`` tool (``dialogue.confirm_yes_words``)."""
+
+TOOL_ROUND_LIMIT_MESSAGE = "Sorry, I could not finish that: it took too many steps."
+
+
+class DialogueSettings(_Group):
+    """How a conversation behaves; every field has a working default."""
+
+    instructions: str | None = Field(
+        None,
+        description="Persona / instruction text. From tokenizer v13 it is a system prompt; "
+        "below v13, where mistral-common refuses a system prompt next to audio, the model "
+        "worker moves it into the first user message as a text chunk.",
+    )
+    max_tool_rounds: int = Field(
+        4,
+        ge=0,
+        description="Tool rounds per turn; a reply that still calls tools after that many is "
+        "not run, and the user hears tool_round_limit_message.",
+    )
+    interrupt_response: bool = Field(
+        True, description="Barge-in: user speech during a reply cancels it."
+    )
+    min_interrupt_speech_ms: int = Field(
+        300, ge=0, description='Shorter speech (a cough, "mm-hm") does not interrupt.'
+    )
+    transcribe_user: bool = Field(
+        True, description="Also run each user clip through transcription mode."
+    )
+    transcription_language: str | None = Field(
+        None,
+        description='ISO-639-1 code ("en", "fr") the user transcripts are made in; None: the '
+        "model detects it.",
+    )
+    context_budget_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Most prompt tokens per request; None: the model's context minus "
+        "max_new_tokens.",
+    )
+    keep_dropped_transcripts: bool = Field(
+        True,
+        description="Over the budget, replace old clips by their transcripts before dropping "
+        "whole turns.",
+    )
+    client_tool_timeout_s: float = Field(
+        60.0, gt=0, description="How long a client tool may take before its call times out."
+    )
+    confirm_yes_words: tuple[str, ...] = Field(
+        DEFAULT_YES_WORDS,
+        description="Words and phrases that confirm a confirm tool (comma-separated in the "
+        "environment).",
+    )
+    session_log_path: Path | None = Field(None, description="Append every turn to this JSONL file.")
+    log_audio: bool = Field(False, description="Save user clips as WAV files next to the log.")
+    tool_round_limit_message: str = Field(
+        TOOL_ROUND_LIMIT_MESSAGE,
+        description="What the user hears when the tool-round limit stops a turn.",
+    )
+
+    @field_validator("confirm_yes_words", mode="before")
+    @classmethod
+    def _comma_separated_words(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+
 class ServerSettings(_Group):
-    """The network edge."""
+    """The network edge: where it listens, who may connect, and every bound on clients."""
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -96,15 +238,66 @@ class ServerSettings(_Group):
     allowed_origins: list[str] = Field(
         default_factory=list, description="Browser Origins allowed besides the server's own page."
     )
-    max_sessions: int = Field(16, ge=1)
+    max_sessions: int = Field(
+        16, ge=1, description="Concurrent /v1/realtime connections; more are closed with 1013."
+    )
+    max_message_bytes: int = Field(
+        4 * MIB, ge=1, description="Largest WebSocket message; larger closes with 1009."
+    )
+    max_incoming_messages: int = Field(
+        16,
+        ge=1,
+        description="Messages websockets buffers before it stops reading the socket "
+        "(back-pressure); with max_message_bytes this bounds a connection's unread input.",
+    )
+    max_buffered_audio_s: float = Field(
+        300.0, gt=0, description="Uncommitted input audio per connection (manual turns)."
+    )
+    max_unanswered_audio_s: float = Field(
+        300.0, gt=0, description="Committed audio that may wait for a response, per connection."
+    )
+    max_unanswered_text_chars: int = Field(
+        100_000, ge=1, description="Typed text that may wait for a response, per connection."
+    )
+    send_queue_max_bytes: int = Field(
+        8 * MIB,
+        ge=1,
+        description="Outgoing events waiting for a slow client; beyond this it is disconnected.",
+    )
+    idle_timeout_s: float = Field(
+        600.0, gt=0, description="Close a connection with no message and no response this long."
+    )
+    max_request_body_bytes: int = Field(
+        25 * MIB, ge=1, description="Largest POST body (POST /v1/respond)."
+    )
+    max_body_bytes_in_flight: int = Field(
+        100 * MIB,
+        ge=1,
+        description="All POST bodies being received at once; more get 503 (one always fits).",
+    )
+    request_timeout_s: float = Field(
+        10.0, gt=0, description="Deadline for a request head (and POST body) to arrive."
+    )
+    respond_timeout_s: float = Field(300.0, gt=0, description="Longest POST /v1/respond turn.")
+    ping_interval_s: float = Field(20.0, gt=0, description="WebSocket keep-alive pings.")
+    ping_timeout_s: float = Field(20.0, gt=0, description="A ping unanswered this long closes.")
+    close_timeout_s: float = Field(
+        5.0, gt=0, description="How long a closing handshake (or a final flush) may take."
+    )
+    shutdown_grace_s: float = Field(
+        10.0, ge=0, description="On shutdown, running responses get this long to finish."
+    )
+    cancel_wait_s: float = Field(
+        5.0,
+        gt=0,
+        description="A cancelled response ends (response.done) within this, even while a "
+        "server tool it started runs on.",
+    )
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        # From the environment the list arrives as one string: "https://a,https://b".
-        if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
-        return value
+        return _split_commas(value)
 
     @model_validator(mode="after")
     def _token_for_public_bind(self) -> ServerSettings:
@@ -115,15 +308,54 @@ class ServerSettings(_Group):
             )
         return self
 
+    @property
+    def token_value(self) -> str | None:
+        """The token in clear (for the auth check only; never log it)."""
+        return self.token.get_secret_value() if self.token else None
+
+
+class SpeechSettings(_Group):
+    """Spoken replies."""
+
+    voice: str = Field("en-us", description="espeak-ng voice (espeak-ng --voices lists them).")
+    words_per_minute: int = Field(175, ge=80, le=450, description="Speech rate.")
+
+
+class ListenSettings(_Group):
+    """The desktop voice agent (``listen``)."""
+
+    input_device: int | str | None = Field(
+        None, description="Microphone: index, name or part of a name; None: the default input."
+    )
+    output_device: int | str | None = Field(
+        None, description="Speaker for spoken replies; None: the default output."
+    )
+    speak: bool = Field(True, description="Say the replies aloud.")
+    barge_in: bool = Field(
+        False, description="Let speech interrupt the reply: only with headphones or an AEC."
+    )
+    echo_tail_ms: int = Field(
+        400,
+        ge=0,
+        le=5000,
+        description="Half-duplex: keep ignoring the microphone this long after speaking (room "
+        "echo and the output buffer outlast the last sample).",
+    )
+
 
 class Settings(_Group):
     """All settings of the assistant; build it with ``load_settings``."""
 
     model: ModelSettings = Field(default_factory=ModelSettings)
     vad: VadSettings = Field(default_factory=VadSettings)
+    dialogue: DialogueSettings = Field(default_factory=DialogueSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
-    tools_file: Path | None = Field(None, description="tools.yaml to load.")
-    instructions: str | None = Field(None, description="Persona / instruction text.")
+    speech: SpeechSettings = Field(default_factory=SpeechSettings)
+    listen: ListenSettings = Field(default_factory=ListenSettings)
+    tools_file: Path | None = Field(
+        None,
+        description="tools.yaml to load; None: ./tools.yaml when present, else the built-in tools.",
+    )
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -166,6 +398,31 @@ def _env_layer() -> dict[str, Any]:
     return layer
 
 
+def parse_assignments(items: Iterable[str]) -> dict[str, Any]:
+    """``--set`` values (``server.idle_timeout_s=900``) as nested overrides.
+
+    The value is read as a YAML scalar or flow collection (``900``, ``true``, ``null``,
+    ``[a, b]``), exactly as it would be written in the config file.
+    """
+    layer: dict[str, Any] = {}
+    for item in items:
+        path, sep, raw = item.partition("=")
+        parts = path.strip().split(".")
+        if not sep or not all(part.strip() for part in parts):
+            raise ConfigError(f"--set {item!r}: expected SETTING=VALUE, e.g. vad.frame_ms=30")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {path}: the value is not valid YAML") from None
+        node = layer
+        for part in parts[:-1]:
+            node = node.setdefault(part.strip(), {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {path}: conflicts with another --set")
+        node[parts[-1].strip()] = value
+    return layer
+
+
 def load_settings(
     overrides: dict[str, Any] | None = None, config_file: Path | None = None
 ) -> Settings:
@@ -182,6 +439,8 @@ def load_settings(
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "settings"
             # Never echo a rejected value: it may be a secret.
-            lines.append(f"{where}: {err['msg']}")
+            lines.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
         source = f" (config file {config_file})" if config_file else ""
+        if len(lines) == 1:
+            raise ConfigError(f"invalid setting{source}: {lines[0]}") from None
         raise ConfigError("invalid settings" + source + ":\n  " + "\n  ".join(lines)) from None

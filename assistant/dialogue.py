@@ -4,7 +4,7 @@ The public face of ``assistant.conversation``; the implementation is
 ``assistant.conversation.dialogue``.
 """
 
+from assistant.config import DialogueSettings
 from assistant.conversation.dialogue import Dialogue
-from assistant.conversation.settings import DialogueSettings
 
 __all__ = ["Dialogue", "DialogueSettings"]

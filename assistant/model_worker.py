@@ -1,19 +1,20 @@
 """The only code that touches the model: one model thread, async callers get event streams.
 
-The public face of ``assistant.model``; the implementation is ``assistant.model.worker``.
+The public face of ``assistant.model``: ``ModelWorker`` (``assistant.model.worker``) runs the
+model in-process; ``ModelBackend`` (``assistant.model.backend``) is what the layers above use.
 """
 
-from assistant.model.worker import (
+from assistant.config import GenerationParams
+from assistant.model.backend import (
     DEFAULT_CONTEXT_TOKENS,
     GREEDY,
     TRANSCRIPTION_MAX_TOKENS,
     ContextOverflowError,
-    GenerationParams,
+    ModelBackend,
     ModelError,
-    ModelWorker,
     ResponseStream,
-    WorkerOptions,
 )
+from assistant.model.worker import ModelWorker
 
 __all__ = [
     "DEFAULT_CONTEXT_TOKENS",
@@ -21,8 +22,8 @@ __all__ = [
     "TRANSCRIPTION_MAX_TOKENS",
     "ContextOverflowError",
     "GenerationParams",
+    "ModelBackend",
     "ModelError",
     "ModelWorker",
     "ResponseStream",
-    "WorkerOptions",
 ]

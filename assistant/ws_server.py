@@ -1,12 +1,12 @@
 """The network edge: one asyncio server for ``/v1/realtime`` (WebSocket) and plain HTTP.
 
 The public face of ``assistant.server``: ``AssistantServer`` (``assistant_server``), its
-connections (``connection``, ``send_queue``), its limits and the wiring from settings to a
-running server (``wiring``).
+connections (``connection``, ``send_queue``) and the wiring from settings to a running server
+(``wiring``); its limits are ``assistant.config.ServerSettings``.
 """
 
+from assistant.config import ServerSettings
 from assistant.server.assistant_server import AssistantServer, ServeError, listen_failure
-from assistant.server.limits import ServerLimits
 from assistant.server.send_queue import SendQueue
 from assistant.server.wiring import check_can_listen, run_server, serve_until_signalled
 
@@ -14,7 +14,7 @@ __all__ = [
     "AssistantServer",
     "SendQueue",
     "ServeError",
-    "ServerLimits",
+    "ServerSettings",
     "check_can_listen",
     "listen_failure",
     "run_server",

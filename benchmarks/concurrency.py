@@ -35,8 +35,8 @@ async def speaker(
     from mistral_common.protocol.instruct.messages import AssistantMessage, UserMessage
 
     from assistant.audio.io import audio_chunk
+    from assistant.config import GenerationParams
     from assistant.events import TextDelta
-    from assistant.model.worker import GenerationParams
 
     params = GenerationParams(max_new_tokens=len(reply) + 1, temperature=0.0)
     text = worker.tokenizer.decode(reply[:-1])
@@ -60,14 +60,15 @@ async def speaker(
 
 async def run(loaded: Any, args: Any, max_batch: int) -> list[float]:
     """All conversations at once; every time to first token in ms."""
-    from assistant.model.worker import ModelWorker, WorkerOptions
+    from assistant.config import ModelSettings
+    from assistant.model.worker import ModelWorker
     from assistant.testing.forced import ScriptedReplies
 
     script = ScriptedReplies()
     worker = ModelWorker(
         loaded,
         logits_processor_factory=script.logits_processors,
-        options=WorkerOptions(max_batch=max_batch),
+        settings=ModelSettings(max_batch=max_batch),
     )
     reply = forced_reply(loaded.tokenizer, args.reply_tokens)
     random.seed(0)

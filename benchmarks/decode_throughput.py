@@ -43,8 +43,8 @@ async def batch_rate(worker: Any, script: Any, reply: list[int], batch: int) -> 
     """Aggregate and per-stream decode tokens/s for ``batch`` conversations in one step."""
     from mistral_common.protocol.instruct.messages import UserMessage
 
+    from assistant.config import GenerationParams
     from assistant.events import TextDelta
-    from assistant.model.worker import GenerationParams
 
     for _ in range(batch):
         script.add(reply)
@@ -71,16 +71,19 @@ async def batch_rate(worker: Any, script: Any, reply: list[int], batch: int) -> 
 
 async def run(args: argparse.Namespace, loaded: Any) -> list[dict[str, float]]:
     """All batch sizes, after one warm-up."""
-    from assistant.model.worker import ModelWorker, WorkerOptions
+    from assistant.config import ModelSettings
+    from assistant.model.worker import ModelWorker
     from assistant.testing.forced import ScriptedReplies
 
     script = ScriptedReplies()
-    options = WorkerOptions(
+    options = ModelSettings(
         prefix_reuse=False,
         static_cache_tokens=args.static_cache,
         compile_backend=args.compile,
     )
-    worker = ModelWorker(loaded, logits_processor_factory=script.logits_processors, options=options)
+    worker = ModelWorker(
+        loaded, logits_processor_factory=script.logits_processors, settings=options
+    )
     reply = forced_reply(loaded.tokenizer, args.tokens)
     try:
         await batch_rate(worker, script, reply, 1)

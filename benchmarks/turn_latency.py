@@ -49,8 +49,9 @@ async def worker_turns(loaded: Any, clips: list[Any], reply: list[int]) -> list[
     from mistral_common.protocol.instruct.messages import AssistantMessage, UserMessage
 
     from assistant.audio.io import audio_chunk
+    from assistant.config import GenerationParams
     from assistant.events import TextDelta
-    from assistant.model.worker import GenerationParams, ModelWorker
+    from assistant.model.worker import ModelWorker
     from assistant.testing.forced import ScriptedReplies
 
     script = ScriptedReplies()

@@ -13,24 +13,27 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from assistant import __version__
 from assistant.cli import audio as cli_audio
 from assistant.cli import model as cli_model
 from assistant.cli import serve as cli_serve
 from assistant.cli import tools as cli_tools
-from assistant.cli.common import LOG_REDACTION, CliError
+from assistant.cli.common import LOG_REDACTION, CliError, add_global_options, verbosity
 from assistant.config import ConfigError
 from assistant.model.checkpoint import ModelNotFoundError
 
 
 def _setup_logging(verbosity: int) -> None:
-    """-q: warnings only; default: the assistant's INFO; -v: DEBUG (websockets at INFO); -vv: all.
+    """The log levels for ``-v`` / ``-q`` (``verbosity`` is their difference).
 
+    -qq: errors only; -q: warnings and errors; default: the assistant's INFO (what it loaded,
+    each turn); -v: DEBUG (websockets at INFO); -vv: everything, every WebSocket frame too.
     The handler redacts credentials (``LOG_REDACTION``), whichever logger a record comes from.
     """
-    level = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[max(-1, min(1, verbosity))]
+    level = {-2: logging.ERROR, -1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[
+        max(-2, min(1, verbosity))
+    ]
     handler: logging.Handler
     if sys.stderr.isatty():
         from rich.logging import RichHandler
@@ -43,8 +46,8 @@ def _setup_logging(verbosity: int) -> None:
     handler.addFilter(LOG_REDACTION)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    # Our own modules follow -v/-q; third-party libraries stay at WARNING unless -v.
+    # Third-party libraries stay at WARNING (ERROR with -qq) unless -v.
+    root.setLevel(max(level, logging.WARNING))
     logging.getLogger("assistant").setLevel(level)
     websockets_level = logging.NOTSET  # the root's
     if verbosity > 0:
@@ -61,26 +64,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time voice assistant with function calling on Mistral's Voxtral.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help="more log output (-v: debug; -vv: also every WebSocket frame)",
-    )
-    parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
-    parser.add_argument("--config", type=Path, help="YAML settings file")
+    add_global_options(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for family in (cli_model, cli_serve, cli_tools, cli_audio):
         family.add_commands(sub)
+    _give_global_options(sub)
     return parser
+
+
+def _give_global_options(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Every subcommand (and sub-subcommand) also takes the global options after its name."""
+    for command in sub.choices.values():
+        nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            _give_global_options(nested[0])
+        else:
+            add_global_options(command, top_level=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``voxtral-assistant`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose - args.quiet)
+    _setup_logging(verbosity(args))
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

@@ -10,7 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from assistant.cli.common import CliError, settings_from_args
+from assistant.cli.common import (
+    CliError,
+    add_instructions_option,
+    add_model_options,
+    setting_flag,
+    settings_from_args,
+)
 
 
 def _add_devices(sub: Any) -> None:
@@ -47,27 +53,31 @@ def _add_listen(sub: Any) -> None:
         "listen",
         help="talk to the assistant: microphone, turn detection, replies on screen and spoken",
         description="The desktop voice agent: listens to the microphone (or --input FILE.wav), "
-        "detects when you have finished a sentence, answers (running the tools of --tools), "
-        "and shows and speaks the reply. Echo: by default the agent is half-duplex, it does "
-        "not listen while it speaks (plus --echo-tail-ms), so a loudspeaker's sound is never "
-        "taken for you; --barge-in lets you interrupt it, but only use it with headphones or "
-        "a microphone with an echo canceller (e.g. PipeWire/PulseAudio echo-cancel, a "
-        "conference speakerphone). Ctrl-C quits.",
+        "detects when you have finished a sentence, answers (running the tools of --tools; "
+        "without it ./tools.yaml when present, else the built-in tools, plus installed "
+        "plugins), and shows and speaks the reply. Echo: by default the agent is half-duplex, "
+        "it does not listen while it speaks (plus --echo-tail-ms), so a loudspeaker's sound is "
+        "never taken for you; --barge-in lets you interrupt it, but only use it with "
+        "headphones or a microphone with an echo canceller (e.g. PipeWire/PulseAudio "
+        "echo-cancel, a conference speakerphone). Ctrl-C quits.",
     )
-    p.add_argument("--model", help="hub id or local folder (default: Voxtral-Mini-3B-2507)")
-    p.add_argument(
-        "--model-device", dest="device", help="where the model runs: auto (default), cpu, cuda"
+    add_model_options(p)
+    setting_flag(
+        p,
+        "--tools",
+        setting="tools_file",
+        type=Path,
+        help="tools.yaml with the tools the assistant may call",
     )
-    p.add_argument(
-        "--dtype", choices=["auto", "bfloat16", "float16", "float32"], help="default: auto"
-    )
-    p.add_argument("--tools", type=Path, help="tools.yaml with the tools the assistant may call")
+    add_instructions_option(p)
     audio = p.add_argument_group("audio")
-    audio.add_argument(
-        "--device",
-        dest="mic",
+    setting_flag(
+        audio,
+        "--input-device",
+        setting="listen.input_device",
         metavar="MIC",
-        help="microphone: index or name from `voxtral-assistant devices` (default input)",
+        help="microphone: index or name from `voxtral-assistant devices` (default: the "
+        "default input)",
     )
     audio.add_argument(
         "--input",
@@ -81,26 +91,42 @@ def _add_listen(sub: Any) -> None:
         help="with --input: read the file as fast as possible, one turn at a time "
         "(default: at the pace of a microphone)",
     )
-    audio.add_argument(
+    setting_flag(
+        audio,
         "--speak",
+        setting="listen.speak",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="say the replies with espeak-ng (default: --speak)",
+        help="say the replies with espeak-ng",
     )
-    audio.add_argument("--output-device", metavar="SPEAKER", help="index or name (default output)")
-    audio.add_argument("--voice", default="en-us", help="espeak-ng voice (default en-us)")
-    audio.add_argument("--words-per-minute", type=int, default=175, help="speech rate (175)")
-    audio.add_argument(
+    setting_flag(
+        audio,
+        "--output-device",
+        setting="listen.output_device",
+        metavar="SPEAKER",
+        help="index or name (default: the default output)",
+    )
+    setting_flag(audio, "--voice", setting="speech.voice", help="espeak-ng voice")
+    setting_flag(
+        audio,
+        "--words-per-minute",
+        setting="speech.words_per_minute",
+        type=int,
+        help="speech rate",
+    )
+    setting_flag(
+        audio,
         "--barge-in",
+        setting="listen.barge_in",
         action="store_true",
         help="let your speech interrupt the reply; ONLY with headphones or an echo canceller, "
         "otherwise the assistant hears itself and interrupts itself",
     )
-    audio.add_argument(
+    setting_flag(
+        audio,
         "--echo-tail-ms",
+        setting="listen.echo_tail_ms",
         type=int,
-        default=400,
-        help="half-duplex: keep ignoring the microphone this long after speaking (400)",
+        help="half-duplex: keep ignoring the microphone this long after speaking",
     )
     out = p.add_argument_group("output")
     out.add_argument(
@@ -111,7 +137,13 @@ def _add_listen(sub: Any) -> None:
         action="store_true",
         help="plain lines without control codes (the default when stdout is not a terminal)",
     )
-    out.add_argument("--session-log", type=Path, help="append every turn to this JSONL file")
+    setting_flag(
+        out,
+        "--session-log",
+        setting="dialogue.session_log_path",
+        type=Path,
+        help="append every turn to this JSONL file",
+    )
     # Test aid (README, "Desktop voice agent"): force the tiny test model's replies.
     p.add_argument("--forced-replies", type=Path, help=argparse.SUPPRESS)
     p.set_defaults(handler=_listen)
@@ -120,23 +152,13 @@ def _add_listen(sub: Any) -> None:
 def _listen(args: argparse.Namespace) -> int:
     if args.fast and args.input is None:
         raise CliError("--fast applies to --input FILE only")
-    if args.echo_tail_ms < 0:
-        raise CliError("--echo-tail-ms must be 0 or more")
-    from assistant.desktop.listen import ListenError, ListenOptions, parse_device, run_listen
+    from assistant.desktop.listen import ListenError, ListenOptions, run_listen
 
     options = ListenOptions(
         settings=settings_from_args(args),
-        mic=parse_device(args.mic),
-        output_device=parse_device(args.output_device),
         input_path=args.input,
         realtime=not args.fast,
-        speak=args.speak,
-        voice=args.voice,
-        words_per_minute=args.words_per_minute,
-        barge_in=args.barge_in,
-        echo_tail_ms=args.echo_tail_ms,
         display="json" if args.json else "plain" if args.plain else "auto",
-        session_log=args.session_log,
         forced_replies=args.forced_replies,
     )
     try:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from assistant.config import Settings, load_settings
+from assistant.config import Settings, load_settings, parse_assignments
 
 
 class CliError(Exception):
@@ -76,47 +77,134 @@ LOG_REDACTION = RedactSecrets()
 """The filter the CLI's log handler carries; ``settings_from_args`` adds the server token."""
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--device`` and ``--dtype``, as most commands take them."""
-    group = parser.add_argument_group("model")
-    group.add_argument("--model", help="hub id or local folder (default: Voxtral-Mini-3B-2507)")
-    group.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+SETTING_PREFIX = "setting:"
+"""The argparse ``dest`` of a flag that sets a setting: ``setting:server.port``."""
+
+
+_AFTER = "_after_command"
+"""Suffix of the ``dest`` of a global option given after the subcommand (argparse parses a
+subcommand into a fresh namespace, so those values are kept apart and combined here)."""
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
+    """``-v``, ``-q``, ``--config`` and ``--set``: before the subcommand or after it."""
+    suffix = "" if top_level else _AFTER
+    group = parser.add_argument_group("global options")
     group.add_argument(
-        "--dtype", choices=["auto", "bfloat16", "float16", "float32"], help="default: auto"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        dest="verbose" + suffix,
+        help="more log output (-v: debug; -vv: also every WebSocket frame)",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="count",
+        default=0,
+        dest="quiet" + suffix,
+        help="less log output (-q: warnings and errors only; -qq: errors only)",
+    )
+    group.add_argument("--config", type=Path, dest="config" + suffix, help="YAML settings file")
+    group.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="set" + suffix,
+        metavar="SETTING=VALUE",
+        help="set any setting, e.g. --set server.idle_timeout_s=900 (repeatable; the value "
+        "is YAML)",
     )
 
 
-_SERVER_FLAGS = (
-    ("host", "host"),
-    ("port", "port"),
-    ("token", "token"),
-    ("allowed_origins", "allowed_origin"),
-    ("max_sessions", "max_sessions"),
-)
-"""``server`` settings and the argparse names of the ``serve`` flags that override them."""
+def verbosity(args: argparse.Namespace) -> int:
+    """``-v`` minus ``-q``, counted on both sides of the subcommand."""
+    loud = getattr(args, "verbose", 0) + getattr(args, "verbose" + _AFTER, 0)
+    return loud - getattr(args, "quiet", 0) - getattr(args, "quiet" + _AFTER, 0)
+
+
+def config_file(args: argparse.Namespace) -> Path | None:
+    """``--config``; given after the subcommand it wins."""
+    after: Path | None = getattr(args, "config" + _AFTER, None)
+    return after or getattr(args, "config", None)
+
+
+def _assignments(args: argparse.Namespace) -> list[str]:
+    return [*getattr(args, "set", []), *getattr(args, "set" + _AFTER, [])]
+
+
+def setting_flag(parser: Any, *flags: str, setting: str, **kwargs: Any) -> None:
+    """A flag for the setting at the dotted path ``setting`` (the top layer of the settings).
+
+    Its help ends with the setting's default, read from the settings themselves.
+    """
+    kwargs.setdefault("default", None)
+    default = setting_default(setting)
+    if kwargs.get("help") and default is not None and default != []:
+        shown = default.value if isinstance(default, Enum) else default
+        kwargs["help"] = f"{kwargs['help']} (default: {shown})"
+    parser.add_argument(*flags, dest=SETTING_PREFIX + setting, **kwargs)
+
+
+def setting_default(path: str) -> Any:
+    """The default of the setting at the dotted ``path`` (``server.port`` -> 8000)."""
+    model: Any = Settings
+    *groups, name = path.split(".")
+    for group in groups:
+        model = model.model_fields[group].annotation
+    return model.model_fields[name].get_default(call_default_factory=True)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--device`` and ``--dtype``: the model and where it computes."""
+    group = parser.add_argument_group("model")
+    setting_flag(group, "--model", setting="model.id", help="hub id or local folder")
+    setting_flag(
+        group,
+        "--device",
+        setting="model.device",
+        help="where the model computes: auto (CUDA, else Apple's MPS, else the CPU), cpu, "
+        "cuda, cuda:N or mps",
+    )
+    setting_flag(
+        group,
+        "--dtype",
+        setting="model.dtype",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        help="auto: bfloat16 on a GPU, float32 on the CPU",
+    )
+
+
+def add_instructions_option(parser: argparse.ArgumentParser) -> None:
+    """``--instructions``: the assistant's persona / instruction text."""
+    setting_flag(
+        parser,
+        "--instructions",
+        setting="dialogue.instructions",
+        metavar="TEXT",
+        help="persona / instructions for the assistant",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Settings with the command line's flags as the top layer, validated with the others.
+    """Settings with the command line as the top layer, validated with the others.
 
-    The flags join the same validation as the file and the environment, so a check that
-    spans layers (a non-loopback host needs a token) sees the final values. The server token,
-    wherever it came from, is redacted from the logs from then on.
+    ``--set`` values come first, then the flags of the command (``setting_flag``). The flags
+    join the same validation as the file and the environment, so a check that spans layers (a
+    non-loopback host needs a token) sees the final values. The server token, wherever it came
+    from, is redacted from the logs from then on.
     """
-    overrides: dict[str, Any] = {}
-    model = {
-        k: getattr(args, a)
-        for k, a in (("id", "model"), ("device", "device"), ("dtype", "dtype"))
-        if getattr(args, a, None)
-    }
-    if model:
-        overrides["model"] = model
-    if getattr(args, "tools", None):
-        overrides["tools_file"] = args.tools
-    server = {k: getattr(args, a) for k, a in _SERVER_FLAGS if getattr(args, a, None) is not None}
-    if server:
-        overrides["server"] = server
-    settings = load_settings(overrides, config_file=args.config)
+    overrides = parse_assignments(_assignments(args))
+    for dest, value in vars(args).items():
+        if not dest.startswith(SETTING_PREFIX) or value is None:
+            continue
+        *parents, name = dest[len(SETTING_PREFIX) :].split(".")
+        node = overrides
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[name] = value
+    settings = load_settings(overrides, config_file=config_file(args))
     if settings.server.token is not None:
         LOG_REDACTION.add(settings.server.token.get_secret_value())
     return settings

@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from assistant.cli.common import CliError, add_model_options, load_registry, settings_from_args
+from assistant.cli.common import (
+    CliError,
+    add_instructions_option,
+    add_model_options,
+    load_registry,
+    setting_flag,
+    settings_from_args,
+)
 from assistant.config import Settings
 
 
@@ -50,9 +57,22 @@ def _add_ask(sub: Any) -> None:
     add_model_options(p)
     p.add_argument("audio", nargs="+", type=Path, help="audio files (WAV, FLAC, MP3, OGG)")
     p.add_argument("--text", help="question or instruction sent after the audio")
-    p.add_argument("--tools", type=Path, help="tools.yaml whose tools the model may call")
+    setting_flag(
+        p,
+        "--tools",
+        setting="tools_file",
+        type=Path,
+        help="tools.yaml whose tools the model may call (default: none)",
+    )
+    add_instructions_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
-    p.add_argument("--max-new-tokens", type=int, help="reply length limit (default 512)")
+    setting_flag(
+        p,
+        "--max-new-tokens",
+        setting="model.max_new_tokens",
+        type=int,
+        help="reply length limit",
+    )
     p.set_defaults(handler=_ask)
 
 
@@ -60,7 +80,7 @@ def _load_worker(args: argparse.Namespace, settings: Settings) -> Any:
     from assistant.model.worker import ModelWorker
 
     try:
-        return ModelWorker.from_settings(settings.model)
+        return ModelWorker.load(settings=settings.model)
     except ValueError as exc:
         raise CliError(str(exc)) from None
 
@@ -74,7 +94,6 @@ def _ask(args: argparse.Namespace) -> int:
 
     from assistant.audio.io import AudioError, audio_chunk
     from assistant.events import ErrorEvent, MalformedToolCall, TextDelta, ToolCall
-    from assistant.model.worker import GenerationParams
 
     settings = settings_from_args(args)
     try:
@@ -84,13 +103,10 @@ def _ask(args: argparse.Namespace) -> int:
     if args.text:
         content.append(TextChunk(text=args.text))
     messages: list[Any] = [UserMessage(content=content)]
-    if settings.instructions:
-        messages.insert(0, SystemMessage(content=settings.instructions))
+    if settings.dialogue.instructions:
+        messages.insert(0, SystemMessage(content=settings.dialogue.instructions))
     tools = load_registry(settings.tools_file).mistral_tools() if settings.tools_file else None
-    try:
-        params = GenerationParams.from_settings(settings.model, args.max_new_tokens)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
+    params = settings.model.generation_params()
     worker = _load_worker(args, settings)
 
     async def run() -> int:
@@ -137,7 +153,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     import json
 
     from assistant.audio.io import AudioError, load_audio
-    from assistant.model.worker import ModelError
+    from assistant.model.backend import ModelError
 
     language = _iso_639_1(args.language) if args.language is not None else None
     settings = settings_from_args(args)

@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from assistant.cli.common import CliError, add_model_options, settings_from_args
+from assistant.cli.common import (
+    CliError,
+    add_instructions_option,
+    add_model_options,
+    setting_flag,
+    settings_from_args,
+)
 
 
 def _add_serve(sub: Any) -> None:
@@ -16,26 +22,47 @@ def _add_serve(sub: Any) -> None:
         description="Serve ws://HOST:PORT/v1/realtime (a subset of the OpenAI Realtime protocol), "
         "the browser page at /, POST /v1/respond for automations and GET /healthz. A token is "
         "required off loopback; prefer VOXTRAL_ASSISTANT_SERVER__TOKEN to --token (process "
-        "lists show flags).",
+        "lists show flags). Without --tools: ./tools.yaml when present, else the built-in "
+        "tools; installed plugins join either way. Every server.* setting can also be given "
+        "with --set (see the README's Settings).",
     )
     add_model_options(p)
-    p.add_argument("--host", help="bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="TCP port (default 8000; 0 picks a free one)")
-    p.add_argument("--token", help="bearer token clients must send")
-    p.add_argument("--tools", type=Path, help="tools.yaml with the server-side tools")
-    p.add_argument(
+    setting_flag(p, "--host", setting="server.host", help="bind address")
+    setting_flag(p, "--port", setting="server.port", type=int, help="TCP port; 0 picks a free one")
+    setting_flag(p, "--token", setting="server.token", help="bearer token clients must send")
+    setting_flag(
+        p, "--tools", setting="tools_file", type=Path, help="tools.yaml with the server-side tools"
+    )
+    add_instructions_option(p)
+    setting_flag(
+        p,
         "--allowed-origin",
+        setting="server.allowed_origins",
         action="append",
         metavar="ORIGIN",
         help="browser Origin allowed besides this server's own page (repeatable; * for any)",
     )
-    limits = p.add_argument_group("limits")
-    limits.add_argument("--max-sessions", type=int, help="concurrent WebSocket sessions (16)")
-    limits.add_argument(
-        "--max-buffered-audio-s", type=float, default=300.0, help="uncommitted audio per session"
+    limits = p.add_argument_group("limits (every other server.* limit: --set)")
+    setting_flag(
+        limits,
+        "--max-sessions",
+        setting="server.max_sessions",
+        type=int,
+        help="concurrent WebSocket sessions",
     )
-    limits.add_argument(
-        "--idle-timeout-s", type=float, default=600.0, help="close silent connections after this"
+    setting_flag(
+        limits,
+        "--max-buffered-audio-s",
+        setting="server.max_buffered_audio_s",
+        type=float,
+        help="uncommitted audio per session",
+    )
+    setting_flag(
+        limits,
+        "--idle-timeout-s",
+        setting="server.idle_timeout_s",
+        type=float,
+        help="close silent connections after this",
     )
     p.set_defaults(handler=_serve)
 
@@ -50,13 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
     from assistant.tools import ToolsFileError
 
     try:
-        asyncio.run(
-            run_server(
-                settings,
-                max_buffered_audio_s=args.max_buffered_audio_s,
-                idle_timeout_s=args.idle_timeout_s,
-            )
-        )
+        asyncio.run(run_server(settings))
     except (ServeError, ToolsFileError) as exc:
         raise CliError(str(exc)) from None
     return 0

@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from assistant.cli.common import CliError, load_registry
-from assistant.config import load_settings
+from assistant.cli.common import CliError, load_registry, settings_from_args
 
 
 def _add_tools(sub: Any) -> None:
@@ -20,21 +19,29 @@ def _add_tools(sub: Any) -> None:
     tools_sub = p.add_subparsers(dest="tools_command", metavar="ACTION", required=True)
     check = tools_sub.add_parser("check", help="validate a tools.yaml and list its tools")
     check.add_argument(
-        "file", nargs="?", type=Path, help="default: settings' tools_file, or ./tools.yaml"
+        "file",
+        nargs="?",
+        type=Path,
+        help="default: the tools_file setting, else ./tools.yaml, else the built-in tools",
     )
     check.set_defaults(handler=_tools_check)
     call = tools_sub.add_parser("call", help="run one tool: tools call NAME '{\"arg\": 1}'")
     call.add_argument("name", help="tool name")
     call.add_argument("arguments", nargs="?", default="{}", help="JSON object (default {})")
-    call.add_argument("--tools", type=Path, help="tools.yaml (default: settings, ./tools.yaml)")
+    call.add_argument(
+        "--tools",
+        type=Path,
+        help="tools.yaml (default: the tools_file setting, else ./tools.yaml, else built-in)",
+    )
     call.set_defaults(handler=_tools_call)
 
 
 def _tools_file(args: argparse.Namespace, explicit: Path | None) -> Path:
+    from assistant.tools.loader import tools_file_to_use
+
     if explicit is not None:
         return explicit
-    configured = load_settings(config_file=args.config).tools_file
-    return configured or Path("tools.yaml")
+    return tools_file_to_use(settings_from_args(args).tools_file)
 
 
 def _tools_check(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from assistant.config import DEFAULT_YES_WORDS
 from assistant.conversation.history import History, Round, cancelled_result, reply_messages
 from assistant.conversation.transcripts import UserTranscripts
 from assistant.conversation.turn import ResponseState, ToolRunner
@@ -20,22 +21,6 @@ from assistant.events import ConfirmationRequested, ToolCall
 
 log = logging.getLogger(__name__)
 
-DEFAULT_YES_WORDS: tuple[str, ...] = (
-    "yes",
-    "yeah",
-    "yep",
-    "yup",
-    "sure",
-    "ok",
-    "okay",
-    "confirm",
-    "confirmed",
-    "correct",
-    "affirmative",
-    "go ahead",
-    "do it",
-    "please do",
-)
 """Words and phrases that count as yes (compared word by word, case-insensitively)."""
 
 NEGATING_WORDS = frozenset(

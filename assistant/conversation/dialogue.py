@@ -15,7 +15,6 @@ in ``assistant.conversation.history``; they keep the history valid whatever happ
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -26,6 +25,7 @@ import numpy as np
 from mistral_common.protocol.instruct.messages import SystemMessage
 from mistral_common.protocol.instruct.tool_calls import Tool
 
+from assistant.config import DialogueSettings, GenerationParams
 from assistant.conversation.announcements import HeldAnnouncements
 from assistant.conversation.confirmation import ConfirmationGate
 from assistant.conversation.history import (
@@ -40,7 +40,6 @@ from assistant.conversation.history import (
 )
 from assistant.conversation.metrics import summary
 from assistant.conversation.session_log import LoggedInput, SessionLog
-from assistant.conversation.settings import DialogueSettings
 from assistant.conversation.transcripts import UserTranscripts
 from assistant.conversation.turn import (
     ResponseState,
@@ -62,7 +61,7 @@ from assistant.events import (
     Utterance,
     new_tool_call_id,
 )
-from assistant.model.worker import ModelWorker
+from assistant.model.backend import ModelBackend
 from assistant.tools import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -83,16 +82,19 @@ class Dialogue:
 
     def __init__(
         self,
-        worker: ModelWorker,
+        worker: ModelBackend,
         tools: ToolRegistry | None = None,
         settings: DialogueSettings | None = None,
         *,
+        params: GenerationParams | None = None,
         conversation_id: str | None = None,
     ) -> None:
         self.worker = worker
         self.tools = tools
         # A copy: set_instructions must not reach other dialogues sharing the settings object.
-        self.settings = dataclasses.replace(settings) if settings else DialogueSettings()
+        self.settings = settings.model_copy() if settings else DialogueSettings()
+        self.params = params or GenerationParams()
+        """Sampling and the reply length of every model call (a session may change it)."""
         self.conversation_id = conversation_id or f"conv_{uuid.uuid4().hex[:16]}"
         self._runner = ToolRunner(tools, self.conversation_id)
         self._transcripts = UserTranscripts(worker, self.conversation_id)
@@ -421,7 +423,7 @@ class Dialogue:
 
     def _prompt(self, draft: list[Message], tools: list[Tool]) -> list[Message] | None:
         """The request's messages, with the history shrunk to the budget; None if impossible."""
-        model_limit = self.worker.context_tokens - self.settings.params.max_new_tokens
+        model_limit = self.worker.context_tokens - self.params.max_new_tokens
         budget = self.settings.context_budget_tokens
         limit = model_limit if budget is None else min(budget, model_limit)
 
@@ -454,7 +456,7 @@ class Dialogue:
         stream = self.worker.respond(
             messages,
             tools=tools or None,
-            params=self.settings.params,
+            params=self.params,
             conversation_id=self.conversation_id,
         )
         r.stream = stream

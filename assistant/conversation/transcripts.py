@@ -13,7 +13,7 @@ import logging
 
 from assistant.conversation.turn import ResponseState, UserInput
 from assistant.events import UserTranscript
-from assistant.model.worker import ModelWorker
+from assistant.model.backend import ModelBackend
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 class UserTranscripts:
     """Transcribes the user clips of responses and reports them as ``UserTranscript`` events."""
 
-    def __init__(self, worker: ModelWorker, conversation_id: str) -> None:
+    def __init__(self, worker: ModelBackend, conversation_id: str) -> None:
         self.worker = worker
         self.conversation_id = conversation_id
 

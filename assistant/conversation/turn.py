@@ -42,7 +42,7 @@ from assistant.events import (
     ToolStarted,
     Utterance,
 )
-from assistant.model.worker import ResponseStream
+from assistant.model.backend import ResponseStream
 from assistant.tools import ToolRegistry
 
 log = logging.getLogger(__name__)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from assistant.audio.vad import VadEvent, VadSegmenter
+from assistant.config import ListenSettings
 from assistant.desktop.display import Display
 from assistant.events import (
     SAMPLE_RATE_HZ,
@@ -46,14 +47,11 @@ from assistant.speech.speaker import Speaker
 if TYPE_CHECKING:  # the dialogue pulls in torch: ``listen`` checks its options before that
     from assistant.conversation.dialogue import Dialogue
 
-DEFAULT_ECHO_TAIL_MS = 400
-"""Room echo and the output device's buffer outlast the last sample sent to the speaker."""
-
 
 class EchoGate:
     """Half-duplex echo handling: closed while the assistant speaks and ``tail_ms`` after."""
 
-    def __init__(self, tail_ms: int = DEFAULT_ECHO_TAIL_MS) -> None:
+    def __init__(self, tail_ms: int) -> None:
         if tail_ms < 0:
             raise ValueError(f"the echo tail must be 0 ms or more, not {tail_ms}")
         self.tail_s = tail_ms / 1000
@@ -110,16 +108,16 @@ class VoiceAgent:
         display: Display,
         speaker: Speaker | None = None,
         *,
-        barge_in: bool = False,
-        echo_tail_ms: int = DEFAULT_ECHO_TAIL_MS,
+        settings: ListenSettings | None = None,
         announcements: asyncio.Queue[Announcement] | None = None,
     ) -> None:
+        settings = settings or ListenSettings()
         self.dialogue = dialogue
         self.segmenter = segmenter
         self.display = display
         self.speaker = speaker
-        self.barge_in = barge_in
-        self.gate = EchoGate(echo_tail_ms)
+        self.barge_in = settings.barge_in
+        self.gate = EchoGate(settings.echo_tail_ms)
         self.announcements = announcements
         self._turns: asyncio.Queue[_Turn] = asyncio.Queue()
         self._idle = asyncio.Event()

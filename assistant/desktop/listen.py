@@ -23,7 +23,7 @@ from typing import IO, Any
 import numpy as np
 
 from assistant.config import Settings
-from assistant.desktop.agent import DEFAULT_ECHO_TAIL_MS, VoiceAgent, file_frames
+from assistant.desktop.agent import VoiceAgent, file_frames
 from assistant.desktop.display import Display, make_display
 from assistant.events import AgentStatus
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 CPU_WARNING = (
     "no GPU found: running Voxtral on the CPU, where a reply takes seconds instead of a "
-    "fraction of a second (pass --model-device cpu to choose the CPU and hide this warning)"
+    "fraction of a second (pass --device cpu to choose the CPU and hide this warning)"
 )
 
 
@@ -50,24 +50,14 @@ class ListenOptions:
     """Everything ``listen`` needs beyond the settings; the defaults are the command's."""
 
     settings: Settings = field(default_factory=Settings)
-    mic: int | str | None = None
-    """Microphone: index, name or part of a name; the default input device when None."""
-    output_device: int | str | None = None
-    """Speaker for spoken replies; the default output device when None."""
+    """Everything configurable: the model, the VAD, the dialogue, ``listen.*`` (devices,
+    barge-in, echo tail) and ``speech.*`` (voice, rate)."""
     input_path: Path | None = None
     """Read this recording instead of the microphone."""
     realtime: bool = True
     """Read ``input_path`` at the pace of a microphone (else as fast as possible)."""
-    speak: bool = True
-    voice: str = "en-us"
-    """An espeak-ng voice (``espeak-ng --voices`` lists them)."""
-    words_per_minute: int = 175
-    barge_in: bool = False
-    """Let speech interrupt the reply: only with headphones or an echo canceller."""
-    echo_tail_ms: int = DEFAULT_ECHO_TAIL_MS
     display: str = "auto"
     """``auto``, ``rich``, ``plain`` or ``json``."""
-    session_log: Path | None = None
     forced_replies: Path | None = None
     """Test aid: a JSON script of replies to force (``assistant.testing.forced``)."""
 
@@ -82,11 +72,11 @@ class _Prepared:
     script: Any = None
 
 
-def parse_device(value: str | None) -> int | str | None:
-    """A device given on the command line: an index when it is a number, else a name."""
-    if value is None:
-        return None
-    return int(value) if value.strip().isdigit() else value
+def parse_device(value: int | str | None) -> int | str | None:
+    """A device setting: an index when it is a number (``3`` or ``"3"``), else a name."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
 
 
 def run_listen(options: ListenOptions, stream: IO[str] | None = None) -> int:
@@ -111,13 +101,14 @@ def _prepare(options: ListenOptions) -> _Prepared:
         from assistant.audio.capture import MicError, find_input_device
 
         try:
-            find_input_device(options.mic)
+            find_input_device(parse_device(options.settings.listen.input_device))
         except MicError as exc:
             raise ListenError(f"{exc} (or read a recording with --input FILE.wav)") from None
-    if options.speak:
-        prepared.synthesizer = _check_speech(options)
-    if options.session_log is not None:
-        _check_session_log(options.session_log)
+    if options.settings.listen.speak:
+        prepared.synthesizer = _check_speech(options.settings)
+    session_log = options.settings.dialogue.session_log_path
+    if session_log is not None:
+        _check_session_log(session_log)
     if options.forced_replies is not None:
         from assistant.testing.forced import ForcedScriptError, ScriptedReplies
 
@@ -125,13 +116,12 @@ def _prepare(options: ListenOptions) -> _Prepared:
             prepared.script = ScriptedReplies.from_file(options.forced_replies)
         except ForcedScriptError as exc:
             raise ListenError(str(exc)) from None
-    if options.settings.tools_file is not None:
-        from assistant.tools import ToolsFileError, load_tools
+    from assistant.tools import ToolsFileError, load_configured_tools
 
-        try:
-            prepared.tools = load_tools(options.settings.tools_file)
-        except ToolsFileError as exc:
-            raise ListenError(str(exc)) from None
+    try:
+        prepared.tools = load_configured_tools(options.settings.tools_file)
+    except ToolsFileError as exc:
+        raise ListenError(str(exc)) from None
     if options.settings.model.device == "auto":
         import torch
 
@@ -150,7 +140,7 @@ def _read_recording(path: Path) -> np.ndarray:
     return float_to_pcm16(audio)
 
 
-def _check_speech(options: ListenOptions) -> Any:
+def _check_speech(settings: Settings) -> Any:
     """The synthesizer for spoken replies; None when there is no speaker to play them on.
 
     A machine without any speaker still gets text replies (after a warning); a speaker asked
@@ -160,11 +150,12 @@ def _check_speech(options: ListenOptions) -> Any:
     from assistant.speech.playback import SoundDevicePlayer
     from assistant.speech.synthesis import EspeakSynthesizer
 
-    player = SoundDevicePlayer(options.output_device)
+    output_device = parse_device(settings.listen.output_device)
+    player = SoundDevicePlayer(output_device)
     try:
-        synthesizer = EspeakSynthesizer(options.voice, options.words_per_minute)
+        synthesizer = EspeakSynthesizer(settings.speech.voice, settings.speech.words_per_minute)
         synthesizer.synthesize("ok")  # an unknown voice fails here, not at the first reply
-        if options.output_device is not None:
+        if output_device is not None:
             player.check(synthesizer.sample_rate_hz)
             return synthesizer
         problem = player.problem(synthesizer.sample_rate_hz)
@@ -212,35 +203,32 @@ async def _main(options: ListenOptions, prepared: _Prepared, display: Display) -
 
 async def _session(options: ListenOptions, prepared: _Prepared, display: Display) -> None:
     from assistant.audio.vad import VadSegmenter
-    from assistant.conversation.dialogue import Dialogue, DialogueSettings
-    from assistant.model.worker import GenerationParams
+    from assistant.conversation.dialogue import Dialogue
     from assistant.speech.speaker import Speaker
 
     settings = options.settings
     display.show(AgentStatus("loading", settings.model.id))
     worker = await _load_worker(settings, prepared.script)
     try:
-        params = GenerationParams.from_settings(settings.model)
-        dialogue_settings = DialogueSettings(
-            instructions=settings.instructions,
-            interrupt_response=options.barge_in,
-            session_log_path=options.session_log,
-            params=params,
+        # Speech interrupts a reply only where the agent lets it (barge-in).
+        dialogue_settings = settings.dialogue.model_copy(
+            update={"interrupt_response": settings.listen.barge_in}
         )
-        dialogue = Dialogue(worker, prepared.tools, dialogue_settings)
+        params = settings.model.generation_params()
+        dialogue = Dialogue(worker, prepared.tools, dialogue_settings, params=params)
         speaker = None
         if prepared.synthesizer is not None:
             from assistant.speech.playback import SoundDevicePlayer
 
-            speaker = Speaker(prepared.synthesizer, SoundDevicePlayer(options.output_device))
+            output_device = parse_device(settings.listen.output_device)
+            speaker = Speaker(prepared.synthesizer, SoundDevicePlayer(output_device))
         agent = VoiceAgent(
             dialogue,
             VadSegmenter(settings.vad),
             display,
             speaker,
-            barge_in=options.barge_in,
-            echo_tail_ms=options.echo_tail_ms,
-            announcements=prepared.tools.announcements if prepared.tools is not None else None,
+            settings=settings.listen,
+            announcements=prepared.tools.announcements,
         )
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(dialogue.aclose)
@@ -270,7 +258,8 @@ async def _run_agent(
     from assistant.audio.capture import MicCapture, MicError
 
     try:
-        mic = await stack.enter_async_context(MicCapture(options.mic, frame_ms=frame_ms))
+        device = parse_device(options.settings.listen.input_device)
+        mic = await stack.enter_async_context(MicCapture(device, frame_ms=frame_ms))
         await agent.run(mic, gate_echo=True)
     except MicError as exc:
         raise ListenError(str(exc)) from None
@@ -284,15 +273,16 @@ async def _load_worker(settings: Settings, script: Any) -> Any:
     def load() -> Any:
         # Before the slow import of the model's classes: a wrong --model fails at once.
         folder = resolve_checkpoint(settings.model.id)
-        return ModelWorker.from_settings(
-            settings.model.model_copy(update={"id": str(folder)}),
+        return ModelWorker.load(
+            folder,
+            settings=settings.model,
             logits_processor_factory=script.logits_processors if script is not None else None,
         )
 
     try:
         worker = await _in_daemon_thread(load)
     except ValueError as exc:
-        hint = "; run on the CPU with --model-device cpu (slower)" if "CUDA" in str(exc) else ""
+        hint = "; run on the CPU with --device cpu (slower)" if "CUDA" in str(exc) else ""
         raise ListenError(f"{exc}{hint}") from None
     if script is not None:
         script.bind(worker.tokenizer)

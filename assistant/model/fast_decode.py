@@ -12,13 +12,13 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from assistant.config import ModelSettings
     from assistant.model.engine import Engine
-    from assistant.model.worker import WorkerOptions
 
 WARM_UP_TOKENS = 4
 
 
-def make_compile_config(options: WorkerOptions, device: str) -> Any:
+def make_compile_config(options: ModelSettings, device: str) -> Any:
     """The ``CompileConfig`` for ``generate``, or None when compilation is off."""
     if options.compile_backend is None:
         return None

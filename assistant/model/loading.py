@@ -42,22 +42,26 @@ class LoadedModel:
 
 
 def pick_device(device: str) -> str:
-    """``auto`` is CUDA when present (the first GPU), else CPU."""
+    """``auto`` is CUDA when present (the first GPU), else Apple's MPS when present, else CPU."""
     import torch
 
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} was asked for but no CUDA GPU is available")
+    if device == "mps" and not has_mps:
+        raise ValueError("device 'mps' was asked for but Apple's MPS is not available here")
     return device
 
 
 def pick_dtype(dtype: str, device: str) -> Any:
-    """``auto`` is bfloat16 on GPU and float32 on CPU."""
+    """``auto`` is bfloat16 on a GPU (CUDA or MPS) and float32 on CPU."""
     import torch
 
     if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+        return torch.float32 if device == "cpu" else torch.bfloat16
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be auto, bfloat16, float16 or float32, not {dtype!r}")
     return getattr(torch, dtype)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import os
 import queue
@@ -23,14 +22,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assistant.audio.io import AudioError, AudioSource, audio_chunk
-from assistant.config import ModelSettings
+from assistant.config import GenerationParams, ModelSettings
 from assistant.events import (
     ErrorEvent,
-    ModelEvent,
     ResponseDone,
     Timings,
     Transcription,
     Usage,
+)
+from assistant.model.backend import (
+    DEFAULT_CONTEXT_TOKENS,
+    TRANSCRIPTION_MAX_TOKENS,
+    ContextOverflowError,
+    ModelError,
+    ResponseStream,
 )
 from assistant.model.engine import Engine, Job, Sampling
 from assistant.model.loading import LoadedModel, LoadReport, load_model
@@ -39,125 +44,7 @@ from assistant.model.toolcall_parser import ToolCallParser
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONTEXT_TOKENS = 32_768
-TRANSCRIPTION_MAX_TOKENS = 1024
 _LANGUAGE_PREFIX = re.compile(r"^\s*lang:([a-z]{2})\s*")  # ISO 639-1, as TranscriptionRequest
-
-
-class ContextOverflowError(ValueError):
-    """The prompt does not fit the model's context window."""
-
-
-class ModelError(RuntimeError):
-    """A request failed on the model thread (raised by ``transcribe``; ``respond`` streams it)."""
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    """How a reply is generated; ``temperature`` 0 means greedy decoding."""
-
-    max_new_tokens: int = 512
-    temperature: float = 0.2
-    top_p: float = 0.95
-    seed: int | None = None
-    """Seeds sampling for reproducible replies; None leaves the generator as it is."""
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1")
-        if not 0.0 <= self.temperature <= 2.0:
-            raise ValueError("temperature must be between 0 and 2")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError("top_p must be in (0, 1]")
-
-    @classmethod
-    def from_settings(
-        cls, model: ModelSettings, max_new_tokens: int | None = None
-    ) -> GenerationParams:
-        """The chat sampling configured in ``settings.model``."""
-        return cls(
-            max_new_tokens=model.max_new_tokens if max_new_tokens is None else max_new_tokens,
-            temperature=model.temperature,
-            top_p=model.top_p,
-        )
-
-
-GREEDY = GenerationParams(temperature=0.0)
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    """Speed settings of the model thread (see the README's *Fast turns*)."""
-
-    prefix_reuse: bool = True
-    """Keep each conversation's KV cache and prefill only what is new."""
-    cache_budget_bytes: int = 4 * 1024**3
-    """Memory for KV caches and clip embeddings; least recently used go first."""
-    max_batch: int = 16
-    """Most requests served by one batched step."""
-    static_cache_tokens: int | None = None
-    """Use static KV caches of this many positions (compilable) instead of dynamic ones."""
-    compile_backend: str | None = None
-    """``torch.compile`` the decode step with this backend (``inductor``); needs static caches."""
-    max_waiting: int = 256
-    """Most requests waiting for the model thread; more fail at once with ``overloaded``."""
-
-    def __post_init__(self) -> None:
-        if self.max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
-        if self.max_waiting < 1:
-            raise ValueError("max_waiting must be at least 1")
-
-
-class ResponseStream:
-    """Events of one generation, as an async iterator; always ends with ``ResponseDone``.
-
-    The event queue is unbounded by design: it holds at most one event per generated token
-    plus a few, so its size is bounded by ``max_new_tokens``.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._events: asyncio.Queue[ModelEvent] = asyncio.Queue()
-        self._cancelled = threading.Event()
-        self._finished = False
-        self._done_pushed = False
-        """Set on the model thread once the final ``ResponseDone`` was handed over."""
-
-    def cancel(self) -> None:
-        """Stop the generation within one decode step; the stream ends ``cancelled``."""
-        self._cancelled.set()
-
-    async def aclose(self) -> None:
-        """Cancel (if still running) and stop iterating."""
-        self.cancel()
-
-    def __aiter__(self) -> ResponseStream:
-        return self
-
-    async def __anext__(self) -> ModelEvent:
-        if self._finished:
-            raise StopAsyncIteration
-        event = await self._events.get()
-        if isinstance(event, ResponseDone):
-            self._finished = True
-        return event
-
-    async def done(self) -> ResponseDone:
-        """Consume the rest of the stream and return its ``ResponseDone``."""
-        last: ModelEvent | None = None
-        async for event in self:
-            last = event
-        if not isinstance(last, ResponseDone):
-            raise RuntimeError("the response stream was already consumed")
-        return last
-
-    def _push(self, event: ModelEvent) -> None:
-        """Thread-safe: hand an event to the stream's event loop."""
-        if isinstance(event, ResponseDone):
-            self._done_pushed = True
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
-            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
 
 
 @dataclass(eq=False)
@@ -186,12 +73,13 @@ class ModelWorker:
         loaded: LoadedModel,
         *,
         logits_processor_factory: Callable[[int], list[Any]] | None = None,
-        options: WorkerOptions | None = None,
+        settings: ModelSettings | None = None,
     ) -> None:
         from assistant.model.engine import EngineStats
         from assistant.model.fast_decode import make_compile_config, warm_up
 
-        self.options = options or WorkerOptions()
+        self.settings = settings or ModelSettings()
+        """How the model thread works (prefix reuse, caches, batching, the request queue)."""
         self.tokenizer = loaded.tokenizer
         self.load_report: LoadReport = loaded.report
         self._prompts = PromptBuilder(loaded.tokenizer)
@@ -205,13 +93,13 @@ class ModelWorker:
             loaded.feature_extractor,
             eos_id=self._eos_id,
             pad_id=int(tekken.pad_id),
-            cache_budget_bytes=self.options.cache_budget_bytes,
-            prefix_reuse=self.options.prefix_reuse,
+            cache_budget_bytes=self.settings.cache_budget_bytes,
+            prefix_reuse=self.settings.prefix_reuse,
             logits_processor_factory=logits_processor_factory,
-            static_cache_tokens=self.options.static_cache_tokens,
-            compile_config=make_compile_config(self.options, loaded.report.device),
+            static_cache_tokens=self.settings.static_cache_tokens,
+            compile_config=make_compile_config(self.settings, loaded.report.device),
         )
-        if self.options.compile_backend is not None:
+        if self.settings.compile_backend is not None:
             from mistral_common.protocol.instruct.messages import UserMessage
 
             warm_up(self.engine, self._prompts.chat([UserMessage(content="Hello")]).tokens)
@@ -226,41 +114,28 @@ class ModelWorker:
     @classmethod
     def load(
         cls,
-        model: str | os.PathLike[str] = "mistralai/Voxtral-Mini-3B-2507",
+        model: str | os.PathLike[str] | None = None,
         *,
-        device: str = "auto",
-        dtype: str = "auto",
+        device: str | None = None,
+        dtype: str | None = None,
+        settings: ModelSettings | None = None,
         logits_processor_factory: Callable[[int], list[Any]] | None = None,
-        options: WorkerOptions | None = None,
     ) -> ModelWorker:
-        """Load a checkpoint (blocking) and start the model thread."""
-        return cls(
-            load_model(model, device, dtype),
-            logits_processor_factory=logits_processor_factory,
-            options=options,
-        )
+        """Load a checkpoint (blocking) and start the model thread.
 
-    @classmethod
-    def from_settings(
-        cls,
-        model: ModelSettings,
-        *,
-        logits_processor_factory: Callable[[int], list[Any]] | None = None,
-    ) -> ModelWorker:
-        """Load the checkpoint, device, dtype and speed options configured in ``settings.model``."""
-        options = WorkerOptions(
-            prefix_reuse=model.prefix_reuse,
-            cache_budget_bytes=model.cache_budget_bytes,
-            static_cache_tokens=model.static_cache_tokens,
-            compile_backend=model.compile_backend,
-            max_batch=model.max_batch,
+        ``settings`` (default ``ModelSettings()``) says what to load and how the model thread
+        works; ``model``, ``device`` and ``dtype``, when given, override its ``id``, ``device``
+        and ``dtype``.
+        """
+        overrides = {"id": None if model is None else os.fspath(model), "device": device}
+        overrides["dtype"] = dtype
+        chosen = (settings or ModelSettings()).model_copy(
+            update={k: v for k, v in overrides.items() if v is not None}
         )
-        return cls.load(
-            model.id,
-            device=model.device,
-            dtype=model.dtype,
+        return cls(
+            load_model(chosen.id, chosen.device, chosen.dtype),
             logits_processor_factory=logits_processor_factory,
-            options=options,
+            settings=chosen,
         )
 
     # --- public API ----------------------------------------------------------------------------
@@ -360,7 +235,7 @@ class ModelWorker:
 
     def _submit(self, requests: list[_Request]) -> None:
         with self._waiting_lock:
-            limit = self.options.max_waiting
+            limit = self.settings.max_waiting
             accepted = self._waiting + len(requests) <= limit
             if accepted:
                 self._waiting += len(requests)
@@ -397,7 +272,7 @@ class ModelWorker:
                         log.exception("model thread task failed")
                     continue
                 backlog.extend(item)
-            while len(backlog) < self.options.max_batch and held is None:
+            while len(backlog) < self.settings.max_batch and held is None:
                 try:
                     more = self._requests.get_nowait()
                 except queue.Empty:
@@ -406,7 +281,7 @@ class ModelWorker:
                     held = more
                 else:
                     backlog.extend(more)
-            size = min(self.options.max_batch, len(backlog))
+            size = min(self.settings.max_batch, len(backlog))
             batch = [backlog.popleft() for _ in range(size)]
             self._taken(batch)
             try:

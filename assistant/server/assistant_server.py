@@ -9,7 +9,6 @@ connection registry, tool announcements and the graceful shutdown.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -19,20 +18,19 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.frames import CloseCode
 
 from assistant.audio.vad import VadSegmenter
-from assistant.config import VadSettings
-from assistant.conversation.dialogue import Dialogue, DialogueSettings
+from assistant.config import DialogueSettings, GenerationParams, ServerSettings, VadSettings
+from assistant.conversation.dialogue import Dialogue
 from assistant.events import Announcement
 from assistant.server.connection import RealtimeConnection
 from assistant.server.http_api import HttpApi
 from assistant.server.http_edge import HttpConnection
-from assistant.server.limits import ServerLimits
 from assistant.server.realtime.protocol import (
     new_id,
 )
 from assistant.server.realtime.session import RealtimeSession
 
 if TYPE_CHECKING:
-    from assistant.model.worker import ModelWorker
+    from assistant.model.backend import ModelBackend
     from assistant.tools import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -47,25 +45,25 @@ class AssistantServer:
 
     def __init__(
         self,
-        worker: ModelWorker,
+        worker: ModelBackend,
         *,
+        settings: ServerSettings | None = None,
         tools: ToolRegistry | None = None,
         model_name: str = "voxtral",
-        host: str = "127.0.0.1",
-        port: int = 8000,
-        token: str | None = None,
-        allowed_origins: tuple[str, ...] = (),
-        limits: ServerLimits | None = None,
         dialogue_settings: DialogueSettings | None = None,
+        params: GenerationParams | None = None,
         vad_settings: VadSettings | None = None,
     ) -> None:
         self.worker = worker
         self.tools = tools
         self.model_name = model_name
-        self.host = host
-        self.port = port
-        self.limits = limits or ServerLimits()
+        self.settings = settings or ServerSettings()
+        """Where it listens, who may connect, and every bound on clients."""
+        self.host = self.settings.host
+        self.port = self.settings.port
+        """The port; the real one once started (useful with port 0)."""
         self._dialogue_settings = dialogue_settings or DialogueSettings()
+        self._params = params or GenerationParams()
         self._vad_settings = vad_settings or VadSettings()
         self._connections: set[RealtimeConnection] = set()
         self._server: Server | None = None
@@ -73,12 +71,12 @@ class AssistantServer:
         self._announcer: asyncio.Task[None] | None = None
         self.slow_clients_disconnected = 0
         self.http = HttpApi(
-            token=token,
-            allowed_origins=allowed_origins,
+            token=self.settings.token_value,
+            allowed_origins=self.settings.allowed_origins,
             health=self.health,
             new_dialogue=self._new_dialogue,
-            respond_timeout_s=self.limits.respond_timeout_s,
-            max_body_bytes_in_flight=self.limits.max_body_bytes_in_flight,
+            respond_timeout_s=self.settings.respond_timeout_s,
+            max_body_bytes_in_flight=self.settings.max_body_bytes_in_flight,
         )
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -104,7 +102,7 @@ class AssistantServer:
         log.info("serving on http://%s:%d (WebSocket /v1/realtime)", self.host, self.port)
 
     async def _listen(self) -> Server:
-        limits = self.limits
+        limits = self.settings
 
         class _Conn(HttpConnection):
             max_body_bytes = limits.max_request_body_bytes
@@ -136,7 +134,7 @@ class AssistantServer:
         server.close(close_connections=False)
         if self._announcer is not None:
             self._announcer.cancel()
-        grace_s = self.limits.shutdown_grace_s
+        grace_s = self.settings.shutdown_grace_s
         await asyncio.gather(
             self.http.shutdown(grace_s),
             *(
@@ -156,10 +154,15 @@ class AssistantServer:
     # --- connections -----------------------------------------------------------------------
 
     def _new_dialogue(self) -> Dialogue:
-        settings = dataclasses.replace(self._dialogue_settings)
         # The wire's session id doubles as the conversation id: tool announcements find their
         # session by it, and the logs of both layers name the same thing.
-        return Dialogue(self.worker, self.tools, settings, conversation_id=new_id("sess"))
+        return Dialogue(
+            self.worker,
+            self.tools,
+            self._dialogue_settings,
+            params=self._params,
+            conversation_id=new_id("sess"),
+        )
 
     def _new_session(self, send: Callable[[dict[str, Any]], None]) -> RealtimeSession:
         return RealtimeSession(
@@ -167,22 +170,20 @@ class AssistantServer:
             send,
             model_name=self.model_name,
             vad_settings=self._vad_settings,
-            max_buffered_audio_s=self.limits.max_buffered_audio_s,
-            max_unanswered_audio_s=self.limits.max_unanswered_audio_s,
-            max_unanswered_text_chars=self.limits.max_unanswered_text_chars,
+            limits=self.settings,
         )
 
     async def _handle(self, ws: ServerConnection) -> None:
         if self._server is None:
             await ws.close(CloseCode.GOING_AWAY, "server shutting down")
             return
-        if len(self._connections) >= self.limits.max_sessions:
+        if len(self._connections) >= self.settings.max_sessions:
             await ws.close(
                 CloseCode.TRY_AGAIN_LATER,
                 f"server full: {len(self._connections)} sessions open; try again later",
             )
             return
-        conn = RealtimeConnection(ws, self._new_session, self.limits, self._count_slow_client)
+        conn = RealtimeConnection(ws, self._new_session, self.settings, self._count_slow_client)
         self._connections.add(conn)
         try:
             await conn.run()
@@ -228,7 +229,7 @@ class AssistantServer:
             "model": self.model_name,
             "model_loaded": True,
             "sessions": len(self._connections),
-            "max_sessions": self.limits.max_sessions,
+            "max_sessions": self.settings.max_sessions,
             "queue_depth": responding + self.http.turns_in_flight,
             "model_waiting": self.worker.waiting_requests,
             "slow_clients_disconnected": self.slow_clients_disconnected,

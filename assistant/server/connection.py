@@ -16,7 +16,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
-from assistant.server.limits import ServerLimits
+from assistant.config import ServerSettings
 from assistant.server.realtime.protocol import ProtocolError, error_event, parse_client_event
 from assistant.server.realtime.session import RealtimeSession
 from assistant.server.send_queue import SendQueue
@@ -31,7 +31,7 @@ class RealtimeConnection:
         self,
         ws: ServerConnection,
         session_factory: Callable[[Callable[[dict[str, Any]], None]], RealtimeSession],
-        limits: ServerLimits,
+        limits: ServerSettings,
         on_slow_client: Callable[[], None],
     ) -> None:
         self.ws = ws

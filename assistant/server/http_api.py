@@ -27,7 +27,6 @@ from assistant import events as ev
 from assistant.audio.io import AudioError, load_audio
 from assistant.conversation.dialogue import Dialogue
 from assistant.server.http_edge import (
-    MAX_BODY_BYTES_IN_FLIGHT,
     BodyBudget,
     BodyError,
     HttpConnection,
@@ -90,7 +89,7 @@ class HttpApi:
         health: Callable[[], dict[str, Any]],
         new_dialogue: Callable[[], Dialogue],
         respond_timeout_s: float,
-        max_body_bytes_in_flight: int = MAX_BODY_BYTES_IN_FLIGHT,
+        max_body_bytes_in_flight: int,
     ) -> None:
         self._token = token
         self._allowed_origins = frozenset(o.strip().rstrip("/").lower() for o in allowed_origins)

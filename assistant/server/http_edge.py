@@ -24,9 +24,6 @@ from websockets.http11 import SERVER, Request, Response
 MAX_HEAD_BYTES = 16 * 1024
 """A request head larger than this is handed to websockets as is, which refuses it."""
 
-MAX_BODY_BYTES_IN_FLIGHT = 100 * 2**20
-"""Request body bytes one server holds at once (by Content-Length); more get 503."""
-
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 _BODY_HEADERS = (b"content-length", b"transfer-encoding")
@@ -81,8 +78,8 @@ class HttpConnection(ServerConnection):
     request head and body to arrive; a slow head is dropped, a slow body gets 408).
     """
 
-    max_body_bytes = 25 * 2**20
-    request_timeout_s = 10.0
+    max_body_bytes: int
+    request_timeout_s: float
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -7,51 +7,34 @@ import logging
 import signal
 
 from assistant.config import Settings
-from assistant.conversation.settings import DialogueSettings
 from assistant.server.assistant_server import AssistantServer, ServeError, listen_failure
-from assistant.server.limits import ServerLimits
 
 log = logging.getLogger(__name__)
 
 
-async def run_server(
-    settings: Settings, *, max_buffered_audio_s: float = 300.0, idle_timeout_s: float = 600.0
-) -> None:
+async def run_server(settings: Settings) -> None:
     """Load the model and tools from ``settings``, then serve until SIGINT or SIGTERM.
 
     Raises ``ServeError`` (or ``ToolsFileError``) with one clear sentence when it cannot start;
     the address is checked before the model loads, which takes minutes for a real checkpoint.
     """
-    from assistant.model.worker import GenerationParams, ModelWorker
-    from assistant.tools import load_tools
+    from assistant.model.worker import ModelWorker
+    from assistant.tools import load_configured_tools
 
-    host, port = settings.server.host, settings.server.port
-    await check_can_listen(host, port)
-    model = settings.model
-    tools = load_tools(settings.tools_file) if settings.tools_file else None
+    await check_can_listen(settings.server.host, settings.server.port)
+    tools = load_configured_tools(settings.tools_file)
     try:
         try:
-            worker = await asyncio.to_thread(ModelWorker.from_settings, model)
+            worker = await asyncio.to_thread(ModelWorker.load, settings=settings.model)
         except ValueError as exc:
             raise ServeError(str(exc)) from None
-        token = settings.server.token.get_secret_value() if settings.server.token else None
         server = AssistantServer(
             worker,
+            settings=settings.server,
             tools=tools,
-            model_name=model.id,
-            host=host,
-            port=port,
-            token=token,
-            allowed_origins=tuple(settings.server.allowed_origins),
-            limits=ServerLimits(
-                max_sessions=settings.server.max_sessions,
-                max_buffered_audio_s=max_buffered_audio_s,
-                idle_timeout_s=idle_timeout_s,
-            ),
-            dialogue_settings=DialogueSettings(
-                instructions=settings.instructions,
-                params=GenerationParams.from_settings(model),
-            ),
+            model_name=settings.model.id,
+            dialogue_settings=settings.dialogue,
+            params=settings.model.generation_params(),
             vad_settings=settings.vad,
         )
         try:
@@ -59,8 +42,7 @@ async def run_server(
         finally:
             await asyncio.to_thread(worker.close)
     finally:
-        if tools is not None:
-            await tools.aclose()
+        await tools.aclose()
 
 
 async def check_can_listen(host: str, port: int) -> None:

@@ -6,7 +6,9 @@ Every problem is found here, before the assistant starts, and reported as one
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,32 @@ from assistant.tools.schema import BrokerConfig, ToolConfig, ToolsFile, allowed_
 from assistant.tools.source import Environment, Location, SourceMap, read_yaml
 from assistant.tools.spec import DEFAULT_MAX_RESULT_BYTES, DEFAULT_TIMEOUT_S, ToolSpec
 from assistant.tools.templating import Placeholder
+
+log = logging.getLogger(__name__)
+
+
+LOCAL_TOOLS_FILE = Path("tools.yaml")
+"""Used when no tools file is configured and it exists in the working directory."""
+
+
+def tools_file_to_use(configured: Path | None) -> Path:
+    """The tools file a command runs with: the configured one; else ``./tools.yaml`` when
+    present; else the built-in tools (``assistant/tools/builtin.yaml``, which adds every
+    installed plugin)."""
+    if configured is not None:
+        return configured
+    if LOCAL_TOOLS_FILE.is_file():
+        return LOCAL_TOOLS_FILE
+    return Path(str(resources.files("assistant.tools").joinpath("builtin.yaml")))
+
+
+def load_configured_tools(configured: Path | None) -> ToolRegistry:
+    """Load ``tools_file_to_use(configured)`` and log where the tools came from and which."""
+    path = tools_file_to_use(configured)
+    registry = load_tools(path)
+    names = ", ".join(spec.name for spec in registry.specs) or "none"
+    log.info("tools from %s: %s", path, names)
+    return registry
 
 
 def load_tools(path: str | Path, *, environ: Mapping[str, str] | None = None) -> ToolRegistry:

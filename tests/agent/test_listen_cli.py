@@ -229,10 +229,10 @@ def test_without_a_gpu_auto_warns_and_runs_on_the_cpu(
 def test_without_a_gpu_asking_for_cuda_offers_the_cpu(
     listen_main: ListenMain, tiny_model_dir: Path, command_wav: Path
 ) -> None:
-    """``--model-device cuda`` with no GPU fails in one line that points to the CPU."""
+    """``--device cuda`` with no GPU fails in one line that points to the CPU."""
     status, err = listen_main(
-        "--model", tiny_model_dir, "--input", command_wav, "--no-speak", "--model-device", "cuda"
+        "--model", tiny_model_dir, "--input", command_wav, "--no-speak", "--device", "cuda"
     )
     assert status == 2
     (line,) = [line for line in err.splitlines() if line.startswith("voxtral-assistant:")]
-    assert "no CUDA GPU" in line and "--model-device cpu" in line
+    assert "no CUDA GPU" in line and "--device cpu" in line

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from mistral_common.protocol.instruct.messages import AudioChunk, TextChunk
 
+from assistant.config import GenerationParams
 from assistant.conversation.dialogue import Dialogue, DialogueSettings
 from assistant.events import ErrorEvent
-from assistant.model.worker import GenerationParams
 from tests.dialogue.house import turn
 
 BUDGET_TOKENS = 1600
@@ -17,12 +17,8 @@ async def test_two_hundred_audio_turns_stay_within_the_budget(scripted, speech) 
     """200 turns of short clips: every turn is answered, the prompt never exceeds the budget,
     and the newest turns are always the ones kept."""
     worker, script = scripted
-    settings = DialogueSettings(
-        context_budget_tokens=BUDGET_TOKENS,
-        transcribe_user=False,
-        params=GenerationParams(max_new_tokens=16),
-    )
-    dialogue = Dialogue(worker, settings=settings)
+    settings = DialogueSettings(context_budget_tokens=BUDGET_TOKENS, transcribe_user=False)
+    dialogue = Dialogue(worker, settings=settings, params=GenerationParams(max_new_tokens=16))
     clip = speech("turn on the light")
     for n in range(200):
         script.say(f"Answer {n}.")
@@ -41,10 +37,8 @@ async def test_two_hundred_audio_turns_stay_within_the_budget(scripted, speech) 
 async def test_dropped_audio_is_kept_as_its_transcript(scripted, speech) -> None:
     """Over the budget, an old clip is replaced by its transcript before its turn is dropped."""
     worker, script = scripted
-    settings = DialogueSettings(
-        context_budget_tokens=600, params=GenerationParams(max_new_tokens=16)
-    )
-    dialogue = Dialogue(worker, settings=settings)
+    settings = DialogueSettings(context_budget_tokens=600)
+    dialogue = Dialogue(worker, settings=settings, params=GenerationParams(max_new_tokens=16))
     script.hear("turn on the kitchen light")
     dialogue.add_user_turn(audio=speech("turn on the kitchen light"))
     await turn(dialogue)
@@ -62,10 +56,8 @@ async def test_a_turn_over_the_budget_is_removed_and_the_next_one_works(scripted
     """Input that alone is over the budget fails with context_overflow and leaves the history:
     the next turn is answered, and the earlier turns are still in its prompt."""
     worker, script = scripted
-    settings = DialogueSettings(
-        context_budget_tokens=600, transcribe_user=False, params=GenerationParams(max_new_tokens=16)
-    )
-    dialogue = Dialogue(worker, settings=settings)
+    settings = DialogueSettings(context_budget_tokens=600, transcribe_user=False)
+    dialogue = Dialogue(worker, settings=settings, params=GenerationParams(max_new_tokens=16))
     script.say("Noted, Bob.")
     dialogue.add_user_turn(text="My name is Bob.")
     await turn(dialogue)

@@ -11,7 +11,8 @@ import pytest
 import torch
 from transformers import LogitsProcessor
 
-from assistant.model.worker import ModelWorker, WorkerOptions
+from assistant.config import ModelSettings
+from assistant.model.worker import ModelWorker
 from assistant.testing.forced import ScriptedReplies
 from assistant.testing.speech import synthesize, write_wav
 
@@ -78,7 +79,7 @@ def make_worker(tiny_model_factory: Callable[..., Path]) -> Iterator[WorkerFacto
             tiny_model_factory(version),
             device="cpu",
             logits_processor_factory=factory,
-            options=WorkerOptions(**options),
+            settings=ModelSettings(**options),
         )
         workers.append(worker)
         return worker

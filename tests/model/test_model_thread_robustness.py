@@ -19,11 +19,11 @@ from mistral_common.protocol.instruct.messages import AssistantMessage, TextChun
 from transformers import LogitsProcessor
 
 from assistant.audio.io import audio_chunk
+from assistant.config import GenerationParams
 from assistant.events import MalformedToolCall, TextDelta
 from assistant.model.engine import Job, Sampling
 from assistant.model.kv_store import CacheStore
 from assistant.model.prompting import EncodedPrompt
-from assistant.model.worker import GenerationParams
 from tests.model.conftest import Recorder, Recorders
 
 GREEDY = GenerationParams(max_new_tokens=6, temperature=0.0)

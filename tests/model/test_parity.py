@@ -17,7 +17,7 @@ from mistral_common.protocol.instruct.tool_calls import Function, Tool
 from transformers import AutoProcessor, VoxtralForConditionalGeneration
 
 from assistant.audio.io import audio_chunk
-from assistant.model.worker import GenerationParams
+from assistant.config import GenerationParams
 from tests.model.conftest import Recorders
 
 NEW_TOKENS = 12

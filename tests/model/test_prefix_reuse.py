@@ -17,7 +17,8 @@ from mistral_common.protocol.instruct.messages import (
 from mistral_common.protocol.instruct.tool_calls import Function, FunctionCall, Tool, ToolCall
 
 from assistant.audio.io import audio_chunk
-from assistant.model.worker import GenerationParams, ModelWorker
+from assistant.config import GenerationParams
+from assistant.model.worker import ModelWorker
 from assistant.testing.forced import ScriptedReplies, reply_tokens
 from tests.model.conftest import Recorder
 

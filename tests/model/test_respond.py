@@ -22,8 +22,8 @@ from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 from transformers import LogitsProcessor
 
 from assistant.audio.io import audio_chunk
+from assistant.config import GenerationParams
 from assistant.events import ErrorEvent, MalformedToolCall, ResponseDone, TextDelta, ToolCall
-from assistant.model.worker import GenerationParams
 from assistant.testing.forced import ForcedTokens, reply_tokens
 
 CALL = {"name": "set_light", "arguments": {"room": "kitchen", "state": "on"}, "id": "a1B2c3D4e"}
@@ -327,9 +327,9 @@ async def test_requests_beyond_max_waiting_fail_at_once_as_overloaded(make_worke
 
 
 def test_worker_options_are_checked() -> None:
-    from assistant.model.worker import WorkerOptions
+    from assistant.config import ModelSettings
 
     with pytest.raises(ValueError, match="max_waiting"):
-        WorkerOptions(max_waiting=0)
+        ModelSettings(max_waiting=0)
     with pytest.raises(ValueError, match="max_batch"):
-        WorkerOptions(max_batch=0)
+        ModelSettings(max_batch=0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -12,10 +11,9 @@ import numpy as np
 import pytest
 import soxr
 
+from assistant.config import ServerSettings
 from assistant.model.worker import ModelWorker
 from assistant.server.assistant_server import AssistantServer
-from assistant.server.limits import ServerLimits
-from assistant.server.realtime import session as realtime_session
 from assistant.testing.forced import ScriptedReplies
 from assistant.testing.speech import synthesize
 from assistant.tools import ToolRegistry, tool
@@ -63,11 +61,16 @@ def start_server(scripted_worker) -> Callable[..., Any]:
 
     @contextlib.asynccontextmanager
     async def start(**options: Any) -> AsyncIterator[AssistantServer]:
-        limits = dataclasses.replace(
-            ServerLimits(close_timeout_s=1.0, shutdown_grace_s=2.0), **options.pop("limits", {})
-        )
+        settings = {
+            "port": 0,
+            "close_timeout_s": 1.0,
+            "shutdown_grace_s": 2.0,
+            "cancel_wait_s": CANCEL_WAIT_S,
+            **{k: options.pop(k) for k in ("token", "allowed_origins") if k in options},
+            **options.pop("limits", {}),
+        }
         options.setdefault("tools", ToolRegistry.from_functions([get_weather]))
-        server = AssistantServer(worker, port=0, limits=limits, **options)
+        server = AssistantServer(worker, settings=ServerSettings(**settings), **options)
         await server.start()
         servers.append(server)
         try:
@@ -99,9 +102,8 @@ def speech_24k(speech_16k) -> np.ndarray:
 
 @pytest.fixture
 async def gate(monkeypatch) -> AsyncIterator[Gate]:
-    """A gated tool (cancelled responses wind down within CANCEL_WAIT_S), released after the
-    test so that no task outlives it."""
-    monkeypatch.setattr(realtime_session, "CANCEL_WAIT_S", CANCEL_WAIT_S)
+    """A gated tool (cancelled responses of ``start_server`` servers wind down within
+    CANCEL_WAIT_S), released after the test so that no task outlives it."""
     gate = Gate()
     yield gate
     gate.release.set()

@@ -7,10 +7,13 @@ import json
 
 import pytest
 
-from assistant.server.http_edge import MAX_BODY_BYTES_IN_FLIGHT, BodyBudget
+from assistant.config import ServerSettings
+from assistant.server.http_edge import BodyBudget
 from tests.server.wire import http
 
 pytestmark = pytest.mark.timeout(60)
+
+MAX_BODY_BYTES_IN_FLIGHT = ServerSettings().max_body_bytes_in_flight
 
 
 async def _post_head(
@@ -68,7 +71,7 @@ async def test_a_wrong_path_is_refused_before_the_body(server) -> None:
 async def test_uploads_beyond_the_bytes_in_flight_get_503(start_server, script) -> None:
     """While two half-limit uploads are held, a third gets 503 at once; once they end, it passes."""
     script.say("Done.")
-    budget = 2 * 2**20  # ServerLimits.max_body_bytes_in_flight, passed through to the HTTP API
+    budget = 2 * 2**20  # server.max_body_bytes_in_flight, passed through to the HTTP API
     limits = {
         "max_body_bytes_in_flight": budget,
         "max_request_body_bytes": budget // 2,

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
-from assistant.config import VadSettings
-from assistant.conversation.dialogue import Dialogue, DialogueSettings
+from assistant.config import GenerationParams, VadSettings
+from assistant.conversation.dialogue import Dialogue
 from assistant.events import Announcement
-from assistant.model.worker import GenerationParams
 from assistant.server.realtime.protocol import ProtocolError, parse_client_event
 from assistant.server.realtime.session import RealtimeSession
 from tests.server.wire import events_until, next_event, open_session, pcm16_b64, ws_url
@@ -281,12 +280,12 @@ async def test_speech_committed_during_a_reply_is_answered_after_it(
 async def test_unsetting_max_output_tokens_restores_the_server_limit(scripted_worker) -> None:
     """max_output_tokens "inf" after a client limit goes back to the server's own limit."""
     worker, _ = scripted_worker
-    settings = DialogueSettings(params=GenerationParams(max_new_tokens=77))
-    session = RealtimeSession(Dialogue(worker, settings=settings), [].append, model_name="voxtral")
+    dialogue = Dialogue(worker, params=GenerationParams(max_new_tokens=77))
+    session = RealtimeSession(dialogue, [].append, model_name="voxtral")
     for limit, expected in ((5, 5), ("inf", 77)):
         update = {"type": "session.update", "session": {"max_output_tokens": limit}}
         await session.handle(parse_client_event(json.dumps(update)))
-        assert session._dialogue.settings.params.max_new_tokens == expected
+        assert dialogue.params.max_new_tokens == expected
     await session.close()
 
 

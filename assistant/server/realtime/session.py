@@ -20,7 +20,7 @@ import soxr
 
 from assistant import events as ev
 from assistant.audio.io import AudioError, stream_resampler
-from assistant.config import VadSettings
+from assistant.config import ServerSettings, VadSettings
 from assistant.conversation.dialogue import Dialogue
 from assistant.server.realtime.input_buffer import InputAudioBuffer
 from assistant.server.realtime.protocol import (
@@ -51,9 +51,6 @@ from assistant.server.realtime.server_vad import ServerVad, vad_overrides
 
 log = logging.getLogger(__name__)
 
-CANCEL_WAIT_S = 5.0
-"""How long a cancelled response may take to wind down before ``response.done`` is sent."""
-
 
 class RealtimeSession:
     """The state machine of one connection over a ``Dialogue`` and a server VAD."""
@@ -65,23 +62,22 @@ class RealtimeSession:
         *,
         model_name: str,
         vad_settings: VadSettings | None = None,
-        max_buffered_audio_s: float = 300.0,
-        max_unanswered_audio_s: float = 300.0,
-        max_unanswered_text_chars: int = 100_000,
+        limits: ServerSettings | None = None,
     ) -> None:
         self.id = dialogue.conversation_id
         """The session id on the wire, which is also the dialogue's conversation id."""
         self._dialogue = dialogue
         self._send = send
-        self._server_max_new_tokens = dialogue.settings.params.max_new_tokens
+        limits = limits or ServerSettings()
+        self._server_max_new_tokens = dialogue.params.max_new_tokens
         """The server's reply limit, restored when a client unsets ``max_output_tokens``."""
-        self._max_unanswered_audio_s = max_unanswered_audio_s
-        self._max_unanswered_text_chars = max_unanswered_text_chars
+        self._max_unanswered_audio_s = limits.max_unanswered_audio_s
+        self._max_unanswered_text_chars = limits.max_unanswered_text_chars
         self.state = SessionState(model=model_name, instructions=dialogue.settings.instructions)
         # Realtime clients ask for transcripts with audio.input.transcription (off by default).
         dialogue.settings.transcribe_user = self.state.transcribe
         dialogue.settings.transcription_language = self.state.transcription_language
-        self._audio = InputAudioBuffer(self.state.input_rate_hz, max_buffered_audio_s)
+        self._audio = InputAudioBuffer(self.state.input_rate_hz, limits.max_buffered_audio_s)
         self._vad = ServerVad(vad_settings or VadSettings(), self.id)
         self._speech_unanswered = False
         """Whether server VAD committed an utterance while a response ran (answered next)."""
@@ -96,7 +92,7 @@ class RealtimeSession:
             self._chain,
             on_transcript=self._send_transcript,
             on_done=self._answer_speech_heard_meanwhile,
-            cancel_wait_s=CANCEL_WAIT_S,
+            cancel_wait_s=limits.cancel_wait_s,
         )
         self._closed = False
         self._vad.configure(vad_overrides(self.state.turn_detection), self._audio.stream_ms)
@@ -119,14 +115,17 @@ class RealtimeSession:
         await self._responses.finish(grace_s)
         await self.close(wait_s=max(0.0, deadline_s - loop.time()))
 
-    async def close(self, wait_s: float = CANCEL_WAIT_S) -> None:
+    async def close(self, wait_s: float | None = None) -> None:
         """Cancel any running response and release the suspended turn (idempotent).
 
-        A cancelled response gets ``wait_s`` to wind down; then it is ended (its
-        ``response.done`` sent) even if a server tool it started still runs.
+        A cancelled response gets ``wait_s`` (default: the server's ``cancel_wait_s``) to wind
+        down; then it is ended (its ``response.done`` sent) even if a server tool it started
+        still runs.
         """
         if self._closed:
             return
+        if wait_s is None:
+            wait_s = self._responses.cancel_wait_s
         self._closed = True
         loop = asyncio.get_running_loop()
         deadline_s = loop.time() + wait_s
@@ -194,7 +193,8 @@ class RealtimeSession:
         # Everything that can fail comes before the first change: a refused update changes
         # nothing.
         params = dataclasses.replace(
-            settings.params, max_new_tokens=after.max_output_tokens or self._server_max_new_tokens
+            self._dialogue.params,
+            max_new_tokens=after.max_output_tokens or self._server_max_new_tokens,
         )
         resampler = self._audio.resampler
         if after.input_rate_hz != before.input_rate_hz:
@@ -211,7 +211,7 @@ class RealtimeSession:
             self._dialogue.set_instructions(after.instructions)
         settings.transcribe_user = after.transcribe
         settings.transcription_language = after.transcription_language
-        settings.params = params
+        self._dialogue.params = params
         self._audio.resampler = resampler
         overrides = vad_overrides(after.turn_detection)
         if overrides != vad_overrides(before.turn_detection):

@@ -1,0 +1,125 @@
+"""What the layers above the model see of it: the ``ModelBackend`` interface and its stream.
+
+This module imports no torch: the conversation, the servers and the tests type against
+``ModelBackend``; ``ModelWorker`` (in-process, one model thread) implements it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from assistant.config import GenerationParams
+from assistant.events import ModelEvent, ResponseDone, Transcription
+
+DEFAULT_CONTEXT_TOKENS = 32_768
+TRANSCRIPTION_MAX_TOKENS = 1024
+
+
+class ContextOverflowError(ValueError):
+    """The prompt does not fit the model's context window."""
+
+
+class ModelError(RuntimeError):
+    """A request failed on the model thread (raised by ``transcribe``; ``respond`` streams it)."""
+
+
+GREEDY = GenerationParams(temperature=0.0)
+
+
+class ResponseStream:
+    """Events of one generation, as an async iterator; always ends with ``ResponseDone``.
+
+    The event queue is unbounded by design: it holds at most one event per generated token
+    plus a few, so its size is bounded by ``max_new_tokens``.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._events: asyncio.Queue[ModelEvent] = asyncio.Queue()
+        self._cancelled = threading.Event()
+        self._finished = False
+        self._done_pushed = False
+        """Set on the model thread once the final ``ResponseDone`` was handed over."""
+
+    def cancel(self) -> None:
+        """Stop the generation within one decode step; the stream ends ``cancelled``."""
+        self._cancelled.set()
+
+    async def aclose(self) -> None:
+        """Cancel (if still running) and stop iterating."""
+        self.cancel()
+
+    def __aiter__(self) -> ResponseStream:
+        return self
+
+    async def __anext__(self) -> ModelEvent:
+        if self._finished:
+            raise StopAsyncIteration
+        event = await self._events.get()
+        if isinstance(event, ResponseDone):
+            self._finished = True
+        return event
+
+    async def done(self) -> ResponseDone:
+        """Consume the rest of the stream and return its ``ResponseDone``."""
+        last: ModelEvent | None = None
+        async for event in self:
+            last = event
+        if not isinstance(last, ResponseDone):
+            raise RuntimeError("the response stream was already consumed")
+        return last
+
+    def _push(self, event: ModelEvent) -> None:
+        """Thread-safe: hand an event to the stream's event loop."""
+        if isinstance(event, ResponseDone):
+            self._done_pushed = True
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
+            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+
+
+class ModelBackend(Protocol):
+    """A Voxtral model that answers conversations and transcribes audio."""
+
+    tokenizer: Any
+    """mistral-common's ``MistralTokenizer`` of the checkpoint."""
+    tokenizer_version: str
+    context_tokens: int
+    """The most prompt plus reply tokens a request may take."""
+
+    @property
+    def waiting_requests(self) -> int:
+        """Requests submitted and not yet taken up by the model."""
+        ...
+
+    def count_tokens(self, messages: Sequence[Any], tools: Sequence[Any] | None = None) -> int:
+        """Prompt tokens the conversation would take (audio included)."""
+        ...
+
+    def respond(
+        self,
+        messages: Sequence[Any],
+        *,
+        tools: Sequence[Any] | None = None,
+        params: GenerationParams | None = None,
+        conversation_id: str | None = None,
+    ) -> ResponseStream:
+        """Start a reply to ``messages`` (mistral-common messages); stream its events."""
+        ...
+
+    async def transcribe(
+        self, audio: Any, language: str | None = None, *, max_new_tokens: int = ...
+    ) -> Transcription:
+        """What was said in ``audio``; the language announced when none was given."""
+        ...
+
+    def forget(self, conversation_id: str) -> None:
+        """Drop a conversation's cached state."""
+        ...
+
+    def close(self) -> None:
+        """Release the model."""
+        ...
