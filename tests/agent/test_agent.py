@@ -27,13 +27,12 @@ from assistant.tools import load_tools
 from assistant.tts import EspeakSynthesizer, SoundDevicePlayer, Speaker
 from assistant.vad_segmenter import VadSegmenter
 from tests.agent.conftest import REPLY_TEXT, TOOL_CALL, TRANSCRIPT
+from tests.agent.sound import WatchedPlayer
 
 LONG_REPLY = (
     "This reply is long on purpose. It goes on for a few sentences. "
     "That leaves time to talk over it."
 )
-INTERRUPTED = (0.3, "Lights on", 2.5, "Tell me something", 2.5, "Stop talking now", 1.0)
-"""A short exchange, a command, then a second one about two seconds into the spoken reply."""
 
 
 def _silence(seconds: float) -> np.ndarray:
@@ -43,6 +42,28 @@ def _silence(seconds: float) -> np.ndarray:
 def _recording(*parts: str | float) -> np.ndarray:
     """Speech (strings, espeak-ng) and silences (seconds) one after another."""
     return np.concatenate([synthesize(p) if isinstance(p, str) else _silence(p) for p in parts])
+
+
+Cue = Callable[[], bool]
+
+
+async def _paced(*parts: np.ndarray | Cue, timeout_s: float = 60.0) -> AsyncIterator[np.ndarray]:
+    """A microphone: recordings in real time, and silence until each cue holds.
+
+    Cues time the user by what the assistant does, not by the clock: a busy machine answers
+    late, and a user who talks over a reply does it once the reply is heard.
+    """
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            async for frame in file_frames(part, realtime=True, trailing_silence_ms=0):
+                yield frame
+            continue
+        deadline_s = time.monotonic() + timeout_s
+        while not part():
+            if time.monotonic() > deadline_s:
+                raise TimeoutError(f"the assistant did not get there in {timeout_s} s")
+            await asyncio.sleep(0.02)
+            yield _silence(0.02)
 
 
 WorkerFactory = Callable[[ForcedScript], ModelWorker]
@@ -93,6 +114,14 @@ def _agent(
 
 def _types(records: list[dict[str, Any]], *kinds: str) -> list[dict[str, Any]]:
     return [r for r in records if r["type"] in kinds]
+
+
+def _shown(agent: VoiceAgent, kind: str) -> int:
+    """How many ``kind`` records the agent's JSON display has written so far."""
+    assert isinstance(agent.display, JsonDisplay)
+    stream = agent.display.stream
+    assert isinstance(stream, io.StringIO)
+    return sum(json.loads(line)["type"] == kind for line in stream.getvalue().splitlines())
 
 
 # --- the echo gate and file input -----------------------------------------------------------
@@ -201,11 +230,20 @@ async def test_barge_in_cuts_the_reply_to_what_was_heard_and_answers_the_new_tur
 ) -> None:
     """Speech during a reply stops the voice, cuts the reply in the history, is answered next."""
     script = ForcedScript(
-        [], [{"text": "Done."}, {"text": LONG_REPLY}, {"text": "Sure, stopping."}]
+        ["Lights on", "Tell me something", "Stop talking now"],
+        [{"text": "Done."}, {"text": LONG_REPLY}, {"text": "Sure, stopping."}],
     )
-    speaker = await Speaker(EspeakSynthesizer(), SoundDevicePlayer()).start()
+    player = WatchedPlayer()
+    speaker = await Speaker(EspeakSynthesizer(), player).start()
     agent = _agent(make_worker(script), speaker=speaker, barge_in=True)
-    frames = file_frames(_recording(*INTERRUPTED), realtime=True)
+    frames = _paced(
+        _recording(0.3, "Lights on"),
+        lambda: player.finished == 1,  # "Done." was heard
+        _recording(0.5, "Tell me something"),
+        # The reply is written and its second sentence sounds: the user talks over it.
+        lambda: player.started >= 3 and not agent.dialogue.is_responding,
+        _recording("Stop talking now", 1.0),
+    )
     try:
         records = await _run(agent, frames, gate_echo=False)
     finally:
@@ -222,6 +260,49 @@ async def test_barge_in_cuts_the_reply_to_what_was_heard_and_answers_the_new_tur
     assert replies[0] == "Done." and replies[-1] == "Sure, stopping."
     (cut,) = replies[1:-1]
     assert isinstance(cut, str) and cut and LONG_REPLY.startswith(cut) and cut != LONG_REPLY
+
+
+async def test_barge_in_before_a_written_reply_is_said_drops_it(
+    make_worker: WorkerFactory, virtual_audio: VirtualAudio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Speech after the reply was written but before it sounds: it is never said, nor kept."""
+    script = ForcedScript(["Lights on", "Lights off"], [{"text": "Done."}, {"text": "Off."}])
+    worker = make_worker(script)
+    # The reply's last sentence is said at the turn's end, which waits for the transcript:
+    # holding the first transcript back holds the reply written and unsaid.
+    held, released = asyncio.Event(), asyncio.Event()
+    transcribe = worker.transcribe
+
+    async def held_back(*args: Any, **kwargs: Any) -> Any:
+        held.set()
+        await released.wait()
+        return await transcribe(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "transcribe", held_back)
+    speaker = await Speaker(EspeakSynthesizer(), SoundDevicePlayer()).start()
+    agent = _agent(worker, speaker=speaker, barge_in=True)
+
+    async def user() -> AsyncIterator[np.ndarray]:
+        spoken_over = _paced(
+            _recording(0.3, "Lights on"),
+            lambda: held.is_set() and not agent.dialogue.is_responding,  # written, unsaid
+            _recording(0.5, "Lights off"),
+            lambda: _shown(agent, "speech_started") == 2,
+        )
+        async for frame in spoken_over:
+            yield frame
+        released.set()
+        async for frame in _paced(_silence(1.0)):
+            yield frame
+
+    try:
+        records = await _run(agent, user(), gate_echo=False)
+    finally:
+        await speaker.aclose()
+    assert [s["text"] for s in _types(records, "spoken_sentence")] == ["Off."]
+    replies = [m.content for m in agent.dialogue.history if isinstance(m, AssistantMessage)]
+    assert replies == ["Off."]
+    assert len(_types(records, "utterance")) == 2
 
 
 async def test_a_broken_speaker_is_reported_once_and_the_conversation_goes_on(
