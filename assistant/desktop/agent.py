@@ -228,7 +228,10 @@ class VoiceAgent:
     async def _interrupt(self) -> None:
         """Barge-in: stop the voice and the reply; the history keeps what was heard."""
         speaking = self.speaker is not None and self.speaker.speaking
-        if not (speaking or self.dialogue.is_responding):
+        # The turn, not the dialogue's response: a reply can be written (the response settled)
+        # and not yet said, its last sentence held until ``TurnDone``, which waits for the
+        # user's transcript. Said after the user spoke, it would be talking over them.
+        if not (speaking or self._responding):
             return
         self._muted = True
         heard = await self.speaker.interrupt() if self.speaker is not None else None

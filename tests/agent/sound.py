@@ -1,11 +1,13 @@
-"""Measuring recorded sound in the agent's tests."""
+"""Measuring recorded sound in the agent's tests, and watching what the speaker plays."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from assistant.tts import SoundDevicePlayer
 
 FRAME_S = 0.02
 SILENCE_RMS = 300.0
@@ -25,3 +27,29 @@ def sounding_s(pcm: np.ndarray, rate_hz: int) -> float:
     frames = pcm[:usable].astype(np.float64).reshape(-1, frame)
     rms = np.sqrt((frames**2).mean(axis=1))
     return float((rms > SILENCE_RMS).sum() * FRAME_S)
+
+
+class WatchedPlayer(SoundDevicePlayer):
+    """The real player, counting the clips it has started and finished playing.
+
+    Tests time themselves by these counts rather than by the clock: on a busy machine sound
+    starts late.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = 0
+        self.finished = 0
+
+    @property
+    def playing(self) -> bool:
+        """Whether a ``play()`` call is running."""
+        return self.started > self.finished
+
+    def play(self, pcm: np.ndarray, sample_rate_hz: int, stop: threading.Event) -> float:
+        """Play as usual, counted (on the playing thread; tests read the counts elsewhere)."""
+        self.started += 1
+        try:
+            return super().play(pcm, sample_rate_hz, stop)
+        finally:
+            self.finished += 1

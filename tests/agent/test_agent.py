@@ -6,7 +6,7 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ from mistral_common.protocol.instruct.messages import AssistantMessage
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from assistant.audio.vad import VadSegmenter
-from assistant.conversation.dialogue import Dialogue, DialogueSettings
+from assistant.config import DialogueSettings, ListenSettings
+from assistant.conversation.dialogue import Dialogue
 from assistant.desktop.agent import EchoGate, VoiceAgent, file_frames
 from assistant.desktop.display import JsonDisplay
 from assistant.events import Announcement
@@ -24,18 +25,17 @@ from assistant.model.worker import ModelWorker
 from assistant.speech.playback import SoundDevicePlayer
 from assistant.speech.speaker import Speaker
 from assistant.speech.synthesis import EspeakSynthesizer
-from assistant.testing.forced_file import ForcedScript
+from assistant.testing.forced import ScriptedReplies
 from assistant.testing.speech import synthesize
 from assistant.tools import load_tools
 from tests.agent.conftest import REPLY_TEXT, TOOL_CALL, TRANSCRIPT
+from tests.agent.sound import WatchedPlayer
 from tests.support.pulse import VirtualAudio
 
 LONG_REPLY = (
     "This reply is long on purpose. It goes on for a few sentences. "
     "That leaves time to talk over it."
 )
-INTERRUPTED = (0.3, "Lights on", 2.5, "Tell me something", 2.5, "Stop talking now", 1.0)
-"""A short exchange, a command, then a second one about two seconds into the spoken reply."""
 
 
 def _silence(seconds: float) -> np.ndarray:
@@ -47,7 +47,29 @@ def _recording(*parts: str | float) -> np.ndarray:
     return np.concatenate([synthesize(p) if isinstance(p, str) else _silence(p) for p in parts])
 
 
-WorkerFactory = Callable[[ForcedScript], ModelWorker]
+Cue = Callable[[], bool]
+
+
+async def _paced(*parts: np.ndarray | Cue, timeout_s: float = 60.0) -> AsyncIterator[np.ndarray]:
+    """A microphone: recordings in real time, and silence until each cue holds.
+
+    Cues time the user by what the assistant does, not by the clock: a busy machine answers
+    late, and a user who talks over a reply does it once the reply is heard.
+    """
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            async for frame in file_frames(part, realtime=True, trailing_silence_ms=0):
+                yield frame
+            continue
+        deadline_s = time.monotonic() + timeout_s
+        while not part():
+            if time.monotonic() > deadline_s:
+                raise TimeoutError(f"the assistant did not get there in {timeout_s} s")
+            await asyncio.sleep(0.02)
+            yield _silence(0.02)
+
+
+WorkerFactory = Callable[[ScriptedReplies], ModelWorker]
 
 
 @pytest.fixture
@@ -55,10 +77,11 @@ def make_worker(tiny_model_dir: Path) -> Iterator[WorkerFactory]:
     """Tiny-model workers that play a forced script; closed after the test."""
     workers: list[ModelWorker] = []
 
-    def make(script: ForcedScript) -> ModelWorker:
+    def make(script: ScriptedReplies) -> ModelWorker:
         tokenizer = MistralTokenizer.from_file(str(tiny_model_dir / "tekken.json"))
+        script.bind(tokenizer)
         worker = ModelWorker.load(
-            tiny_model_dir, device="cpu", logits_processor_factory=script.factory(tokenizer)
+            tiny_model_dir, device="cpu", logits_processor_factory=script.logits_processors
         )
         workers.append(worker)
         return worker
@@ -81,20 +104,48 @@ async def _run(
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
+def _script(
+    transcripts: Sequence[str] = (), replies: Sequence[dict[str, Any]] = ()
+) -> ScriptedReplies:
+    """Transcripts and replies (``{"text": ...}`` / ``{"tool_calls": [...]}``) to force."""
+    script = ScriptedReplies()
+    for text in transcripts:
+        script.hear(text)
+    for reply in replies:
+        script.say(reply.get("text"), reply.get("tool_calls", ()))
+    return script
+
+
 def _agent(
-    worker: ModelWorker, tools: Any = None, speaker: Speaker | None = None, **options: Any
+    worker: ModelWorker,
+    tools: Any = None,
+    speaker: Speaker | None = None,
+    *,
+    barge_in: bool = False,
+    announcements: asyncio.Queue[Announcement] | None = None,
 ) -> VoiceAgent:
-    dialogue = Dialogue(
-        worker,
-        tools,
-        DialogueSettings(interrupt_response=options.get("barge_in", False)),
-    )
+    dialogue = Dialogue(worker, tools, DialogueSettings(interrupt_response=barge_in))
     display = JsonDisplay(io.StringIO())
-    return VoiceAgent(dialogue, VadSegmenter(), display, speaker, **options)
+    return VoiceAgent(
+        dialogue,
+        VadSegmenter(),
+        display,
+        speaker,
+        settings=ListenSettings(barge_in=barge_in),
+        announcements=announcements,
+    )
 
 
 def _types(records: list[dict[str, Any]], *kinds: str) -> list[dict[str, Any]]:
     return [r for r in records if r["type"] in kinds]
+
+
+def _shown(agent: VoiceAgent, kind: str) -> int:
+    """How many ``kind`` records the agent's JSON display has written so far."""
+    assert isinstance(agent.display, JsonDisplay)
+    stream = agent.display.stream
+    assert isinstance(stream, io.StringIO)
+    return sum(json.loads(line)["type"] == kind for line in stream.getvalue().splitlines())
 
 
 # --- the echo gate and file input -----------------------------------------------------------
@@ -140,7 +191,7 @@ async def test_a_recording_read_in_real_time_takes_as_long_as_it_lasts() -> None
 
 async def _tool_turn(make_worker: WorkerFactory, tools_file: Path) -> list[dict[str, Any]]:
     """One spoken command answered with a get_time call and a reply: the displayed records."""
-    script = ForcedScript([TRANSCRIPT], [{"tool_calls": [TOOL_CALL]}, {"text": REPLY_TEXT}])
+    script = _script([TRANSCRIPT], [{"tool_calls": [TOOL_CALL]}, {"text": REPLY_TEXT}])
     agent = _agent(make_worker(script), load_tools(tools_file))
     frames = file_frames(_recording(0.5, "What time is it"), realtime=False)
     return await _run(agent, frames, turn_by_turn=True)
@@ -186,7 +237,7 @@ async def test_each_utterance_of_a_recording_gets_its_own_turn_in_order(
     make_worker: WorkerFactory,
 ) -> None:
     """Two commands separated by silence are two turns, answered one after the other."""
-    script = ForcedScript(["One", "Two"], [{"text": "First answer."}, {"text": "Second answer."}])
+    script = _script(["One", "Two"], [{"text": "First answer."}, {"text": "Second answer."}])
     agent = _agent(make_worker(script))
     frames = file_frames(_recording(0.3, "Lights on", 1.5, "Lights off"), realtime=False)
     records = await _run(agent, frames, turn_by_turn=True)
@@ -202,12 +253,21 @@ async def test_barge_in_cuts_the_reply_to_what_was_heard_and_answers_the_new_tur
     make_worker: WorkerFactory, virtual_audio: VirtualAudio
 ) -> None:
     """Speech during a reply stops the voice, cuts the reply in the history, is answered next."""
-    script = ForcedScript(
-        [], [{"text": "Done."}, {"text": LONG_REPLY}, {"text": "Sure, stopping."}]
+    script = _script(
+        ["Lights on", "Tell me something", "Stop talking now"],
+        [{"text": "Done."}, {"text": LONG_REPLY}, {"text": "Sure, stopping."}],
     )
-    speaker = await Speaker(EspeakSynthesizer(), SoundDevicePlayer()).start()
+    player = WatchedPlayer()
+    speaker = await Speaker(EspeakSynthesizer(), player).start()
     agent = _agent(make_worker(script), speaker=speaker, barge_in=True)
-    frames = file_frames(_recording(*INTERRUPTED), realtime=True)
+    frames = _paced(
+        _recording(0.3, "Lights on"),
+        lambda: player.finished == 1,  # "Done." was heard
+        _recording(0.5, "Tell me something"),
+        # The reply is written and its second sentence sounds: the user talks over it.
+        lambda: player.started >= 3 and not agent.dialogue.is_responding,
+        _recording("Stop talking now", 1.0),
+    )
     try:
         records = await _run(agent, frames, gate_echo=False)
     finally:
@@ -226,11 +286,54 @@ async def test_barge_in_cuts_the_reply_to_what_was_heard_and_answers_the_new_tur
     assert isinstance(cut, str) and cut and LONG_REPLY.startswith(cut) and cut != LONG_REPLY
 
 
+async def test_barge_in_before_a_written_reply_is_said_drops_it(
+    make_worker: WorkerFactory, virtual_audio: VirtualAudio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Speech after the reply was written but before it sounds: it is never said, nor kept."""
+    script = _script(["Lights on", "Lights off"], [{"text": "Done."}, {"text": "Off."}])
+    worker = make_worker(script)
+    # The reply's last sentence is said at the turn's end, which waits for the transcript:
+    # holding the first transcript back holds the reply written and unsaid.
+    held, released = asyncio.Event(), asyncio.Event()
+    transcribe = worker.transcribe
+
+    async def held_back(*args: Any, **kwargs: Any) -> Any:
+        held.set()
+        await released.wait()
+        return await transcribe(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "transcribe", held_back)
+    speaker = await Speaker(EspeakSynthesizer(), SoundDevicePlayer()).start()
+    agent = _agent(worker, speaker=speaker, barge_in=True)
+
+    async def user() -> AsyncIterator[np.ndarray]:
+        spoken_over = _paced(
+            _recording(0.3, "Lights on"),
+            lambda: held.is_set() and not agent.dialogue.is_responding,  # written, unsaid
+            _recording(0.5, "Lights off"),
+            lambda: _shown(agent, "speech_started") == 2,
+        )
+        async for frame in spoken_over:
+            yield frame
+        released.set()
+        async for frame in _paced(_silence(1.0)):
+            yield frame
+
+    try:
+        records = await _run(agent, user(), gate_echo=False)
+    finally:
+        await speaker.aclose()
+    assert [s["text"] for s in _types(records, "spoken_sentence")] == ["Off."]
+    replies = [m.content for m in agent.dialogue.history if isinstance(m, AssistantMessage)]
+    assert replies == ["Off."]
+    assert len(_types(records, "utterance")) == 2
+
+
 async def test_a_broken_speaker_is_reported_once_and_the_conversation_goes_on(
     make_worker: WorkerFactory,
 ) -> None:
     """Speech that cannot be played becomes one error line; replies still arrive as text."""
-    script = ForcedScript(["One", "Two"], [{"text": "First answer."}, {"text": "Second answer."}])
+    script = _script(["One", "Two"], [{"text": "First answer."}, {"text": "Second answer."}])
     speaker = await Speaker(EspeakSynthesizer(), SoundDevicePlayer("no such speaker")).start()
     agent = _agent(make_worker(script), speaker=speaker)
     frames = file_frames(_recording(0.3, "Lights on", 1.5, "Lights off"), realtime=False)
@@ -250,7 +353,7 @@ async def test_tool_announcements_are_shown_and_said_while_listening(
     """A timer's announcement appears on the display and is spoken, without any user turn."""
     announcements: asyncio.Queue[Announcement] = asyncio.Queue()
     speaker = await Speaker(EspeakSynthesizer(), SoundDevicePlayer()).start()
-    agent = _agent(make_worker(ForcedScript()), speaker=speaker, announcements=announcements)
+    agent = _agent(make_worker(_script()), speaker=speaker, announcements=announcements)
     announcements.put_nowait(Announcement("Your pasta is ready.", "set_timer"))
     # Another conversation's timer (a server sharing the registry) is not ours to say.
     announcements.put_nowait(Announcement("Not yours.", "set_timer", conversation_id="other"))

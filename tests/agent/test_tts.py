@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from assistant.speech.errors import SpeechError
 from assistant.speech.playback import SoundDevicePlayer
 from assistant.speech.speaker import Speaker
 from assistant.speech.synthesis import EspeakSynthesizer
-from tests.agent.sound import read_pcm, sounding_s
+from tests.agent.sound import WatchedPlayer, read_pcm, sounding_s
 from tests.support.pulse import VirtualAudio
 
 FIRST = "The kitchen lights are now on."
@@ -130,24 +129,11 @@ async def test_an_unforeseen_speech_error_ends_speech_without_hanging_the_reply(
     assert "RuntimeError" in str(speaker.failure) and not speaker.speaking
 
 
-class _WatchedPlayer(SoundDevicePlayer):
-    """The real player, noting whether a ``play()`` call is still running."""
-
-    playing = False
-
-    def play(self, pcm: np.ndarray, sample_rate_hz: int, stop: threading.Event) -> float:
-        self.playing = True
-        try:
-            return super().play(pcm, sample_rate_hz, stop)
-        finally:
-            self.playing = False
-
-
 async def test_closing_the_speaker_mid_sentence_closes_the_output_first(
     virtual_audio: VirtualAudio,
 ) -> None:
     """``aclose()`` returns once the sentence being played has stopped and its stream is closed."""
-    player = _WatchedPlayer()
+    player = WatchedPlayer()
     speaker = await Speaker(EspeakSynthesizer(), player).start()
     sound = asyncio.Event()
     speaker.on_speaking = lambda speaking: sound.set()
