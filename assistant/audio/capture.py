@@ -63,7 +63,8 @@ def _sounddevice() -> ModuleType:
         raise MicError(
             f"the PortAudio library was not found ({exc}): {PORTAUDIO_PACKAGES}"
         ) from None
-    return sounddevice
+    module: ModuleType = sounddevice
+    return module
 
 
 def list_input_devices() -> list[InputDevice]:

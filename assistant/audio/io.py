@@ -17,9 +17,9 @@ import numpy as np
 from assistant.events import SAMPLE_RATE_HZ, Utterance
 
 if TYPE_CHECKING:
-    from mistral_common.protocol.instruct.messages import AudioChunk
+    from mistral_common.protocol.instruct.chunk import AudioChunk
 
-AudioSource = np.ndarray | Utterance | str | os.PathLike | bytes | bytearray
+AudioSource = np.ndarray | Utterance | str | os.PathLike[str] | bytes | bytearray
 """What ``load_audio`` accepts."""
 
 
@@ -85,7 +85,7 @@ def _to_float_mono(samples: np.ndarray, what: str) -> np.ndarray:
     return samples.astype(np.float32, copy=False)
 
 
-def _read_file(data: str | os.PathLike | io.BytesIO, what: str) -> tuple[np.ndarray, int]:
+def _read_file(data: str | os.PathLike[str] | io.BytesIO, what: str) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
     try:
@@ -149,7 +149,7 @@ def load_audio(
 
 def audio_chunk(source: AudioSource, sample_rate_hz: int | None = None) -> AudioChunk:
     """A mistral-common ``AudioChunk`` (16 kHz WAV inside) for a user message."""
-    from mistral_common.protocol.instruct.messages import AudioChunk
+    from mistral_common.protocol.instruct.chunk import AudioChunk
     from mistral_common.tokens.tokenizers.audio import Audio
 
     samples = load_audio(source, sample_rate_hz)

@@ -90,7 +90,8 @@ def _ask(args: argparse.Namespace) -> int:
     import dataclasses
     import json
 
-    from mistral_common.protocol.instruct.messages import SystemMessage, TextChunk, UserMessage
+    from mistral_common.protocol.instruct.chunk import TextChunk
+    from mistral_common.protocol.instruct.messages import SystemMessage, UserMessage
 
     from assistant.audio.io import AudioError, audio_chunk
     from assistant.events import ErrorEvent, MalformedToolCall, TextDelta, ToolCall

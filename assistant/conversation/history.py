@@ -19,13 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mistral_common.protocol.instruct.messages import (
-    AssistantMessage,
-    AudioChunk,
-    TextChunk,
-    ToolMessage,
-    UserMessage,
-)
+from mistral_common.protocol.instruct.chunk import AudioChunk, TextChunk
+from mistral_common.protocol.instruct.messages import AssistantMessage, ToolMessage, UserMessage
 from mistral_common.protocol.instruct.tool_calls import FunctionCall
 from mistral_common.protocol.instruct.tool_calls import ToolCall as MistralToolCall
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from mistral_common.protocol.instruct.messages import TextChunk
+from mistral_common.protocol.instruct.chunk import TextChunk
 from mistral_common.protocol.instruct.tool_calls import Function, Tool
 
 from assistant.audio.io import audio_chunk, load_audio

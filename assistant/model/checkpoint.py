@@ -217,12 +217,11 @@ def resolve_checkpoint(model_id: str | os.PathLike[str]) -> Path:
         folder = Path(snapshot_download(model_id, allow_patterns=CHECKPOINT_FILES))
     except LocalEntryNotFoundError as exc:  # the hub stopped answering, or answers 5xx
         cause = exc.__cause__ or exc
-        raise _unreachable(model_id, where, endpoint, type(cause).__name__) from None
+        raise _unreachable(model_id, where, endpoint, _one_line(cause)) from exc
     except Exception as exc:  # auth, missing repo: all end in the same advice
         raise ModelNotFoundError(
-            f"model {model_id} could not be downloaded ({type(exc).__name__}): "
-            + _how_to_get(model_id)
-        ) from None
+            f"model {model_id} could not be downloaded ({_one_line(exc)}): " + _how_to_get(model_id)
+        ) from exc
     missing = missing_files(folder)
     if missing:
         # snapshot_download hands back the partial cache when the hub cannot be reached.
@@ -232,3 +231,9 @@ def resolve_checkpoint(model_id: str | os.PathLike[str]) -> Path:
             "a Voxtral checkpoint in transformers format: " + _how_to_get(model_id)
         )
     return folder
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (the hub's errors run over several lines)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__

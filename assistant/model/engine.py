@@ -217,12 +217,13 @@ class Engine:
             return_tensors="pt",
         )["input_features"]
         bins = out.shape[1]
-        return out.reshape(bins, -1, WINDOW_FRAMES).transpose(0, 1)
+        features: torch.Tensor = out.reshape(bins, -1, WINDOW_FRAMES).transpose(0, 1)
+        return features
 
     def _embed(self, prompt: EncodedPrompt, start: int, end: int) -> torch.Tensor:
         """Input embeddings of ``prompt.tokens[start:end]``, audio positions from the clip cache."""
         ids = torch.tensor(prompt.tokens[start:end], device=self.device)
-        embeds = self.model.get_input_embeddings()(ids)
+        embeds: torch.Tensor = self.model.get_input_embeddings()(ids)
         audio_before = sum(1 for t in prompt.tokens[:start] if t == AUDIO_TOKEN_ID)
         audio_in = int((ids == AUDIO_TOKEN_ID).sum())
         if audio_in:

@@ -17,13 +17,16 @@ import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
 if TYPE_CHECKING:
     from mistral_common.protocol.instruct.tool_calls import Tool
     from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+Tokenizer: TypeAlias = "MistralTokenizer[Any, Any, Any, Any, Any]"
+"""mistral-common's tokenizer, whatever its message and tokenized types."""
 
 AUDIO_TOKEN_ID = 24
 """transformers scatters audio embeddings where ``input_ids == 24``."""
@@ -65,13 +68,13 @@ class EncodedPrompt:
         return sum(c.audio_s for c in self.clips)
 
 
-def tokenizer_version(tokenizer: MistralTokenizer) -> str:
+def tokenizer_version(tokenizer: Tokenizer) -> str:
     """``"v7"``, ``"v11"`` or ``"v13"``."""
     return str(tokenizer.instruct_tokenizer.tokenizer.version.value)
 
 
 def _has_audio(message: Any) -> bool:
-    from mistral_common.protocol.instruct.messages import AudioChunk, AudioURLChunk
+    from mistral_common.protocol.instruct.chunk import AudioChunk, AudioURLChunk
 
     content = getattr(message, "content", None)
     return isinstance(content, list) and any(
@@ -81,7 +84,8 @@ def _has_audio(message: Any) -> bool:
 
 def place_instructions(messages: Sequence[Any], version: str) -> list[Any]:
     """Messages with system prompts moved into the first user turn where the version needs it."""
-    from mistral_common.protocol.instruct.messages import SystemMessage, TextChunk, UserMessage
+    from mistral_common.protocol.instruct.chunk import TextChunk
+    from mistral_common.protocol.instruct.messages import SystemMessage, UserMessage
 
     messages = list(messages)
     systems = [m for m in messages if isinstance(m, SystemMessage)]
@@ -171,14 +175,14 @@ def _clips(
 @functools.lru_cache(maxsize=256)
 def _duration_s(encoded_audio: str | bytes) -> float:
     """Length of an AudioChunk's audio; memoized because history clips recur every turn."""
-    from mistral_common.protocol.instruct.messages import AudioChunk
+    from mistral_common.protocol.instruct.chunk import AudioChunk
     from mistral_common.tokens.tokenizers.audio import Audio
 
     return float(Audio.from_audio_chunk(AudioChunk(input_audio=encoded_audio)).duration)
 
 
 def _audio_lengths_s(messages: Sequence[Any]) -> list[float]:
-    from mistral_common.protocol.instruct.messages import AudioChunk
+    from mistral_common.protocol.instruct.chunk import AudioChunk
 
     lengths: list[float] = []
     for message in messages:
@@ -191,7 +195,7 @@ def _audio_lengths_s(messages: Sequence[Any]) -> list[float]:
 class PromptBuilder:
     """Encodes conversations and transcription requests with one ``MistralTokenizer``."""
 
-    def __init__(self, tokenizer: MistralTokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
         self.version = tokenizer_version(tokenizer)
         instruct = tokenizer.instruct_tokenizer

@@ -74,7 +74,7 @@ class ToolCallParser:
         tekken = tokenizer.instruct_tokenizer.tokenizer
 
         def special_name(token_id: int) -> str:
-            return tekken.id_to_piece(token_id)
+            return str(tekken.id_to_piece(token_id))
 
         def special_id(name: str) -> int:
             return int(tekken.get_special_token(name))

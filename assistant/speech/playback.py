@@ -67,7 +67,7 @@ class SoundDevicePlayer:
                     written += len(pcm[written : written + block])
                 if stop.is_set():
                     stream.abort()
-                    heard = max(0.0, written / sample_rate_hz - stream.latency)
+                    heard = max(0.0, written / sample_rate_hz - float(stream.latency))
                     return min(heard, len(pcm) / sample_rate_hz)
                 # stop() returns once the buffered audio has been played.
                 stream.stop()

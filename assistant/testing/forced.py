@@ -34,7 +34,8 @@ from assistant.testing.tiny_model import EOS_ID, TRANSCRIBE_ID
 
 if TYPE_CHECKING:
     import torch
-    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+    from assistant.model.prompting import Tokenizer
 
 
 class ForcedTokens(LogitsProcessor):
@@ -62,7 +63,7 @@ class ForcedTokens(LogitsProcessor):
 
 
 def reply_tokens(
-    tokenizer: MistralTokenizer,
+    tokenizer: Tokenizer,
     text: str | None = None,
     tool_calls: Sequence[dict[str, Any]] = (),
 ) -> list[int]:
@@ -133,7 +134,7 @@ class ScriptedReplies:
 
     def __init__(
         self,
-        tokenizer: MistralTokenizer | None = None,
+        tokenizer: Tokenizer | None = None,
         *,
         default_reply: str | None = None,
         default_transcript: str | None = None,
@@ -178,7 +179,7 @@ class ScriptedReplies:
             script.say(reply.get("text"), reply.get("tool_calls", ()))
         return script
 
-    def bind(self, tokenizer: MistralTokenizer) -> None:
+    def bind(self, tokenizer: Tokenizer) -> None:
         """Use ``tokenizer`` (known once the model has loaded) to encode the script."""
         self.tokenizer = tokenizer
 

@@ -280,3 +280,34 @@ def test_processor_config_without_feature_extractor_is_not_enough(
     folder = copy_folder(tiny_model_dir, tmp_path / "checkpoint", all_files(tiny_model_dir))
     (folder / "processor_config.json").write_text(json.dumps({"processor_class": "X"}))
     assert missing_files(folder) == ["preprocessor_config.json"]
+
+
+class _NotFound(_Answer):
+    def do_GET(self) -> None:
+        body = b'{"error": "Repository not found"}'
+        self.send_response(404)
+        self.send_header("X-Error-Code", "RepoNotFound")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_failed_download_says_what_the_hub_said_and_keeps_the_cause(
+    hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hub that refuses the download (no such repo) is named with its error's type and first
+    line, and the original exception stays chained for the log."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    use_hub(monkeypatch, f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        with pytest.raises(ModelNotFoundError) as refused:
+            resolve_checkpoint("org/absent")
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(refused.value)
+    assert "could not be downloaded (RepositoryNotFoundError: " in message
+    assert "hf download org/absent" in message
+    assert refused.value.__cause__ is not None
