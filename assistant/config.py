@@ -84,9 +84,13 @@ class ModelSettings(_Group):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         "auto", description="'auto' is bfloat16 on GPU and float32 on CPU."
     )
-    max_new_tokens: int = Field(_SAMPLING.max_new_tokens, ge=1, le=32768)
-    temperature: float = Field(_SAMPLING.temperature, ge=0.0, le=2.0)
-    top_p: float = Field(_SAMPLING.top_p, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(
+        _SAMPLING.max_new_tokens, ge=1, le=32768, description="Longest reply, in tokens."
+    )
+    temperature: float = Field(
+        _SAMPLING.temperature, ge=0.0, le=2.0, description="Chat sampling temperature (0: greedy)."
+    )
+    top_p: float = Field(_SAMPLING.top_p, gt=0.0, le=1.0, description="Chat nucleus sampling.")
     prefix_reuse: bool = Field(
         True, description="Keep each conversation's KV cache; prefill only the new part of a turn."
     )
@@ -135,14 +139,24 @@ class ModelSettings(_Group):
 class VadSettings(_Group):
     """Turn detection; defaults follow OpenAI's server_vad (300 ms padding, 500 ms silence)."""
 
-    backend: Literal["webrtc", "silero"] = "webrtc"
+    backend: Literal["webrtc", "silero"] = Field(
+        "webrtc", description="webrtc (webrtcvad) or silero (the model bundled with silero-vad)."
+    )
     aggressiveness: int = Field(3, ge=0, le=3, description="webrtcvad mode, 0 (lax) to 3 (strict).")
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="Silero speech probability.")
-    frame_ms: Literal[10, 20, 30] = 20
-    prefix_padding_ms: int = Field(300, ge=0, le=5000)
-    silence_duration_ms: int = Field(500, ge=0, le=10000)
-    min_speech_ms: int = Field(250, ge=0, le=10000)
-    max_utterance_s: float = Field(30.0, gt=0.0, le=600.0)
+    frame_ms: Literal[10, 20, 30] = Field(20, description="webrtcvad frame: 10, 20 or 30 ms.")
+    prefix_padding_ms: int = Field(
+        300, ge=0, le=5000, description="Audio kept before the first voiced frame."
+    )
+    silence_duration_ms: int = Field(
+        500, ge=0, le=10000, description="Silence (hangover) that ends speech."
+    )
+    min_speech_ms: int = Field(
+        250, ge=0, le=10000, description="Voiced audio needed before speech counts."
+    )
+    max_utterance_s: float = Field(
+        30.0, gt=0.0, le=600.0, description="Longer speech is cut here; the rest follows."
+    )
 
 
 DEFAULT_YES_WORDS: tuple[str, ...] = (
@@ -230,8 +244,10 @@ class DialogueSettings(_Group):
 class ServerSettings(_Group):
     """The network edge: where it listens, who may connect, and every bound on clients."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    host: str = Field(
+        "127.0.0.1", description="Bind address; anything but loopback needs server.token."
+    )
+    port: int = Field(8000, ge=0, le=65535, description="TCP port; 0 picks a free one.")
     token: SecretStr | None = Field(
         None, description="Bearer token; required when binding to a non-loopback address."
     )

@@ -32,6 +32,7 @@ def test_the_import_contracts_hold() -> None:
     assert "0 broken" in done.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("module", "line"),
     [

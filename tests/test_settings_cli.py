@@ -146,3 +146,26 @@ def test_a_local_tools_yaml_is_the_default(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("tools.yaml: 1 tool,")
+
+
+def test_the_readme_lists_every_setting_with_its_default() -> None:
+    """The README's settings table is exactly what `voxtral-assistant settings --markdown`
+    prints, so a new setting or a changed default cannot go undocumented."""
+    from assistant.cli.settings import markdown_table, setting_rows
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("checks it -->\n") + len("checks it -->\n")
+    end = readme.index("\n<!-- end of settings table -->")
+    assert readme[start:end] == markdown_table(setting_rows())
+
+
+def test_settings_current_shows_the_effective_values_and_hides_the_token(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`settings --current` shows values from every layer, and never the token itself."""
+    monkeypatch.setenv("VOXTRAL_ASSISTANT_SERVER__TOKEN", "s3cret-value")
+    assert main(["settings", "--current", "--set", "vad.frame_ms=30"]) == 0
+    out = capsys.readouterr().out
+    assert "vad.frame_ms = 30\n" in out
+    assert "server.token = (set)\n" in out
+    assert "s3cret-value" not in out

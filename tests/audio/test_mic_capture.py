@@ -20,6 +20,11 @@ from tests.support.pulse import VirtualAudio
 
 from .tracks import speech
 
+pytestmark = [
+    pytest.mark.system,
+    pytest.mark.audio_device,
+]  # captures through real PortAudio and PulseAudio
+
 PREFIX_MS = 300
 
 

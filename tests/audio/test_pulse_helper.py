@@ -6,12 +6,16 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from assistant.testing.speech import write_wav
 from tests.support.pulse import VirtualAudio
 
 from .tracks import speech
+
+# Starts a private PulseAudio server.
+pytestmark = [pytest.mark.system, pytest.mark.audio_device]
 
 
 def test_what_is_played_into_the_speaker_is_recorded_from_it(

@@ -13,6 +13,8 @@ from transformers import AutoProcessor, VoxtralForConditionalGeneration
 from assistant.cli import main
 from assistant.testing.tekken import SPECIAL_TOKENS
 
+pytestmark = pytest.mark.system  # writes and loads real checkpoints, some through the CLI
+
 
 @pytest.mark.parametrize("vocabulary", ["tiny", "tekken"])
 @pytest.mark.parametrize("version", ["v7", "v11", "v13"])

@@ -18,6 +18,7 @@ TRANSCRIPT = "What is the weather in Paris today?"
 REPLY = "It is 21 degrees and clear in Paris."
 
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.timeout(180),
     pytest.mark.skipif(

@@ -17,6 +17,8 @@ from tests.support.mqtt import MosquittoBroker
 
 from .conftest import WriteTools
 
+pytestmark = pytest.mark.system  # talks to a real mosquitto broker
+
 SHIPPED_TOOLS = Path(__file__).parents[2] / "tools.yaml"
 
 
