@@ -96,14 +96,15 @@ _SERVER_FLAGS = (
 """``server`` settings and the argparse names of the ``serve`` flags that override them."""
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Settings:
     """Settings with the command line's flags as the top layer, validated with the others.
 
     The flags join the same validation as the file and the environment, so a check that
     spans layers (a non-loopback host needs a token) sees the final values. The server token,
-    wherever it came from, is redacted from the logs from then on.
+    wherever it came from, is redacted from the logs from then on. ``extra``: a command's own
+    flags, as settings overrides (``{"wyoming": {"uri": ...}}``).
     """
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = dict(extra or {})
     model = {
         k: getattr(args, a)
         for k, a in (("id", "model"), ("device", "device"), ("dtype", "dtype"))
