@@ -202,8 +202,12 @@ class WyomingHandler(AsyncEventHandler):
         previous = self._job
 
         async def in_turn() -> None:
-            if previous is not None:
-                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                if previous is not None:
+                    await asyncio.gather(previous, return_exceptions=True)
+            except asyncio.CancelledError:
+                coro.close()  # never started: close it rather than leave it un-awaited
+                raise
             await self._guarded(coro)
 
         self._job = asyncio.create_task(in_turn(), name=name)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import sys
 from functools import partial
+from typing import Any
 from urllib.parse import urlsplit
 
 from wyoming.event import async_get_stdin
@@ -48,6 +49,7 @@ class WyomingServer:
         """The TCP port listened on (the real one when the uri asked for port 0)."""
         self._server: AsyncServer | None = None
         self._handlers: set[WyomingHandler] = set()
+        self._connection_tasks: set[asyncio.Task[Any]] = set()
         self._slots = asyncio.Semaphore(service.settings.max_connections)
         self._stdio_task: asyncio.Task[None] | None = None
 
@@ -99,6 +101,8 @@ class WyomingServer:
                 handler.job.cancel()
         if server is not None:
             await server.stop()
+        if self._connection_tasks:  # closed above: they end at once (bounded all the same)
+            await asyncio.wait(set(self._connection_tasks), timeout=self.shutdown_grace_s)
         if self._stdio_task is not None:
             self._stdio_task.cancel()
             await asyncio.gather(self._stdio_task, return_exceptions=True)
@@ -143,6 +147,10 @@ class _Bounded(WyomingHandler):
 
     async def run(self) -> None:
         """Wait for a free slot (bounded connections), then serve."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._owner._connection_tasks.add(task)
+            task.add_done_callback(self._owner._connection_tasks.discard)
         async with self._owner._slots:
             self._owner._handlers.add(self)
             try:
