@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -359,6 +360,93 @@ class ListenSettings(_Group):
     )
 
 
+VOXTRAL_LANGUAGES = ("en", "es", "fr", "pt", "hi", "de", "nl", "it")
+"""The languages Voxtral's model card names (transcription and understanding)."""
+
+
+class WyomingSettings(_Group):
+    """The Wyoming server Home Assistant talks to (speech-to-text, conversation, text-to-speech)."""
+
+    uri: str = Field(
+        "tcp://127.0.0.1:10300", description="tcp://HOST:PORT, unix://PATH or stdio://."
+    )
+    allow_remote: bool = Field(
+        False,
+        description="Allow a non-loopback address: Wyoming has no authentication at all.",
+    )
+    zeroconf: bool = Field(False, description="Announce the server on the LAN (_wyoming._tcp).")
+    zeroconf_name: str | None = Field(None, description="The announced name (default: host).")
+    detect_end_of_speech: bool = Field(
+        True,
+        description="Find the end of a spoken command with the VAD and answer at once "
+        "(Home Assistant then runs no VAD of its own); false: wait for audio-stop.",
+    )
+    silence_duration_ms: int = Field(
+        700, ge=100, le=10000, description="Silence that ends a command (Home Assistant's 0.7 s)."
+    )
+    no_speech_timeout_s: float = Field(
+        8.0, gt=0, le=120, description="Audio without speech after which the answer is empty."
+    )
+    max_command_s: float = Field(
+        15.0, gt=1, le=120, description="A longer command is cut there and transcribed."
+    )
+    languages: list[str] = Field(
+        default_factory=lambda: list(VOXTRAL_LANGUAGES),
+        description="Languages advertised for speech-to-text and the conversation agent.",
+    )
+    voices: list[str] = Field(
+        default_factory=list,
+        description="espeak-ng voices advertised for text-to-speech, the first the default "
+        "(none: speech.voice alone); they speak at speech.words_per_minute.",
+    )
+    max_conversations: int = Field(64, ge=1, description="Conversations remembered at once.")
+    conversation_idle_s: float = Field(
+        300.0, gt=0, description="A conversation unused this long is forgotten."
+    )
+    max_text_chars: int = Field(
+        100_000, ge=100, description="Longest text per conversation turn or speech request."
+    )
+    max_connections: int = Field(32, ge=1, description="Clients served at once; more wait.")
+    idle_timeout_s: float = Field(
+        120.0, gt=0, description="A client that sends nothing (and waits for nothing) is closed."
+    )
+
+    @field_validator("languages", "voices", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @model_validator(mode="after")
+    def _uri_and_exposure(self) -> WyomingSettings:
+        parsed = urlsplit(self.uri)
+        if parsed.scheme not in ("tcp", "unix", "stdio"):
+            raise ValueError("uri must be tcp://HOST:PORT, unix://PATH or stdio://")
+        if parsed.scheme == "unix" and not parsed.path:
+            raise ValueError("a unix:// uri needs a socket path, e.g. unix:///run/voxtral.sock")
+        if parsed.scheme != "tcp":
+            if self.zeroconf:
+                raise ValueError("zeroconf announces a TCP server: use a tcp:// uri")
+            return self
+        try:
+            port = parsed.port
+        except ValueError:
+            port = None
+        if not parsed.hostname or port is None:
+            raise ValueError("a tcp:// uri needs a host and a port, e.g. tcp://127.0.0.1:10300")
+        if parsed.hostname not in LOOPBACK_HOSTS and not self.allow_remote:
+            raise ValueError(
+                f"binding to {parsed.hostname!r} (not loopback) lets anyone on the network use "
+                "the assistant and its tools: Wyoming has no authentication; pass --allow-remote "
+                "(VOXTRAL_ASSISTANT_WYOMING__ALLOW_REMOTE=true) to do it anyway"
+            )
+        if self.zeroconf and parsed.hostname in LOOPBACK_HOSTS:
+            raise ValueError(
+                "zeroconf would announce a loopback address nobody else can reach; bind to the "
+                "LAN address (tcp://0.0.0.0:10300 with --allow-remote)"
+            )
+        return self
+
+
 class Settings(_Group):
     """All settings of the assistant; build it with ``load_settings``."""
 
@@ -368,6 +456,7 @@ class Settings(_Group):
     server: ServerSettings = Field(default_factory=ServerSettings)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
     listen: ListenSettings = Field(default_factory=ListenSettings)
+    wyoming: WyomingSettings = Field(default_factory=WyomingSettings)
     tools_file: Path | None = Field(
         None,
         description="tools.yaml to load; None: ./tools.yaml when present, else the built-in tools.",

@@ -80,21 +80,42 @@ def load_tools(path: str | Path, *, environ: Mapping[str, str] | None = None) ->
         if isinstance(handler, PythonHandler):
             used_functions.add(id(handler.func))
         tools.append((spec, handler))
-    for definition in load_plugins(config.plugins, source):
-        if id(definition.func) in used_functions:
-            continue  # tools.yaml already declares it, possibly with overrides
-        _check_unique(definition.spec.name, ("plugins",), seen, source)
-        tools.append((definition.spec, PythonHandler(definition.func, definition)))
+    closers: list[Any] = []
+    try:
+        for index, server in enumerate(config.mcp_servers):
+            from assistant.tools.handlers.mcp import mcp_tools
+
+            loc = ("mcp_servers", index)
+            mcp, built = mcp_tools(server, env, source, loc)
+            closers.append(mcp)
+            for spec, handler in built:
+                _check_unique(spec.name, loc, seen, source, hint="give the server a 'prefix'")
+                tools.append((spec, handler))
+        for definition in load_plugins(config.plugins, source):
+            if id(definition.func) in used_functions:
+                continue  # tools.yaml already declares it, possibly with overrides
+            _check_unique(definition.spec.name, ("plugins",), seen, source)
+            tools.append((definition.spec, PythonHandler(definition.func, definition)))
+    except BaseException:
+        for mcp in closers:  # connected MCP servers (a stdio program) must not outlive a refusal
+            mcp.close()
+        raise
     return ToolRegistry(tools, secrets=env.secrets)
 
 
-def _check_unique(name: str, loc: Location, seen: dict[str, Location], source: SourceMap) -> None:
+def _check_unique(
+    name: str,
+    loc: Location,
+    seen: dict[str, Location],
+    source: SourceMap,
+    hint: str = "rename or remove one of them",
+) -> None:
     if name in seen:
         first = source.line(seen[name])
         raise source.error(
             loc,
             f"duplicate tool name {name!r} (first declared on line {first}); "
-            "tool names must be unique: rename or remove one of them",
+            f"tool names must be unique: {hint}",
         )
     seen[name] = loc
 

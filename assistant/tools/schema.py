@@ -84,6 +84,53 @@ class HandlerConfig(_Strict):
         return "http" if self.http is not None else "mqtt"
 
 
+SERVER_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+PREFIX_PATTERN = r"^[A-Za-z0-9_-]{0,32}$"
+
+
+class McpServerConfig(_Strict):
+    """One entry under ``mcp_servers:``: an MCP server whose tools join the registry.
+
+    Exactly one of ``command`` (a program spoken to over its stdin/stdout) or ``url`` (a
+    streamable HTTP endpoint).
+    """
+
+    name: str = Field(pattern=SERVER_NAME_PATTERN, description="Names the server in logs.")
+    command: str | None = Field(None, description="stdio: the program to start.")
+    args: list[str] = Field(default_factory=list, description="stdio: its arguments; ${VAR}.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="stdio: extra environment for it; ${VAR} allowed."
+    )
+    cwd: str | None = Field(None, description="stdio: its working directory.")
+    url: str | None = Field(
+        None, description="Streamable HTTP endpoint, e.g. http://ha:8123/api/mcp."
+    )
+    token_env: str | None = Field(
+        None, description="HTTP: the NAME of the environment variable holding a bearer token."
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="HTTP: ${VAR} allowed.")
+    prefix: str = Field("", pattern=PREFIX_PATTERN, description="Put before every tool name.")
+    tools: list[str] | None = Field(
+        None, description="Allow-list of the server's tool names (default: all of them)."
+    )
+    confirm: list[str] = Field(
+        default_factory=list, description="Tools that need a spoken yes before they run."
+    )
+    timeout_s: float = Field(10.0, gt=0, le=3600, description="Per call.")
+    connect_timeout_s: float = Field(15.0, gt=0, le=300)
+    max_result_bytes: int = Field(16_384, ge=64, le=1024 * 1024)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an MCP server needs exactly one of 'command' (stdio) or 'url' (HTTP)")
+        if self.url is None and (self.token_env or self.headers):
+            raise ValueError("'token_env' and 'headers' apply to an HTTP server ('url') only")
+        if self.command is None and (self.args or self.env or self.cwd):
+            raise ValueError("'args', 'env' and 'cwd' apply to a stdio server ('command') only")
+        return self
+
+
 class ToolConfig(_Strict):
     """One entry under ``tools:``."""
 
@@ -105,6 +152,9 @@ class ToolsFile(_Strict):
         "all", description="Entry-point plugins to load: all, none, or a list of names."
     )
     tools: list[ToolConfig] = Field(default_factory=list)
+    mcp_servers: list[McpServerConfig] = Field(
+        default_factory=list, description="MCP servers whose tools join the registry."
+    )
 
 
 def allowed_keys(location: tuple[str | int, ...]) -> list[str]:

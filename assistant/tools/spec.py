@@ -9,7 +9,7 @@ DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_RESULT_BYTES = 16_384
 """A result bigger than this becomes an error: it would crowd the model's context."""
 
-HandlerKind = Literal["python", "http", "mqtt"]
+HandlerKind = Literal["python", "http", "mqtt", "mcp"]
 
 
 @dataclass(frozen=True, slots=True)
