@@ -37,8 +37,8 @@ async def spoken_light_turn(scripted: Any, speech: Any, path: Path) -> tuple[lis
     """Speech in, a forced set_light call, the result back to the model, its answer out."""
     worker, script = scripted
     tools = load_tools(path)
-    script.reply(None, [{"name": "set_light", "arguments": {"room": "kitchen", "state": "on"}}])
-    script.reply("The kitchen light is on.")
+    script.say(None, [{"name": "set_light", "arguments": {"room": "kitchen", "state": "on"}}])
+    script.say("The kitchen light is on.")
     try:
         dialogue = Dialogue(worker, tools)
         dialogue.add_user_turn(audio=speech("turn on the kitchen light"))
@@ -58,7 +58,7 @@ async def test_spoken_turn_calls_a_stdio_mcp_tool(scripted, speech, tmp_path: Pa
     assert (logged["room"], logged["state"]) == ("kitchen", "on")
     (result,) = [e for e in events if isinstance(e, ToolResult)]
     assert result.ok, result.error
-    second_prompt = script.prompt_text(1)
+    second_prompt = script.prompts[1]
     assert f"[TOOL_RESULTS]{result.call_id}[TOOL_CONTENT]" in second_prompt
     assert '"done": true' in second_prompt
     assert events[-1].text == "The kitchen light is on."
@@ -76,5 +76,5 @@ async def test_spoken_turn_calls_an_http_mcp_tool(
     assert result.ok, result.error
     assert json.loads(result.content) == {"room": "kitchen", "state": "on", "done": True}
     assert set(mcp_server.LAST_AUTHORIZATION) == {f"Bearer {TOKEN}"}
-    assert f"[TOOL_RESULTS]{result.call_id}[TOOL_CONTENT]" in script.prompt_text(1)
+    assert f"[TOOL_RESULTS]{result.call_id}[TOOL_CONTENT]" in script.prompts[1]
     assert events[-1].text == "The kitchen light is on."
