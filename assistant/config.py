@@ -62,6 +62,9 @@ class ModelSettings(_Group):
     max_batch: int = Field(
         16, ge=1, le=256, description="Most waiting requests served by one batched model step."
     )
+    encoder_batch_windows: int = Field(
+        16, ge=1, le=1024, description="Most 30 s audio windows encoded by one encoder call."
+    )
 
     @model_validator(mode="after")
     def _compile_needs_static_cache(self) -> ModelSettings:
@@ -116,12 +119,38 @@ class ServerSettings(_Group):
         return self
 
 
+class TranscriptionSettings(_Group):
+    """Long recordings: cut at pauses into pieces, transcribed in batches (``transcribe``,
+    ``POST /v1/audio/transcriptions``)."""
+
+    max_piece_s: float = Field(
+        30.0,
+        ge=1.0,
+        le=30.0,
+        description="Longest piece; 30 s is one encoder window (375 audio tokens), the most "
+        "one piece can hold. Shorter pieces give finer timestamps at more cost.",
+    )
+    batch_pieces: int = Field(
+        8, ge=1, le=256, description="Pieces sent to the model together (one batched step)."
+    )
+    max_new_tokens: int = Field(
+        1024, ge=1, le=8192, description="Token limit per piece; a piece that reaches it is marked."
+    )
+    silence_duration_ms: int = Field(
+        300, ge=0, le=10000, description="A pause at least this long is a place to cut."
+    )
+    timeout_s: float = Field(
+        3600.0, gt=0.0, description="Longest POST /v1/audio/transcriptions request."
+    )
+
+
 class Settings(_Group):
     """All settings of the assistant; build it with ``load_settings``."""
 
     model: ModelSettings = Field(default_factory=ModelSettings)
     vad: VadSettings = Field(default_factory=VadSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    transcription: TranscriptionSettings = Field(default_factory=TranscriptionSettings)
     tools_file: Path | None = Field(None, description="tools.yaml to load.")
     instructions: str | None = Field(None, description="Persona / instruction text.")
 

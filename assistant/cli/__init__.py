@@ -20,6 +20,7 @@ from assistant.cli import audio as cli_audio
 from assistant.cli import model as cli_model
 from assistant.cli import serve as cli_serve
 from assistant.cli import tools as cli_tools
+from assistant.cli import transcribe as cli_transcribe
 from assistant.cli.common import LOG_REDACTION, CliError
 from assistant.config import ConfigError
 from assistant.model.checkpoint import ModelNotFoundError
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
     parser.add_argument("--config", type=Path, help="YAML settings file")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for family in (cli_model, cli_serve, cli_tools, cli_audio):
+    for family in (cli_model, cli_transcribe, cli_serve, cli_tools, cli_audio):
         family.add_commands(sub)
     return parser
 

@@ -95,6 +95,13 @@ _SERVER_FLAGS = (
 )
 """``server`` settings and the argparse names of the ``serve`` flags that override them."""
 
+_TRANSCRIPTION_FLAGS = (
+    ("max_piece_s", "max_piece_s"),
+    ("batch_pieces", "batch_pieces"),
+    ("max_new_tokens", "piece_max_new_tokens"),
+)
+"""``transcription`` settings and the argparse names of the ``transcribe`` flags."""
+
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings with the command line's flags as the top layer, validated with the others.
@@ -116,6 +123,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     server = {k: getattr(args, a) for k, a in _SERVER_FLAGS if getattr(args, a, None) is not None}
     if server:
         overrides["server"] = server
+    transcription = {
+        k: getattr(args, a) for k, a in _TRANSCRIPTION_FLAGS if getattr(args, a, None) is not None
+    }
+    if transcription:
+        overrides["transcription"] = transcription
     settings = load_settings(overrides, config_file=args.config)
     if settings.server.token is not None:
         LOG_REDACTION.add(settings.server.token.get_secret_value())
