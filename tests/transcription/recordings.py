@@ -40,7 +40,9 @@ class Recording:
         return len(self.pcm) / 16000
 
 
-def recording(sentences: int, pauses_s: tuple[float, ...] = (1.0,), lead_s: float = 0.5) -> Recording:
+def recording(
+    sentences: int, pauses_s: tuple[float, ...] = (1.0,), lead_s: float = 0.5
+) -> Recording:
     """``sentences`` sentences in turn, each followed by the next pause of ``pauses_s``."""
     parts = [np.zeros(int(lead_s * 16000), dtype=np.int16)]
     spans: list[tuple[int, int]] = []
