@@ -50,7 +50,7 @@ def test_a_file_that_is_not_audio_is_refused(tmp_path: Path) -> None:
     """Text named .wav is an AudioError that says which formats are accepted."""
     path = tmp_path / "notes.wav"
     path.write_text("not audio", encoding="utf-8")
-    with pytest.raises(AudioError, match="not readable audio.*WAV, FLAC"):
+    with pytest.raises(AudioError, match=r"not readable audio.*WAV, FLAC"):
         AudioBlocks(path)
 
 
