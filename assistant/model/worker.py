@@ -341,13 +341,13 @@ class ModelWorker:
         """Transcribe several clips together (one batched step where the model thread can).
 
         Each result says whether its text ended (``stop``) or hit ``max_new_tokens``
-        (``length``). Raises ``ModelError`` when any clip fails; the others are cancelled.
+        (``length``). Raises ``ModelError`` when any clip fails (unreadable audio included:
+        ``bad_audio``); the others are cancelled.
         """
-        chunks = await asyncio.to_thread(lambda: [audio_chunk(audio) for audio in audios])
         params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0)
         requests = [
-            self._request(_transcription_builder(self._prompts, chunk, language), params, None)
-            for chunk in chunks
+            self._request(_transcription_builder(self._prompts, audio, language), params, None)
+            for audio in audios
         ]
         self._submit(requests)
         try:
@@ -565,10 +565,12 @@ def _builder(
 
 
 def _transcription_builder(
-    prompts: PromptBuilder, chunk: Any, language: str | None
+    prompts: PromptBuilder, audio: AudioSource, language: str | None
 ) -> Callable[[], EncodedPrompt]:
+    # The audio is converted on the model thread, with the rest of the prompt: requests then
+    # reach the model in the order they were made (a long recording's pieces in turn).
     def build() -> EncodedPrompt:
-        return prompts.transcription(chunk, language)
+        return prompts.transcription(audio_chunk(audio), language)
 
     return build
 

@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from assistant.audio.vad import VadSegmenter
-from assistant.config import Settings, VadSettings
+from assistant.config import Settings, TranscriptionSettings, VadSettings
 from assistant.conversation.dialogue import Dialogue, DialogueSettings
 from assistant.events import Announcement
 from assistant.server.http_api import HttpApi
@@ -37,6 +37,7 @@ from assistant.server.realtime.protocol import (
     parse_client_event,
 )
 from assistant.server.realtime.session import RealtimeSession
+from assistant.server.transcriptions import TranscriptionsEndpoint
 
 if TYPE_CHECKING:
     from assistant.model.worker import ModelWorker
@@ -249,6 +250,7 @@ class AssistantServer:
         limits: ServerLimits | None = None,
         dialogue_settings: DialogueSettings | None = None,
         vad_settings: VadSettings | None = None,
+        transcription_settings: TranscriptionSettings | None = None,
     ) -> None:
         self.worker = worker
         self.tools = tools
@@ -258,6 +260,7 @@ class AssistantServer:
         self.limits = limits or ServerLimits()
         self._dialogue_settings = dialogue_settings or DialogueSettings()
         self._vad_settings = vad_settings or VadSettings()
+        self._transcription_settings = transcription_settings or TranscriptionSettings()
         self._connections: set[_Connection] = set()
         self._server: Server | None = None
         self._started_s = time.monotonic()
@@ -270,6 +273,9 @@ class AssistantServer:
             new_dialogue=self._new_dialogue,
             respond_timeout_s=self.limits.respond_timeout_s,
             max_body_bytes_in_flight=self.limits.max_body_bytes_in_flight,
+            transcriptions=TranscriptionsEndpoint(
+                worker, self._transcription_settings, self._vad_settings
+            ),
         )
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -315,8 +321,10 @@ class AssistantServer:
             ping_interval=limits.ping_interval_s,
             ping_timeout=limits.ping_timeout_s,
             close_timeout=limits.close_timeout_s,
-            # The request deadline is HttpConnection's; this one also covers POST turns.
-            open_timeout=limits.request_timeout_s + limits.respond_timeout_s,
+            # The request deadline is HttpConnection's; this one also covers POST turns and
+            # transcriptions.
+            open_timeout=limits.request_timeout_s
+            + max(limits.respond_timeout_s, self._transcription_settings.timeout_s),
         )
 
     async def shutdown(self) -> None:
@@ -471,6 +479,7 @@ async def run_server(
                 params=GenerationParams.from_settings(model),
             ),
             vad_settings=settings.vad,
+            transcription_settings=settings.transcription,
         )
         try:
             await serve_until_signalled(server)
