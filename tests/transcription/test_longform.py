@@ -82,7 +82,7 @@ async def test_each_pieces_tokens_equal_the_reference_transcription(
 async def test_a_piece_that_reaches_the_token_limit_says_so(make_worker, talk_file) -> None:
     """A transcript longer than max_new_tokens ends with finish_reason length."""
     long_text = "word " * 40
-    worker = make_worker(transcripts=[long_text] + ["Short."] * 7)
+    worker = make_worker(transcripts=[long_text, *["Short."] * 7])
     settings = TranscriptionSettings(max_piece_s=5.0, batch_pieces=2, max_new_tokens=8)
     job = LongTranscription(worker, talk_file, language="en", settings=settings)
     segments = await transcribe(job)
@@ -93,7 +93,7 @@ async def test_a_piece_that_reaches_the_token_limit_says_so(make_worker, talk_fi
 
 async def test_the_language_of_most_speech_is_the_recordings(make_worker, talk_file) -> None:
     """Without a language each piece announces its own; the file's is that of most speech."""
-    texts = ["lang:fr Bonjour."] + ["lang:en Hello."] * 7
+    texts = ["lang:fr Bonjour.", *["lang:en Hello."] * 7]
     worker = make_worker(transcripts=texts)
     job = LongTranscription(worker, talk_file, settings=SHORT_PIECES)
     segments = await transcribe(job)
