@@ -20,7 +20,7 @@ def test_forty_minutes_are_transcribed_with_timestamps_and_nothing_cut_off(
 ) -> None:
     """`transcribe --format json` on 40 min of espeak-ng speech with pauses: every sentence
     lies in one segment of at most 30 s, in order, each with its own text, none cut off."""
-    talk = recording(425, pauses_s=(0.6, 1.2, 0.8, 2.5))
+    talk = recording(490, pauses_s=(0.6, 1.2, 0.8, 2.5))
     assert 39 * 60 < talk.duration_s < 42 * 60
     path = write_wav(str(tmp_path / "forty.wav"), talk.pcm)
     texts = [f"Piece {n} of the recording." for n in range(200)]
