@@ -110,6 +110,9 @@ class ModelSettings(_Group):
     max_waiting: int = Field(
         256, ge=1, description="Most requests waiting for the model thread; more are 'overloaded'."
     )
+    encoder_batch_windows: int = Field(
+        16, ge=1, le=1024, description="Most 30 s audio windows encoded by one encoder call."
+    )
 
     @field_validator("device")
     @classmethod
@@ -447,6 +450,31 @@ class WyomingSettings(_Group):
         return self
 
 
+class TranscriptionSettings(_Group):
+    """Long recordings: cut at pauses into pieces, transcribed in batches (``transcribe``,
+    ``POST /v1/audio/transcriptions``)."""
+
+    max_piece_s: float = Field(
+        30.0,
+        ge=1.0,
+        le=30.0,
+        description="Longest piece; 30 s is one encoder window (375 audio tokens), the most "
+        "one piece can hold. Shorter pieces give finer timestamps at more cost.",
+    )
+    batch_pieces: int = Field(
+        8, ge=1, le=256, description="Pieces sent to the model together (one batched step)."
+    )
+    max_new_tokens: int = Field(
+        1024, ge=1, le=8192, description="Token limit per piece; a piece that reaches it is marked."
+    )
+    silence_duration_ms: int = Field(
+        300, ge=0, le=10000, description="A pause at least this long is a place to cut."
+    )
+    timeout_s: float = Field(
+        3600.0, gt=0.0, description="Longest POST /v1/audio/transcriptions request."
+    )
+
+
 class Settings(_Group):
     """All settings of the assistant; build it with ``load_settings``."""
 
@@ -457,6 +485,7 @@ class Settings(_Group):
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
     listen: ListenSettings = Field(default_factory=ListenSettings)
     wyoming: WyomingSettings = Field(default_factory=WyomingSettings)
+    transcription: TranscriptionSettings = Field(default_factory=TranscriptionSettings)
     tools_file: Path | None = Field(
         None,
         description="tools.yaml to load; None: ./tools.yaml when present, else the built-in tools.",

@@ -151,6 +151,31 @@ class Transcription:
     text: str
     language: str | None = None
     """The language the model announced (``lang:xx``), or the one it was asked for."""
+    finish_reason: FinishReason = "stop"
+    """``length`` when the text was cut off at the token limit."""
+
+
+PieceCut = Literal["pause", "hard", "end"]
+"""Where a piece of a long recording ends: at a pause, cut hard mid-speech (no pause within
+the longest piece), or at the end of the recording."""
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptSegment:
+    """One piece of a long recording and what was said in it (no word timestamps)."""
+
+    index: int
+    """Position of the piece in the recording, from 0."""
+    start_ms: int
+    """Where the piece's audio begins in the recording."""
+    end_ms: int
+    """Where the piece's audio ends in the recording."""
+    text: str
+    language: str | None = None
+    """Announced by the model for this piece, or the language it was asked for."""
+    cut: PieceCut = "pause"
+    finish_reason: FinishReason = "stop"
+    """``length`` when the piece's text was cut off at the token limit."""
 
 
 @dataclass(frozen=True, slots=True)

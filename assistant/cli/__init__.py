@@ -20,6 +20,7 @@ from assistant.cli import model as cli_model
 from assistant.cli import serve as cli_serve
 from assistant.cli import settings as cli_settings
 from assistant.cli import tools as cli_tools
+from assistant.cli import transcribe as cli_transcribe
 from assistant.cli import wyoming as cli_wyoming
 from assistant.cli.common import LOG_REDACTION, CliError, add_global_options, verbosity
 from assistant.config import ConfigError
@@ -68,7 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_global_options(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for family in (cli_model, cli_serve, cli_wyoming, cli_tools, cli_audio, cli_settings):
+    for family in (
+        cli_model,
+        cli_transcribe,
+        cli_serve,
+        cli_wyoming,
+        cli_tools,
+        cli_audio,
+        cli_settings,
+    ):
         family.add_commands(sub)
     _give_global_options(sub)
     return parser

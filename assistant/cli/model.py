@@ -1,4 +1,4 @@
-"""Model commands: ``make-test-model``, ``ask`` and ``transcribe``."""
+"""Model commands: ``make-test-model`` and ``ask`` (``transcribe`` has its own module)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from assistant.cli.common import (
     setting_flag,
     settings_from_args,
 )
+from assistant.cli.progress import progress_bar
 from assistant.config import Settings
 
 
@@ -50,13 +51,18 @@ def _add_ask(sub: Any) -> None:
     p = sub.add_parser(
         "ask",
         help="ask the model about audio clips and print its reply as it is generated",
-        description="Send one user turn (the clips, then --text) to the model and stream the "
-        "reply. With --tools the model may call the tools of a tools.yaml: the calls are "
-        "printed (with their arguments), not run.",
+        description="Send one user turn (the clips, then --text-file, then --text) to the model "
+        "and stream the reply. The clips' token cost (375 per started 30 s) is checked against "
+        "the model's context before any model work; a progress bar shows on a terminal while "
+        "long audio is encoded. With --tools the model may call the tools of a tools.yaml: the "
+        "calls are printed (with their arguments), not run.",
     )
     add_model_options(p)
-    p.add_argument("audio", nargs="+", type=Path, help="audio files (WAV, FLAC, MP3, OGG)")
+    p.add_argument("audio", nargs="*", type=Path, help="audio files (WAV, FLAC, MP3, OGG)")
     p.add_argument("--text", help="question or instruction sent after the audio")
+    p.add_argument(
+        "--text-file", type=Path, help="a text (a transcript) sent after the audio, before --text"
+    )
     setting_flag(
         p,
         "--tools",
@@ -73,6 +79,7 @@ def _add_ask(sub: Any) -> None:
         type=int,
         help="reply length limit",
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on a terminal")
     p.set_defaults(handler=_ask)
 
 
@@ -87,32 +94,69 @@ def _load_worker(args: argparse.Namespace, settings: Settings) -> Any:
 
 def _ask(args: argparse.Namespace) -> int:
     import asyncio
-    import dataclasses
-    import json
 
     from mistral_common.protocol.instruct.chunk import TextChunk
     from mistral_common.protocol.instruct.messages import SystemMessage, UserMessage
 
     from assistant.audio.io import AudioError, audio_chunk
-    from assistant.events import ErrorEvent, MalformedToolCall, TextDelta, ToolCall
+    from assistant.model.audio_budget import AudioBudgetError, check_audio_budget
+    from assistant.model.backend import DEFAULT_CONTEXT_TOKENS
 
     settings = settings_from_args(args)
-    try:
-        content: list[Any] = [audio_chunk(path) for path in args.audio]
-    except AudioError as exc:
+    texts = [_read_text(args.text_file)] if args.text_file else []
+    texts += [args.text] if args.text else []
+    if not args.audio and not texts:
+        raise CliError("ask needs audio files, --text or --text-file")
+    params = settings.model.generation_params()
+    durations_s = [_duration_s(path) for path in args.audio]
+    try:  # no Voxtral holds more than DEFAULT_CONTEXT_TOKENS: too long is too long before loading
+        check_audio_budget(
+            durations_s, context_tokens=DEFAULT_CONTEXT_TOKENS, reply_tokens=params.max_new_tokens
+        )
+    except AudioBudgetError as exc:
         raise CliError(str(exc)) from None
-    if args.text:
-        content.append(TextChunk(text=args.text))
+    tools = load_registry(settings.tools_file).mistral_tools() if settings.tools_file else None
+    worker = _load_worker(args, settings)
+    try:
+        text_only = [UserMessage(content=[TextChunk(text=t) for t in texts] or "")]
+        check_audio_budget(
+            durations_s,
+            context_tokens=worker.context_tokens,
+            reply_tokens=params.max_new_tokens,
+            other_tokens=worker.count_tokens(text_only, tools),
+        )
+        content: list[Any] = [audio_chunk(path) for path in args.audio]
+    except (AudioBudgetError, AudioError) as exc:
+        worker.close()
+        raise CliError(str(exc)) from None
+    content += [TextChunk(text=t) for t in texts]
     messages: list[Any] = [UserMessage(content=content)]
     if settings.dialogue.instructions:
         messages.insert(0, SystemMessage(content=settings.dialogue.instructions))
-    tools = load_registry(settings.tools_file).mistral_tools() if settings.tools_file else None
-    params = settings.model.generation_params()
-    worker = _load_worker(args, settings)
+    try:
+        return asyncio.run(_stream_reply(worker, messages, tools, params, args))
+    finally:
+        worker.close()
 
-    async def run() -> int:
-        status = 0
-        async for event in worker.respond(messages, tools=tools, params=params):
+
+async def _stream_reply(
+    worker: Any, messages: list[Any], tools: Any, params: Any, args: argparse.Namespace
+) -> int:
+    """Print the reply as it comes; a progress bar while long audio is encoded."""
+    import dataclasses
+    import json
+
+    from assistant.events import ErrorEvent, MalformedToolCall, ResponseDone, TextDelta, ToolCall
+
+    status = 0
+    show_bar = not args.no_progress and sum(_duration_s(p) for p in args.audio) > 30.0
+    with progress_bar("encoding audio", 1, enabled=show_bar, unit=" windows") as update:
+
+        def encoded(done: int, total: int) -> None:
+            update(done, total=total, done=f"{done}/{total}")
+
+        stream = worker.respond(messages, tools=tools, params=params, on_progress=encoded)
+        async for event in stream:
             if isinstance(event, ErrorEvent):
                 print(f"voxtral-assistant: {event.code}: {event.message}", file=sys.stderr)
                 status = 1
@@ -125,77 +169,37 @@ def _ask(args: argparse.Namespace) -> int:
                 print(f"\n[tool call {event.id}] {event.name}({event.arguments_json})", flush=True)
             elif isinstance(event, MalformedToolCall):
                 print(f"\n[malformed tool call: {event.reason}] {event.raw_text}", flush=True)
-        if not args.json:
-            print()
-        return status
+            if isinstance(event, ResponseDone) and event.finish_reason == "length":
+                print(
+                    f"\nvoxtral-assistant: the reply was cut off at {params.max_new_tokens} "
+                    "tokens (raise --max-new-tokens)",
+                    file=sys.stderr,
+                )
+    if not args.json:
+        print()
+    return status
+
+
+def _duration_s(path: Path) -> float:
+    """A file's length from its header, without decoding it."""
+    from assistant.audio.io import AudioError
+    from assistant.transcription.reader import AudioBlocks
 
     try:
-        return asyncio.run(run())
-    finally:
-        worker.close()
-
-
-def _add_transcribe(sub: Any) -> None:
-    p = sub.add_parser(
-        "transcribe",
-        help="transcribe an audio file with Voxtral's transcription mode",
-        description="Print what is said in AUDIO. Without --language the model detects the "
-        "language; it is printed to stderr (or in --json).",
-    )
-    add_model_options(p)
-    p.add_argument("audio", type=Path, help="audio file (WAV, FLAC, MP3, OGG)")
-    p.add_argument("--language", help="ISO 639-1 code of the spoken language, e.g. en, fr")
-    p.add_argument("--json", action="store_true", help='print {"text": ..., "language": ...}')
-    p.set_defaults(handler=_transcribe)
-
-
-def _transcribe(args: argparse.Namespace) -> int:
-    import asyncio
-    import json
-
-    from assistant.audio.io import AudioError, load_audio
-    from assistant.model.backend import ModelError
-
-    language = _iso_639_1(args.language) if args.language is not None else None
-    settings = settings_from_args(args)
-    try:
-        audio = load_audio(args.audio)
+        with AudioBlocks(path) as blocks:
+            return blocks.duration_s
     except AudioError as exc:
         raise CliError(str(exc)) from None
-    worker = _load_worker(args, settings)
+
+
+def _read_text(path: Path) -> str:
     try:
-        result = asyncio.run(worker.transcribe(audio, language=language))
-    except ModelError as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        worker.close()
-    if args.json:
-        print(json.dumps({"text": result.text, "language": result.language}, ensure_ascii=False))
-    else:
-        if result.language and not language:
-            print(f"language: {result.language}", file=sys.stderr)
-        print(result.text)
-    return 0
-
-
-def _iso_639_1(code: str) -> str:
-    """``code`` as the ISO 639-1 code mistral-common accepts (lower case), or a ``CliError``.
-
-    The same check as the transcription request's, made before the model loads.
-    """
-    from pydantic import TypeAdapter, ValidationError
-    from pydantic_extra_types.language_code import LanguageAlpha2
-
-    try:
-        return str(TypeAdapter(LanguageAlpha2).validate_python(code.lower()))
-    except ValidationError:
-        raise CliError(
-            f"--language {code!r} is not an ISO 639-1 language code (two letters, like en or fr)"
-        ) from None
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read --text-file {path}: {exc}") from None
 
 
 def add_commands(sub: Any) -> None:
     """Declare this module's subcommands on the top-level parser."""
     _add_make_test_model(sub)
     _add_ask(sub)
-    _add_transcribe(sub)

@@ -85,6 +85,8 @@ class Job:
     """Prompt tokens that came from the conversation's cache (not prefilled again)."""
     error: Exception | None = None
     """Why this job's generation failed (the other jobs of the same ``run`` are unaffected)."""
+    on_progress: Callable[[int, int], None] | None = None
+    """Called on the model thread with (windows encoded, windows to encode) of its run."""
 
 
 class _RowStop(StoppingCriteria):
@@ -167,8 +169,10 @@ class Engine:
         logits_processor_factory: Callable[[int], list[Any]] | None = None,
         static_cache_tokens: int | None = None,
         compile_config: Any = None,
+        encoder_batch_windows: int = 16,
     ) -> None:
         self.model = model
+        self.encoder_batch_windows = encoder_batch_windows
         self.feature_extractor = feature_extractor
         self.eos_id = eos_id
         self.pad_id = pad_id
@@ -183,8 +187,14 @@ class Engine:
 
     # --- audio -------------------------------------------------------------------------------
 
-    def encode_clips(self, clips: Sequence[Clip]) -> None:
-        """Make sure every clip's embeddings are cached, encoding all new ones in one batch."""
+    def encode_clips(
+        self, clips: Sequence[Clip], progress: Callable[[int, int], None] | None = None
+    ) -> None:
+        """Make sure every clip's embeddings are cached, encoding all new ones together.
+
+        The windows go through the encoder ``encoder_batch_windows`` at a time, which bounds
+        its memory for a long clip; ``progress(done, total)`` follows each call.
+        """
         new: dict[bytes, Clip] = {}
         for clip in clips:
             if self.store.clip(clip.key) is None and clip.key not in new:
@@ -192,11 +202,17 @@ class Engine:
         if not new:
             return
         features = [self._features(clip) for clip in new.values()]
+        windows = torch.cat(features)
+        total, step = windows.shape[0], self.encoder_batch_windows
+        parts = []
         with torch.inference_mode():
-            embeddings = self.model.get_audio_features(
-                torch.cat(features).to(self.device, self.dtype)
-            ).pooler_output
-        self.stats.encoder_calls += 1
+            for start in range(0, total, step):
+                batch = windows[start : start + step].to(self.device, self.dtype)
+                parts.append(self.model.get_audio_features(batch).pooler_output)
+                self.stats.encoder_calls += 1
+                if progress is not None:
+                    progress(min(start + step, total), total)
+        embeddings = torch.cat(parts)
         self.stats.encoded_clips += len(new)
         offset = 0
         tokens_per_window = embeddings.shape[0] // sum(f.shape[0] for f in features)
@@ -285,7 +301,13 @@ class Engine:
         needed = [clip for job in fresh for clip in job.prompt.clips]
         for job, _, _, reuse in singles:  # clips inside the reused prefix are not needed again
             needed += self._clips_needed(job.prompt, reuse)
-        self.encode_clips(needed)
+        watchers = [job.on_progress for job in jobs if job.on_progress is not None]
+
+        def progress(done: int, total: int) -> None:
+            for watch in watchers:
+                watch(done, total)
+
+        self.encode_clips(needed, progress if watchers else None)
         groups: dict[tuple[Any, ...], list[Job]] = {}
         for job in fresh:
             groups.setdefault(job.sampling.batch_key, []).append(job)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import queue
@@ -56,6 +57,8 @@ class _Request:
     params: GenerationParams
     conversation_id: str | None
     submitted_s: float = field(default_factory=time.monotonic)
+    on_progress: Callable[[int, int], None] | None = None
+    """Called on the caller's event loop with (windows encoded, windows to encode)."""
 
 
 class _Stop:
@@ -98,6 +101,7 @@ class ModelWorker:
             logits_processor_factory=logits_processor_factory,
             static_cache_tokens=self.settings.static_cache_tokens,
             compile_config=make_compile_config(self.settings, loaded.report.device),
+            encoder_batch_windows=self.settings.encoder_batch_windows,
         )
         if self.settings.compile_backend is not None:
             from mistral_common.protocol.instruct.messages import UserMessage
@@ -151,11 +155,21 @@ class ModelWorker:
         tools: Sequence[Any] | None = None,
         params: GenerationParams | None = None,
         conversation_id: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> ResponseStream:
-        """Start a reply to ``messages`` (mistral-common messages); stream its events."""
-        return self.respond_batch(
-            [messages], tools=tools, params=params, conversation_ids=[conversation_id]
-        )[0]
+        """Start a reply to ``messages`` (mistral-common messages); stream its events.
+
+        ``on_progress(done, total)`` is called on this event loop as the prompt's new audio
+        windows are encoded (a long clip is encoded ``encoder_batch_windows`` at a time).
+        """
+        request = self._request(
+            _builder(self._prompts, list(messages), tools),
+            params or GenerationParams(),
+            conversation_id,
+        )
+        request.on_progress = on_progress
+        self._submit([request])
+        return request.stream
 
     def respond_batch(
         self,
@@ -185,27 +199,33 @@ class ModelWorker:
         max_new_tokens: int = TRANSCRIPTION_MAX_TOKENS,
     ) -> Transcription:
         """What was said in ``audio`` (greedy); the language announced when none was given."""
-        chunk = await asyncio.to_thread(audio_chunk, audio)
+        (result,) = await self.transcribe_batch([audio], language, max_new_tokens=max_new_tokens)
+        return result
 
-        def build() -> EncodedPrompt:
-            return self._prompts.transcription(chunk, language)
+    async def transcribe_batch(
+        self,
+        audios: Sequence[AudioSource],
+        language: str | None = None,
+        *,
+        max_new_tokens: int = TRANSCRIPTION_MAX_TOKENS,
+    ) -> list[Transcription]:
+        """Transcribe several clips together (one batched step where the model thread can).
 
+        Each result says whether its text ended (``stop``) or hit ``max_new_tokens``
+        (``length``). Raises ``ModelError`` when any clip fails (unreadable audio included:
+        ``bad_audio``); the others are cancelled.
+        """
         params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0)
-        request = self._request(build, params, None)
-        self._submit([request])
-        text, announced = "", language
+        requests = [
+            self._request(_transcription_builder(self._prompts, audio, language), params, None)
+            for audio in audios
+        ]
+        self._submit(requests)
         try:
-            async for event in request.stream:
-                if isinstance(event, ErrorEvent):
-                    raise ModelError(f"transcription failed ({event.code}): {event.message}")
-                if isinstance(event, ResponseDone):
-                    text = event.text
-        finally:  # a caller that stops waiting (cancelled task) stops the generation too
-            request.stream.cancel()
-        match = _LANGUAGE_PREFIX.match(text)
-        if match:
-            text, announced = text[match.end() :], announced or match.group(1).lower()
-        return Transcription(text=text.strip(), language=announced)
+            return [await _transcription(request.stream, language) for request in requests]
+        finally:  # a caller that stops waiting (cancelled task) stops the generations too
+            for request in requests:
+                request.stream.cancel()
 
     def forget(self, conversation_id: str) -> None:
         """Drop a conversation's cached state (its next turn prefills from scratch)."""
@@ -348,7 +368,10 @@ class ModelWorker:
             top_p=params.top_p,
             seed=params.seed,
         )
-        return Job(prompt, sampling, on_token, stream._cancelled, request.conversation_id)
+        job = Job(prompt, sampling, on_token, stream._cancelled, request.conversation_id)
+        if request.on_progress is not None:
+            job.on_progress = _on_loop(stream._loop, request.on_progress)
+        return job
 
     def _check_context(self, prompt: EncodedPrompt, params: GenerationParams) -> None:
         if len(prompt.tokens) >= self.context_tokens:
@@ -410,3 +433,43 @@ def _builder(
         return prompts.chat(messages, tools)
 
     return build
+
+
+def _transcription_builder(
+    prompts: PromptBuilder, audio: AudioSource, language: str | None
+) -> Callable[[], EncodedPrompt]:
+    # The audio is converted on the model thread, with the rest of the prompt: requests then
+    # reach the model in the order they were made (a long recording's pieces in turn).
+    def build() -> EncodedPrompt:
+        return prompts.transcription(audio_chunk(audio), language)
+
+    return build
+
+
+async def _transcription(stream: ResponseStream, language: str | None) -> Transcription:
+    """The transcription a request's stream ends with; ``ModelError`` if it failed."""
+    done: ResponseDone | None = None
+    async for event in stream:
+        if isinstance(event, ErrorEvent):
+            raise ModelError(f"transcription failed ({event.code}): {event.message}")
+        if isinstance(event, ResponseDone):
+            done = event
+    text = done.text if done is not None else ""
+    match = _LANGUAGE_PREFIX.match(text)
+    announced = language
+    if match:
+        text, announced = text[match.end() :], language or match.group(1).lower()
+    finish = done.finish_reason if done is not None else "error"
+    return Transcription(text=text.strip(), language=announced, finish_reason=finish)
+
+
+def _on_loop(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[int, int], None]
+) -> Callable[[int, int], None]:
+    """``callback`` as the model thread may call it: run later on ``loop``."""
+
+    def call(done: int, total: int) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
+            loop.call_soon_threadsafe(callback, done, total)
+
+    return call

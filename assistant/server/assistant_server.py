@@ -18,7 +18,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.frames import CloseCode
 
 from assistant.audio.vad import VadSegmenter
-from assistant.config import DialogueSettings, GenerationParams, ServerSettings, VadSettings
+from assistant.config import (
+    DialogueSettings,
+    GenerationParams,
+    ServerSettings,
+    TranscriptionSettings,
+    VadSettings,
+)
 from assistant.conversation.dialogue import Dialogue
 from assistant.events import Announcement
 from assistant.server.connection import RealtimeConnection
@@ -28,6 +34,7 @@ from assistant.server.realtime.protocol import (
     new_id,
 )
 from assistant.server.realtime.session import RealtimeSession
+from assistant.server.transcriptions import TranscriptionsEndpoint
 
 if TYPE_CHECKING:
     from assistant.model.backend import ModelBackend
@@ -53,6 +60,7 @@ class AssistantServer:
         dialogue_settings: DialogueSettings | None = None,
         params: GenerationParams | None = None,
         vad_settings: VadSettings | None = None,
+        transcription_settings: TranscriptionSettings | None = None,
     ) -> None:
         self.worker = worker
         self.tools = tools
@@ -65,6 +73,7 @@ class AssistantServer:
         self._dialogue_settings = dialogue_settings or DialogueSettings()
         self._params = params or GenerationParams()
         self._vad_settings = vad_settings or VadSettings()
+        self._transcription_settings = transcription_settings or TranscriptionSettings()
         self._connections: set[RealtimeConnection] = set()
         self._server: Server | None = None
         self._started_s = time.monotonic()
@@ -77,6 +86,9 @@ class AssistantServer:
             new_dialogue=self._new_dialogue,
             respond_timeout_s=self.settings.respond_timeout_s,
             max_body_bytes_in_flight=self.settings.max_body_bytes_in_flight,
+            transcriptions=TranscriptionsEndpoint(
+                worker, self._transcription_settings, self._vad_settings
+            ),
         )
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -122,8 +134,10 @@ class AssistantServer:
             ping_interval=limits.ping_interval_s,
             ping_timeout=limits.ping_timeout_s,
             close_timeout=limits.close_timeout_s,
-            # The request deadline is HttpConnection's; this one also covers POST turns.
-            open_timeout=limits.request_timeout_s + limits.respond_timeout_s,
+            # The request deadline is HttpConnection's; this one also covers POST turns and
+            # transcriptions.
+            open_timeout=limits.request_timeout_s
+            + max(limits.respond_timeout_s, self._transcription_settings.timeout_s),
         )
 
     async def shutdown(self) -> None:

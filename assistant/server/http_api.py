@@ -1,4 +1,5 @@
-"""The plain-HTTP side of the server: the browser page, ``GET /healthz``, ``POST /v1/respond``.
+"""The plain-HTTP side of the server: the browser page, ``GET /healthz``, ``POST /v1/respond``
+and ``POST /v1/audio/transcriptions`` (``transcriptions.py``).
 
 ``HttpApi.process_request`` sees every request on the port first (websockets calls it before
 any WebSocket handshake), so the Host, Origin and token checks for ``/v1/realtime`` live here
@@ -37,6 +38,7 @@ from assistant.server.http_edge import (
     origin_allowed,
     token_valid,
 )
+from assistant.server.transcriptions import TRANSCRIPTIONS_PATH, TranscriptionsEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class HttpApi:
         new_dialogue: Callable[[], Dialogue],
         respond_timeout_s: float,
         max_body_bytes_in_flight: int,
+        transcriptions: TranscriptionsEndpoint | None = None,
     ) -> None:
         self._token = token
         self._allowed_origins = frozenset(o.strip().rstrip("/").lower() for o in allowed_origins)
@@ -100,6 +103,7 @@ class HttpApi:
         self._turns: set[asyncio.Task[tuple[http.HTTPStatus, dict[str, Any]]]] = set()
         self._closing = False
         self._bodies = BodyBudget(max_body_bytes_in_flight)
+        self._transcriptions = transcriptions
 
     @property
     def turns_in_flight(self) -> int:
@@ -109,6 +113,8 @@ class HttpApi:
     async def shutdown(self, grace_s: float) -> None:
         """Refuse new turns; let running ones finish for up to ``grace_s``, then cancel them."""
         self._closing = True
+        if self._transcriptions is not None:
+            await self._transcriptions.shutdown(grace_s)
         if not self._turns:
             return
         _, late = await asyncio.wait(set(self._turns), timeout=grace_s)
@@ -143,6 +149,11 @@ class HttpApi:
             if refusal is not None or not isinstance(connection, HttpConnection):
                 return refusal
             return await self._respond(connection, request)
+        if path == TRANSCRIPTIONS_PATH and self._transcriptions is not None:
+            refusal = self._only(method, "POST") or self._refuse(request)
+            if refusal is not None or not isinstance(connection, HttpConnection):
+                return refusal
+            return await self._transcriptions.handle(connection, request, self._bodies)
         return error_response(http.HTTPStatus.NOT_FOUND, f"no such path: {path}")
 
     @staticmethod

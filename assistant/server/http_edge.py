@@ -13,7 +13,7 @@ import asyncio
 import hmac
 import http
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -207,6 +207,42 @@ class HttpConnection(ServerConnection):
                 )
         self._body = None
         return bytes(body)
+
+    async def send_streamed(
+        self,
+        status: http.HTTPStatus,
+        content_type: str,
+        body: AsyncIterator[bytes],
+        *,
+        max_buffered_bytes: int = 1 * 2**20,
+        close_timeout_s: float = 5.0,
+    ) -> None:
+        """Answer with a body sent as ``body`` yields it (server-sent events), then close.
+
+        HTTP/1.1 ends a body without Content-Length where the connection closes. Call it
+        from ``process_request``, which may then return any response: websockets sends
+        nothing on a closed connection. A client that goes away ends the stream at the next
+        chunk; one that leaves more than ``max_buffered_bytes`` unread is cut off.
+        """
+        head = (
+            f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: {content_type}\r\n"
+            "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode("latin-1"))
+        try:
+            async for chunk in body:
+                if self.transport.is_closing():
+                    break
+                if self.transport.get_write_buffer_size() > max_buffered_bytes:
+                    self.transport.abort()
+                    break
+                self.transport.write(chunk)
+        finally:
+            self.transport.close()
+            await asyncio.wait({self.connection_lost_waiter}, timeout=close_timeout_s)
+            if not self.connection_lost_waiter.done():
+                self.transport.abort()
 
     async def handshake(
         self,

@@ -36,6 +36,7 @@ async def run_server(settings: Settings) -> None:
             dialogue_settings=settings.dialogue,
             params=settings.model.generation_params(),
             vad_settings=settings.vad,
+            transcription_settings=settings.transcription,
         )
         try:
             await serve_until_signalled(server)
