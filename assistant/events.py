@@ -32,8 +32,19 @@ class SpeechStarted:
 class SpeechEndLikely:
     """The first silent frame after speech: the end is likely, but the hangover is still running.
 
-    Later stages may start work preemptively; a ``SpeechStopped`` (or more speech) follows.
+    Later stages may start work preemptively; a ``SpeechStopped`` (or ``SpeechResumed``)
+    follows.
     """
+
+    at_ms: int
+    utterance: Utterance | None = field(default=None, compare=False, repr=False)
+    """The utterance that ``SpeechStopped`` will bring if no more speech comes: the same
+    samples (the segmenter fixes the end of speech at this frame)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResumed:
+    """Speech went on after a ``SpeechEndLikely``: the utterance it announced will not come."""
 
     at_ms: int
 
@@ -235,6 +246,19 @@ class UserTranscript:
 
 
 @dataclass(frozen=True, slots=True)
+class UserTranscriptFailed:
+    """Transcription mode failed for the audio turn ``item_id``: no transcript will come."""
+
+    item_id: str
+    message: str
+
+
+TranscriptEvent = UserTranscript | UserTranscriptFailed
+"""What a dialogue reports about its user clips, on their own channel (``on_transcript``),
+whenever transcription ends: never part of a response, which does not wait for it."""
+
+
+@dataclass(frozen=True, slots=True)
 class ConfirmationRequested:
     """A ``confirm: true`` tool waits for a yes/no: the next user turn answers."""
 
@@ -267,6 +291,9 @@ class TurnMetrics:
     prompt_tokens: int = 0
     generated_tokens: int = 0
     model_calls: int = 0
+    preempted: bool = False
+    """The reply's first model call began before the end of speech was confirmed (at the
+    first silent frame) and was adopted when it was."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,8 +338,7 @@ ModelEvent = TextDelta | ToolCall | MalformedToolCall | ResponseDone | ErrorEven
 """What ``ModelWorker.respond`` yields."""
 
 DialogueEvent = (
-    UserTranscript
-    | TextDelta
+    TextDelta
     | ToolCall
     | MalformedToolCall
     | ConfirmationRequested

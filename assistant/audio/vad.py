@@ -9,11 +9,17 @@ wall clock):
 
 - ``SpeechStarted(start_ms)`` once ``min_speech_ms`` of voiced frames were heard; ``start_ms``
   includes up to ``prefix_padding_ms`` of the audio before the first voiced frame;
-- ``SpeechEndLikely(at_ms)`` at the first silent frame after speech (more speech may follow);
+- ``SpeechEndLikely(at_ms, utterance)`` at the first silent frame after speech, with the
+  utterance that will follow if no more speech comes (more speech may follow);
+- ``SpeechResumed(at_ms)`` when speech goes on after that (the announced utterance is off);
 - ``SpeechStopped(end_ms)`` after ``silence_duration_ms`` of silence, or at a forced cut;
 - ``Utterance(pcm, start_ms, end_ms, truncated)`` right after, with the audio from the padded
   start to the end of the last voiced frame. An utterance that reaches ``max_utterance_s`` is
   cut there with ``truncated=True`` and the speech that follows starts a new one.
+
+The end of speech is decided at the first silent frame, so that the utterance announced with
+``SpeechEndLikely`` and the one ``SpeechStopped`` brings hold the same samples: a later stage can
+start answering during the hangover and keep that work when the end is confirmed.
 """
 
 from __future__ import annotations
@@ -29,12 +35,13 @@ from assistant.config import VadSettings
 from assistant.events import (
     SAMPLE_RATE_HZ,
     SpeechEndLikely,
+    SpeechResumed,
     SpeechStarted,
     SpeechStopped,
     Utterance,
 )
 
-VadEvent = SpeechStarted | SpeechEndLikely | SpeechStopped | Utterance
+VadEvent = SpeechStarted | SpeechEndLikely | SpeechResumed | SpeechStopped | Utterance
 """What ``VadSegmenter.process`` and ``segment`` yield."""
 
 SILERO_FRAME_SAMPLES = 512
@@ -192,6 +199,8 @@ class VadSegmenter:
         self._voiced_samples = 0
         self._silent_run = 0
         self._last_voiced_end = self._pos
+        self._likely_end: int | None = None
+        """The end of speech decided at the first silent frame of the current silent run."""
 
     def process(self, chunk: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> list[VadEvent]:
         """Feed one chunk of mono audio of any length; return the events it completes.
@@ -272,6 +281,9 @@ class VadSegmenter:
         self._pos += len(frame)
         events: list[VadEvent] = []
         if voiced:
+            if self._likely_end is not None:
+                events.append(SpeechResumed(at_ms=_ms(self._pos - len(frame))))
+                self._likely_end = None
             self._voiced_samples += len(frame)
             self._silent_run = 0
             self._last_voiced_end = self._pos
@@ -285,10 +297,19 @@ class VadSegmenter:
                 self._abandon()
                 return events
         elif not voiced and self._silent_run == len(frame):
-            events.append(SpeechEndLikely(at_ms=_ms(self._last_voiced_end)))
+            events.append(self._end_likely())
         if self._state == "speech" and self._silent_run >= max(self._silence_samples, 1):
             events.extend(self._finish(truncated=False))
         return events
+
+    def _end_likely(self) -> SpeechEndLikely:
+        """Decide where speech ended (from the first silent frame) and announce that utterance."""
+        start = self._utterance_start()
+        audio = np.concatenate([self._prefix, *self._frames])
+        end = self._refined_end(audio, start)
+        self._likely_end = end
+        utterance = Utterance(pcm=audio[: end - start], start_ms=_ms(start), end_ms=_ms(end))
+        return SpeechEndLikely(at_ms=_ms(self._last_voiced_end), utterance=utterance)
 
     def _abandon(self) -> None:
         """A stretch too short to be speech: its audio becomes prefix material again."""
@@ -306,7 +327,12 @@ class VadSegmenter:
         """
         start = self._utterance_start()
         audio = np.concatenate([self._prefix, *self._frames])
-        end = self._pos if speech_goes_on else self._refined_end(audio, start)
+        if speech_goes_on:
+            end = self._pos
+        elif self._likely_end is not None:
+            end = self._likely_end  # decided at the first silent frame, as announced
+        else:
+            end = self._refined_end(audio, start)
         utterance = Utterance(
             pcm=audio[: end - start], start_ms=_ms(start), end_ms=_ms(end), truncated=truncated
         )
@@ -326,8 +352,9 @@ class VadSegmenter:
         """The end of the last voiced frame, pulled back over blocks as quiet as the silence after.
 
         Both classifiers smear the end of speech (webrtcvad keeps up to ~140 ms of internal
-        hangover, Silero looks at past context); the silent frames that followed tell how loud
-        "nothing" is, and trailing blocks no louder than that are not speech.
+        hangover, Silero looks at past context); the silent frame that follows tells how loud
+        "nothing" is, and trailing blocks no louder than that are not speech. Only that first
+        silent frame is measured: the end is decided there, before the hangover runs out.
         """
         end = self._last_voiced_end
         after = audio[end - start :].astype(np.float64)
