@@ -37,17 +37,32 @@ class ResponseStream:
     plus a few, so its size is bounded by ``max_new_tokens``.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, speculative: bool = False) -> None:
         self._loop = loop
         self._events: asyncio.Queue[ModelEvent] = asyncio.Queue()
         self._cancelled = threading.Event()
+        self.speculative = speculative
+        """Started before its input was confirmed: ``adopt`` or ``cancel`` settles it."""
+        self._adopted = threading.Event()
         self._finished = False
         self._done_pushed = False
         """Set on the model thread once the final ``ResponseDone`` was handed over."""
 
     def cancel(self) -> None:
-        """Stop the generation within one decode step; the stream ends ``cancelled``."""
+        """Stop the generation within one decode step; the stream ends ``cancelled``.
+
+        For a speculative stream this is also the discard: its reply was never wanted.
+        """
         self._cancelled.set()
+
+    def adopt(self) -> None:
+        """Keep a speculative stream: its input was confirmed and its reply is the turn's."""
+        self._adopted.set()
+
+    @property
+    def adopted(self) -> bool:
+        """Whether ``adopt`` was called."""
+        return self._adopted.is_set()
 
     async def aclose(self) -> None:
         """Cancel (if still running) and stop iterating."""
@@ -106,8 +121,13 @@ class ModelBackend(Protocol):
         tools: Sequence[Any] | None = None,
         params: GenerationParams | None = None,
         conversation_id: str | None = None,
+        speculative: bool = False,
     ) -> ResponseStream:
-        """Start a reply to ``messages`` (mistral-common messages); stream its events."""
+        """Start a reply to ``messages`` (mistral-common messages); stream its events.
+
+        ``speculative``: the input is not confirmed yet; the caller will ``adopt`` or ``cancel``
+        the stream, and until then the request must change nothing anyone can observe.
+        """
         ...
 
     async def transcribe(

@@ -87,6 +87,14 @@ class Job:
     """Why this job's generation failed (the other jobs of the same ``run`` are unaffected)."""
     on_progress: Callable[[int, int], None] | None = None
     """Called on the model thread with (windows encoded, windows to encode) of its run."""
+    adopted: threading.Event | None = None
+    """Set for a speculative job (its input not confirmed yet) once its caller keeps the reply;
+    ``cancelled`` is its discard. None: an ordinary job."""
+
+    @property
+    def speculative(self) -> bool:
+        """Whether the job was started before its input was confirmed."""
+        return self.adopted is not None
 
 
 class _RowStop(StoppingCriteria):
@@ -152,6 +160,20 @@ class EngineStats:
     prefilled_tokens: int = 0
     reused_tokens: int = 0
     generate_calls: int = 0
+    speculative_jobs: int = 0
+
+
+_decoding = threading.local()
+
+
+def decoding_jobs() -> Sequence[Job]:
+    """The jobs of the ``generate`` call running on this thread, one per batch row.
+
+    For logits processors that treat rows by their request (the test kit's scripted replies
+    answer a speculative request without using up its reply).
+    """
+    jobs: Sequence[Job] = getattr(_decoding, "jobs", ())
+    return jobs
 
 
 class Engine:
@@ -461,26 +483,37 @@ class Engine:
         self, jobs: list[Job], ids: torch.Tensor, mask: torch.Tensor | None, cache: Any
     ) -> None:
         sampling = jobs[0].sampling
-        processors: list[Any] = []
-        if self.logits_processor_factory is not None:
-            processors = list(self.logits_processor_factory(len(jobs)))
-        config = self.generation_config(jobs)
-        if sampling.seed is not None:
-            torch.manual_seed(sampling.seed)
-        self.stats.generate_calls += 1
-        self.model.generate(
-            input_ids=ids,
-            attention_mask=mask if mask is not None else torch.ones_like(ids),
-            cache=cache,
-            generation_config=config,
-            logits_processor=LogitsProcessorList(processors),
-            stopping_criteria=StoppingCriteriaList([_RowStop(jobs)]),
-            streamer=_Fanout(jobs, self.eos_id),
-        )
+        _decoding.jobs = tuple(jobs)
+        try:
+            processors: list[Any] = []
+            if self.logits_processor_factory is not None:
+                processors = list(self.logits_processor_factory(len(jobs)))
+            config = self.generation_config(jobs)
+            if sampling.seed is not None:
+                torch.manual_seed(sampling.seed)
+            self.stats.generate_calls += 1
+            self.stats.speculative_jobs += sum(1 for job in jobs if job.speculative)
+            self.model.generate(
+                input_ids=ids,
+                attention_mask=mask if mask is not None else torch.ones_like(ids),
+                cache=cache,
+                generation_config=config,
+                logits_processor=LogitsProcessorList(processors),
+                stopping_criteria=StoppingCriteriaList([_RowStop(jobs)]),
+                streamer=_Fanout(jobs, self.eos_id),
+            )
+        finally:
+            _decoding.jobs = ()
 
     def _remember(self, job: Job, keys: list[Any], cache: Any) -> None:
-        """Keep the conversation's cache for its next turn (unless cancelled or anonymous)."""
-        if not self.prefix_reuse or job.conversation_id is None or job.cancelled.is_set():
+        """Keep the conversation's cache for its next turn (unless anonymous).
+
+        A cancelled generation is kept too: its cache holds exactly the prompt and the tokens
+        it forwarded before it stopped, and the keys claim no more than that. A discarded
+        speculation (the user spoke on) thus leaves the conversation's history prefilled for
+        the longer utterance that follows, instead of costing it a whole prefill.
+        """
+        if not self.prefix_reuse or job.conversation_id is None:
             if job.conversation_id is not None:
                 self.store.drop_conversation(job.conversation_id)
             return

@@ -156,16 +156,21 @@ class ModelWorker:
         params: GenerationParams | None = None,
         conversation_id: str | None = None,
         on_progress: Callable[[int, int], None] | None = None,
+        speculative: bool = False,
     ) -> ResponseStream:
         """Start a reply to ``messages`` (mistral-common messages); stream its events.
 
         ``on_progress(done, total)`` is called on this event loop as the prompt's new audio
         windows are encoded (a long clip is encoded ``encoder_batch_windows`` at a time).
+        ``speculative``: the input is not confirmed yet (the stream will be adopted or
+        cancelled); the generation runs as any other, and its KV cache serves the next request
+        of the conversation whatever becomes of it.
         """
         request = self._request(
             _builder(self._prompts, list(messages), tools),
             params or GenerationParams(),
             conversation_id,
+            speculative=speculative,
         )
         request.on_progress = on_progress
         self._submit([request])
@@ -231,6 +236,14 @@ class ModelWorker:
         """Drop a conversation's cached state (its next turn prefills from scratch)."""
         self._requests.put(lambda: self.engine.forget(conversation_id))
 
+    def wait_idle(self, timeout_s: float | None = None) -> bool:
+        """Block until the model thread has served everything queued before this call (False
+        if ``timeout_s`` ran out first). For tests and tools that must not overlap with work
+        left over from earlier callers, such as transcripts no reply waited for."""
+        served = threading.Event()
+        self._requests.put(served.set)
+        return served.wait(timeout_s)
+
     def close(self) -> None:
         """Stop the model thread after the requests already queued."""
         if self._closed:
@@ -242,11 +255,17 @@ class ModelWorker:
     # --- the model thread ---------------------------------------------------------------------
 
     def _request(
-        self, build: Callable[[], EncodedPrompt], params: GenerationParams, cid: str | None
+        self,
+        build: Callable[[], EncodedPrompt],
+        params: GenerationParams,
+        cid: str | None,
+        *,
+        speculative: bool = False,
     ) -> _Request:
         if self._closed:
             raise RuntimeError("the model worker is closed")
-        return _Request(ResponseStream(asyncio.get_running_loop()), build, params, cid)
+        stream = ResponseStream(asyncio.get_running_loop(), speculative=speculative)
+        return _Request(stream, build, params, cid)
 
     @property
     def waiting_requests(self) -> int:
@@ -369,6 +388,8 @@ class ModelWorker:
             seed=params.seed,
         )
         job = Job(prompt, sampling, on_token, stream._cancelled, request.conversation_id)
+        if stream.speculative:
+            job.adopted = stream._adopted
         if request.on_progress is not None:
             job.on_progress = _on_loop(stream._loop, request.on_progress)
         return job

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import LogitsProcessor
 
+from assistant.model.engine import Job, decoding_jobs
 from assistant.testing.tiny_model import EOS_ID, TRANSCRIBE_ID
 
 if TYPE_CHECKING:
@@ -118,6 +119,35 @@ class _Reply:
     gate: threading.Event | None = None
 
 
+@dataclass(eq=False)
+class _Served:
+    """One request the model thread took: its kind, its decoded prompt, its job."""
+
+    kind: str
+    prompt: str | None
+    job: Job | None
+
+    @property
+    def discarded(self) -> bool:
+        """A speculative request its caller cancelled without adopting it."""
+        job = self.job
+        return (
+            job is not None
+            and job.adopted is not None
+            and job.cancelled.is_set()
+            and not job.adopted.is_set()
+        )
+
+
+@dataclass(eq=False)
+class _Reservation:
+    """A reply lent to a speculative request: used up if it is adopted, given back if not."""
+
+    job: Job
+    reply: _Reply
+    queue: deque[_Reply]
+
+
 class ScriptedReplies:
     """What the tiny model is made to say, in order, whatever order its requests arrive in.
 
@@ -128,6 +158,11 @@ class ScriptedReplies:
     when they are None. Every prompt the model was shown is kept (decoded, special tokens
     included) in ``prompts`` and ``transcription_prompts``; ``served`` lists the kinds of
     request in the order the model thread took them.
+
+    A speculative request (a reply started before the user's turn was confirmed) is told the
+    next reply without using it up: the reply counts as said once the request is adopted, and
+    goes back to its place if the request is discarded, which then leaves no trace in
+    ``prompts`` or ``served``. A script thus reads the same with preemptive turns on or off.
 
     Pass ``script.logits_processors`` as the ``ModelWorker``'s ``logits_processor_factory``.
     """
@@ -146,9 +181,8 @@ class ScriptedReplies:
         self._chat: deque[_Reply] = deque()
         self._transcripts: deque[_Reply] = deque()
         self._any: deque[_Reply] = deque()
-        self.prompts: list[str] = []
-        self.transcription_prompts: list[str] = []
-        self.served: list[str] = []
+        self._served: list[_Served] = []
+        self._reserved: list[_Reservation] = []
 
     @classmethod
     def from_file(cls, path: str | Path) -> ScriptedReplies:
@@ -202,16 +236,42 @@ class ScriptedReplies:
         self._chat.append(_Reply(tokens=tuple(tokens), hold_step=after_tokens, gate=gate))
         return gate
 
+    @property
+    def prompts(self) -> list[str]:
+        """The chat prompts the model was shown, decoded (discarded speculations left out)."""
+        return [
+            s.prompt
+            for s in self._served
+            if s.kind == "chat" and s.prompt is not None and not s.discarded
+        ]
+
+    @property
+    def transcription_prompts(self) -> list[str]:
+        """The transcription prompts the model was shown, decoded."""
+        return [s.prompt for s in self._served if s.kind == "transcription" and s.prompt]
+
+    @property
+    def served(self) -> list[str]:
+        """The kinds of request in the order the model thread took them (discarded
+        speculations left out)."""
+        return [s.kind for s in self._served if not s.discarded]
+
+    def held_transcript(self, text: str, after_tokens: int) -> threading.Event:
+        """Queue a transcription's text whose generation stops after ``after_tokens`` tokens
+        until the returned event is set (as ``held_reply``)."""
+        gate = threading.Event()
+        self._transcripts.append(_Reply(text=text, hold_step=after_tokens, gate=gate))
+        return gate
+
     def reset(self) -> None:
         """Forget everything queued and seen (held replies are let go)."""
-        for reply in self._chat:
+        for reply in (*self._chat, *self._transcripts, *self._any):
             if reply.gate is not None:
                 reply.gate.set()
         for queue in (self._chat, self._transcripts, self._any):
             queue.clear()
-        self.prompts.clear()
-        self.transcription_prompts.clear()
-        self.served.clear()
+        self._served.clear()
+        self._reserved.clear()
 
     def __len__(self) -> int:
         return len(self._chat) + len(self._transcripts) + len(self._any)
@@ -222,20 +282,38 @@ class ScriptedReplies:
             return []
         return [_Routed(self)]
 
-    def next_for(self, prompt: list[int]) -> _Reply | None:
-        """The reply to force for a request whose prompt is ``prompt`` (on the model thread)."""
+    def next_for(self, prompt: list[int], job: Job | None = None) -> _Reply | None:
+        """The reply to force for a request whose prompt is ``prompt`` (on the model thread);
+        ``job`` is its engine job, which says whether the request is speculative."""
+        self._settle()
         transcription = bool(prompt) and prompt[-1] == self._transcribe_id
-        self.served.append("transcription" if transcription else "chat")
-        if self.tokenizer is not None:
-            kept = self._decode(prompt)
-            (self.transcription_prompts if transcription else self.prompts).append(kept)
+        kept = self._decode(prompt) if self.tokenizer is not None else None
+        self._served.append(_Served("transcription" if transcription else "chat", kept, job))
         own = self._transcripts if transcription else self._chat
-        if own:
-            return own.popleft()
-        if self._any:
-            return self._any.popleft()
+        lent = {id(r.reply) for r in self._reserved}
+        for queue in (own, self._any):
+            free = [reply for reply in queue if id(reply) not in lent]
+            if not free:
+                continue
+            if job is not None and job.speculative:
+                self._reserved.append(_Reservation(job, free[0], queue))
+            else:
+                queue.remove(free[0])
+            return free[0]
         default = self.default_transcript if transcription else self.default_reply
         return None if default is None else _Reply(text=default)
+
+    def _settle(self) -> None:
+        """Use up the replies of adopted speculations; free those of discarded ones."""
+        pending = []
+        for lent in self._reserved:
+            adopted = lent.job.adopted
+            if adopted is not None and adopted.is_set():
+                if any(reply is lent.reply for reply in lent.queue):
+                    lent.queue.remove(lent.reply)
+            elif not lent.job.cancelled.is_set():
+                pending.append(lent)
+        self._reserved = pending
 
     def tokens_of(self, reply: _Reply) -> list[int]:
         """The tokens ``reply`` forces."""
@@ -284,8 +362,9 @@ class _Routed(LogitsProcessor):
         if self._rows is None:
             self._start = input_ids.shape[1]
             self._rows = []
-            for prompt in input_ids.tolist():
-                reply = self.script.next_for(prompt)
+            jobs = decoding_jobs()
+            for row, prompt in enumerate(input_ids.tolist()):
+                reply = self.script.next_for(prompt, jobs[row] if row < len(jobs) else None)
                 chosen = None if reply is None else (self.script.tokens_of(reply), reply)
                 self._rows.append(chosen)
         step = input_ids.shape[1] - self._start
