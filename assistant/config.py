@@ -208,6 +208,12 @@ class DialogueSettings(_Group):
     transcribe_user: bool = Field(
         True, description="Also run each user clip through transcription mode."
     )
+    preemptive: bool = Field(
+        True,
+        description="Preemptive turns: start the reply at the first silent frame after speech "
+        "(during the VAD hangover), show it only once the end of speech is confirmed, and "
+        "start over if the user speaks on.",
+    )
     transcription_language: str | None = Field(
         None,
         description='ISO-639-1 code ("en", "fr") the user transcripts are made in; None: the '

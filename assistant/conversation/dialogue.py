@@ -7,6 +7,11 @@ wait for the next user turn to say yes; client tools wait for ``provide_tool_out
 model is asked again with the results, until it answers without tools or the tool-round limit
 is reached. ``interrupt`` (barge-in) and ``cancel`` stop a reply within one decode step.
 
+``speculate`` starts a turn's first model call during the VAD's hangover, before the utterance
+is committed (``assistant.conversation.speculation``); the committed turn adopts it when it asks
+for exactly the same. Transcripts of the user's clips never hold a reply up: ``TurnDone`` comes
+without them, and they reach ``on_transcript`` when transcription ends.
+
 Each response runs as one named task that pushes its events to the consumer, so that an
 interruption settles the history even while nobody reads the stream. The history rules live
 in ``assistant.conversation.history``; they keep the history valid whatever happens.
@@ -17,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +45,7 @@ from assistant.conversation.history import (
 )
 from assistant.conversation.metrics import summary
 from assistant.conversation.session_log import LoggedInput, SessionLog
+from assistant.conversation.speculation import SpeculationStats, Speculator
 from assistant.conversation.transcripts import UserTranscripts
 from assistant.conversation.turn import (
     ResponseState,
@@ -57,6 +63,7 @@ from assistant.events import (
     ResponseDone,
     TextDelta,
     ToolCall,
+    TranscriptEvent,
     TurnDone,
     Utterance,
     new_tool_call_id,
@@ -97,7 +104,15 @@ class Dialogue:
         """Sampling and the reply length of every model call (a session may change it)."""
         self.conversation_id = conversation_id or f"conv_{uuid.uuid4().hex[:16]}"
         self._runner = ToolRunner(tools, self.conversation_id)
-        self._transcripts = UserTranscripts(worker, self.conversation_id)
+        self.on_transcript: Callable[[TranscriptEvent], None] | None = None
+        """Called with each user clip's transcript (or its failure) when transcription ends:
+        after the reply's first model call, often after ``TurnDone``."""
+        self._transcripts = UserTranscripts(worker, self.conversation_id, self._report_transcript)
+        self._speculator = Speculator(worker, self.conversation_id)
+        self._after: asyncio.Task[None] | None = None
+        """The newest ended turn's transcripts and session-log line (each waits for the one
+        before, so that log lines keep the turns' order)."""
+        self._transcribing: set[asyncio.Task[None]] = set()
         self._history = History()
         self._confirmation = ConfirmationGate(
             self._history, self._runner, self._transcripts, self.conversation_id
@@ -167,6 +182,11 @@ class Dialogue:
         """How many of the oldest turns the context budget has removed."""
         return self._history.dropped_turns
 
+    @property
+    def speculations(self) -> SpeculationStats:
+        """How this conversation's preemptive turns ended: started, adopted, discarded."""
+        return self._speculator.stats
+
     def set_instructions(self, text: str | None) -> None:
         """Replace the persona / instruction text (from the next model request on)."""
         self.settings.instructions = text or None
@@ -218,6 +238,41 @@ class Dialogue:
     def provide_tool_output(self, call_id: str, output: str) -> None:
         """Deliver a client tool's output; ``ValueError`` if no call ``call_id`` is waiting."""
         self._runner.provide_output(call_id, output)
+
+    # --- preemptive turns ------------------------------------------------------------------
+
+    def speculate(self, audio: np.ndarray | Utterance) -> bool:
+        """Start answering ``audio`` before it is committed; True when a speculation started.
+
+        Called at the first silent frame after speech with the utterance the VAD will commit
+        if no more speech comes. The reply's first model call starts now on a copy of the
+        would-be prompt; nothing is shown, run or recorded. The committed turn adopts it when
+        its first model call asks for exactly the same (same samples, history, tools and
+        sampling); otherwise it is discarded. Off (False) with ``preemptive`` off, or while a
+        response runs or waits, or a confirmation waits for its answer (the answer must be
+        transcribed first). Bad audio raises ``AudioError``.
+        """
+        self._speculator.discard()
+        if not self.settings.preemptive or not self._may_speculate():
+            return False
+        entry = user_input(audio, None, None)
+        history = self._history.copy()
+        history.add_user(entry.item)
+        tools = self._runner.mistral_tools()
+        messages = self._prompt([], tools, history)
+        if messages is None:
+            return False
+        self._speculator.start(messages, tools, self.params)
+        return True
+
+    def discard_speculation(self) -> bool:
+        """Drop the preemptive turn (the user spoke on); False if none was pending."""
+        return self._speculator.discard()
+
+    def _may_speculate(self) -> bool:
+        return not (
+            self.is_responding or self._starting or self._waiting or self._confirmation.pending
+        )
 
     # --- responding ------------------------------------------------------------------------
 
@@ -344,11 +399,24 @@ class Dialogue:
 
         ``wait_s`` bounds the wait (None: as long as the tools it started take); a response
         still running after it is released when it ends, its tools' results recorded.
+        Transcriptions still running are cancelled (nobody will read them) unless a session
+        log records them, which waits for them within ``wait_s``; the log gets the line of
+        every ended turn.
         """
+        loop = asyncio.get_running_loop()
+        deadline_s = None if wait_s is None else loop.time() + wait_s
         self.stop()
+        self._speculator.discard()
         task = self._task
         if task is not None and not task.done():
             await asyncio.wait({task}, timeout=wait_s)
+        after = self._after
+        if self._session_log is not None and after is not None and not after.done():
+            left_s = None if deadline_s is None else max(0.0, deadline_s - loop.time())
+            await asyncio.wait({after}, timeout=left_s)
+        for transcribing in self._transcribing:
+            transcribing.cancel()
+        await self.drain()
         if task is None or task.done():
             self._release()
             return
@@ -356,7 +424,24 @@ class Dialogue:
             "%s: closed while a started tool still runs; released when it ends",
             self.conversation_id,
         )
-        task.add_done_callback(lambda _: self._release())
+        task.add_done_callback(self._release_when_ended)
+
+    def _release_when_ended(self, _: object) -> None:
+        # The response has just ended: its transcripts are not wanted any more, and its
+        # session-log line is written before the log closes.
+        for transcribing in self._transcribing:
+            transcribing.cancel()
+        after = self._after
+        if after is None or after.done():
+            self._release()
+        else:
+            after.add_done_callback(lambda _: self._release())
+
+    async def drain(self) -> None:
+        """Wait until the ended turns' transcripts have arrived (or failed) and their
+        session-log lines are written."""
+        while self._after is not None and not self._after.done():
+            await asyncio.wait({self._after})
 
     def _release(self) -> None:
         # Otherwise the KV cache of a finished conversation stays until LRU eviction.
@@ -390,6 +475,7 @@ class Dialogue:
 
     async def _answer(self, r: ResponseState) -> FinishReason:
         if self._confirmation.pending:
+            self._speculator.discard()
             await self._confirmation.resolve(
                 r, self.settings.confirm_yes_words, self.settings.transcription_language
             )
@@ -421,8 +507,13 @@ class Dialogue:
             return messages
         return [SystemMessage(content=self.settings.instructions), *messages]
 
-    def _prompt(self, draft: list[Message], tools: list[Tool]) -> list[Message] | None:
-        """The request's messages, with the history shrunk to the budget; None if impossible."""
+    def _prompt(
+        self, draft: list[Message], tools: list[Tool], history: History | None = None
+    ) -> list[Message] | None:
+        """The request's messages, with the history (``history``: a copy to try on instead)
+        shrunk to the budget; None if impossible."""
+        trial = history is not None
+        history = history or self._history
         model_limit = self.worker.context_tokens - self.params.max_new_tokens
         budget = self.settings.context_budget_tokens
         limit = model_limit if budget is None else min(budget, model_limit)
@@ -430,35 +521,51 @@ class Dialogue:
         def count(messages: list[Message]) -> int:
             return self.worker.count_tokens(self._with_instructions([*messages, *draft]), tools)
 
-        before = self._history.dropped_turns
-        fits = self._history.fit(
-            count, limit, keep_transcripts=self.settings.keep_dropped_transcripts
-        )
-        if self._history.dropped_turns != before:
+        before = history.dropped_turns
+        fits = history.fit(count, limit, keep_transcripts=self.settings.keep_dropped_transcripts)
+        if history.dropped_turns != before and not trial:
             log.info(
                 "%s: dropped %d old turn(s) to stay within %d prompt tokens",
                 self.conversation_id,
-                self._history.dropped_turns - before,
+                history.dropped_turns - before,
                 limit,
             )
         if not fits:
             return None
-        return self._with_instructions([*self._history.messages, *draft])
+        return self._with_instructions([*history.messages, *draft])
+
+    def _over_budget(self, tools: list[Tool]) -> bool:
+        """Whether the history as it stands needs shrinking for the next request."""
+        model_limit = self.worker.context_tokens - self.params.max_new_tokens
+        budget = self.settings.context_budget_tokens
+        limit = model_limit if budget is None else min(budget, model_limit)
+        messages = self._with_instructions(self._history.messages)
+        return self.worker.count_tokens(messages, tools) > limit
 
     async def _generate(
         self, r: ResponseState, rnd: Round, tools: list[Tool], may_run: bool
     ) -> FinishReason:
         """One model call: stream its text, start its tool calls as they arrive."""
+        first = len(r.rounds) == 1
+        if first and self._transcribing and self._over_budget(tools):
+            # Shrinking the history replaces old clips by their transcripts: earlier turns'
+            # transcripts still on their way are worth the wait here (and only here).
+            await asyncio.wait(set(self._transcribing))
         messages = self._prompt(reply_messages(r.rounds[:-1]), tools)
         if messages is None:
+            self._speculator.discard()
             r.emit(ErrorEvent("context_overflow", self._drop_oversize_input(r)))
             return "error"
-        stream = self.worker.respond(
-            messages,
-            tools=tools or None,
-            params=self.params,
-            conversation_id=self.conversation_id,
-        )
+        stream = self._speculator.take(messages, tools, self.params) if first else None
+        if stream is not None:
+            r.clock.preempted()
+        else:
+            stream = self.worker.respond(
+                messages,
+                tools=tools or None,
+                params=self.params,
+                conversation_id=self.conversation_id,
+            )
         r.stream = stream
         if r.interrupted.is_set():
             stream.cancel()
@@ -501,11 +608,18 @@ class Dialogue:
         )
 
     def _start_transcripts(self, r: ResponseState) -> asyncio.Task[None]:
-        return self._transcripts.start(
+        task = self._transcripts.start(
             r,
             enabled=self.settings.transcribe_user,
             language=self.settings.transcription_language,
         )
+        self._transcribing.add(task)
+        task.add_done_callback(self._transcribing.discard)
+        return task
+
+    def _report_transcript(self, event: TranscriptEvent) -> None:
+        if self.on_transcript is not None:
+            self.on_transcript(event)
 
     def _on_call(self, r: ResponseState, rnd: Round, call: ToolCall, may_run: bool) -> None:
         if not TOOL_NAME_PATTERN.match(call.name):
@@ -552,7 +666,6 @@ class Dialogue:
     async def _wrap_up(self, r: ResponseState, finish: FinishReason) -> None:
         if r.transcripts is None:
             r.transcripts = self._start_transcripts(r)
-        await r.transcripts
         done = TurnDone(
             text=r.reply_text(),
             finish_reason=finish,
@@ -564,11 +677,35 @@ class Dialogue:
         log.info(
             "%s turn %d %s: %s", self.conversation_id, self._turns, finish, summary(done.metrics)
         )
-        if self._session_log is not None:
-            inputs = [
-                LoggedInput(e.item.item_id, e.text, e.samples, e.item.audio_s, e.item.transcript)
-                for e in r.inputs
-            ]
-            await asyncio.to_thread(self._session_log.write_turn, self._turns, inputs, done)
+        self._after = asyncio.create_task(
+            self._after_turn(r, done, self._turns, r.transcripts, self._after),
+            name=f"after-turn-{self.conversation_id}-{self._turns}",
+        )
         r.turn_done_sent = True
         r.emit(done)
+
+    async def _after_turn(
+        self,
+        r: ResponseState,
+        done: TurnDone,
+        number: int,
+        transcripts: asyncio.Task[None],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        """What an ended turn still does off the reply's path: wait for its transcripts, then
+        write its session-log line (after the previous turn's)."""
+        await asyncio.wait({transcripts})
+        if previous is not None:
+            await asyncio.wait({previous})
+        if self._session_log is None:
+            return
+        inputs = [
+            LoggedInput(e.item.item_id, e.text, e.samples, e.item.audio_s, e.item.transcript)
+            for e in r.inputs
+        ]
+        try:
+            await asyncio.to_thread(self._session_log.write_turn, number, inputs, done)
+        except Exception:  # a full disk must not end the conversation
+            log.exception(
+                "%s: writing turn %d to the session log failed", self.conversation_id, number
+            )

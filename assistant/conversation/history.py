@@ -165,6 +165,17 @@ class History:
         self.dropped_turns = 0
         """How many of the oldest turns the context budget removed."""
 
+    def copy(self) -> History:
+        """A copy to try changes on: turns and items are copied (``fit`` changes them), the
+        messages and chunks are shared (nothing changes them in place)."""
+        other = History()
+        other.turns = [
+            Turn(items=[replace(item) for item in turn.items], replies=list(turn.replies))
+            for turn in self.turns
+        ]
+        other.dropped_turns = self.dropped_turns
+        return other
+
     @property
     def messages(self) -> list[Message]:
         """The whole history as mistral-common messages (no instructions)."""

@@ -38,6 +38,7 @@ class TurnClock:
         self._prompt_tokens = 0
         self._generated_tokens = 0
         self._model_calls = 0
+        self._preempted = False
 
     def text_delta(self) -> None:
         """A piece of reply text went out."""
@@ -59,6 +60,11 @@ class TurnClock:
         self._prompt_tokens += done.usage.prompt_tokens
         self._generated_tokens += done.usage.generated_tokens
 
+    def preempted(self) -> None:
+        """The first model call was a speculation started before the end of speech was
+        confirmed, and the turn adopted it."""
+        self._preempted = True
+
     def done(self) -> None:
         """The response is complete (the first call counts)."""
         if self._done_s is None:
@@ -79,6 +85,7 @@ class TurnClock:
             prompt_tokens=self._prompt_tokens,
             generated_tokens=self._generated_tokens,
             model_calls=self._model_calls,
+            preempted=self._preempted,
         )
 
 

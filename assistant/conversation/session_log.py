@@ -1,7 +1,8 @@
 """An append-only JSONL record of a conversation, one line per completed turn.
 
-Each line is written whole, flushed and ``fsync``-ed before the turn counts as done, so a killed
-process loses at most the turn it was in the middle of. Lines, in order of appearance:
+Each line is written whole, flushed and ``fsync``-ed once the turn's transcripts are in (after
+its ``TurnDone``, which does not wait for them; ``Dialogue.drain`` does), so a killed process
+loses at most the turns still being answered or transcribed. Lines, in order of appearance:
 
 - ``{"type": "session", "conversation_id", "at"}`` each time a process opens the log;
 - ``{"type": "turn", "conversation_id", "turn", "at", "user", "assistant", "finish_reason",

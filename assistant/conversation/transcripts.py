@@ -1,29 +1,37 @@
 """Transcripts of what the user said: each clip also goes through transcription mode.
 
 They never delay a reply: the dialogue starts them once the model thread has finished the
-response's first generation, so they run while its tools do. A confirmation answer is the
+response's first generation, so they run while its tools do, and nothing waits for them (not
+``TurnDone`` either): each is reported on its own as it ends. A confirmation answer is the
 exception: its words decide what happens, so it is transcribed first. A failed transcription is
-logged and skipped; it never breaks the conversation.
+logged and reported as ``UserTranscriptFailed``; it never breaks the conversation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from assistant.conversation.turn import ResponseState, UserInput
-from assistant.events import UserTranscript
+from assistant.events import TranscriptEvent, UserTranscript, UserTranscriptFailed
 from assistant.model.backend import ModelBackend
 
 log = logging.getLogger(__name__)
 
 
 class UserTranscripts:
-    """Transcribes the user clips of responses and reports them as ``UserTranscript`` events."""
+    """Transcribes the user clips of responses and reports each to ``report`` as it ends."""
 
-    def __init__(self, worker: ModelBackend, conversation_id: str) -> None:
+    def __init__(
+        self,
+        worker: ModelBackend,
+        conversation_id: str,
+        report: Callable[[TranscriptEvent], None],
+    ) -> None:
         self.worker = worker
         self.conversation_id = conversation_id
+        self._report = report
 
     def start(
         self, r: ResponseState, *, enabled: bool, language: str | None = None
@@ -39,7 +47,7 @@ class UserTranscripts:
         texts = []
         for entry in r.inputs:
             if entry.samples is not None:
-                await self._one(r, entry, language)
+                await self._one(entry, language)
                 texts.append(entry.item.transcript or "")
             if entry.text:
                 texts.append(entry.text)
@@ -47,15 +55,16 @@ class UserTranscripts:
 
     async def _all(self, r: ResponseState, enabled: bool, language: str | None) -> None:
         if enabled:
-            await asyncio.gather(*(self._one(r, entry, language) for entry in r.inputs))
+            await asyncio.gather(*(self._one(entry, language) for entry in r.inputs))
 
-    async def _one(self, r: ResponseState, entry: UserInput, language: str | None) -> None:
+    async def _one(self, entry: UserInput, language: str | None) -> None:
         if entry.samples is None or entry.item.transcript is not None:
             return
         try:
             transcription = await self.worker.transcribe(entry.samples, language)
         except Exception as exc:  # a missing transcript must never break the conversation
             log.warning("transcription of %s failed: %s", entry.item.item_id, exc)
+            self._report(UserTranscriptFailed(entry.item.item_id, str(exc)))
             return
         entry.item.transcript = transcription.text
-        r.emit(UserTranscript(entry.item.item_id, transcription.text, transcription.language))
+        self._report(UserTranscript(entry.item.item_id, transcription.text, transcription.language))

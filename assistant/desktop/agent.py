@@ -5,6 +5,11 @@ microphone, or ``file_frames`` for a recording). Two tasks share the work: the h
 feeds the VAD and queues each finished utterance; the turn loop hands queued utterances to the
 dialogue, shows its events, and speaks the reply sentence by sentence as it streams.
 
+Preemptive turns: at the first silent frame after speech the hearing loop hands the dialogue the
+utterance the VAD will commit if the user stays silent (``Dialogue.speculate``), so that the
+reply is ready when the hangover ends; more speech discards it. Transcripts come on their own,
+after the reply has started; the display keeps the user's line first.
+
 Echo: a loudspeaker's sound reaches the microphone, and the assistant must not take its own
 voice for the user. By default the agent is half-duplex (``EchoGate``): while it speaks, and for
 a short tail after, the VAD hears silence instead of the microphone. ``barge_in`` turns the gate
@@ -24,7 +29,7 @@ import numpy as np
 
 from assistant.audio.vad import VadEvent, VadSegmenter
 from assistant.config import ListenSettings
-from assistant.desktop.display import Display
+from assistant.desktop.display import Display, UserClip
 from assistant.events import (
     SAMPLE_RATE_HZ,
     AgentStatus,
@@ -32,12 +37,14 @@ from assistant.events import (
     DialogueEvent,
     ErrorEvent,
     SpeechEndLikely,
+    SpeechResumed,
     SpeechStarted,
     SpeechStopped,
     SpokenSentence,
     TextDelta,
     ToolResult,
     ToolStarted,
+    TranscriptEvent,
     TurnDone,
     Utterance,
 )
@@ -132,6 +139,10 @@ class VoiceAgent:
         if speaker is not None:
             speaker.on_spoken = self._spoken
             speaker.on_speaking = self._speaking_changed
+        dialogue.on_transcript = self._transcribed
+
+    def _transcribed(self, event: TranscriptEvent) -> None:
+        self.display.show(event)
 
     def _spoken(self, sentence: SpokenSentence) -> None:
         self.display.show(sentence)
@@ -211,6 +222,12 @@ class VoiceAgent:
             self._update_status()
             if self.barge_in:
                 await self._interrupt()
+        elif isinstance(event, SpeechEndLikely):
+            # Only when the utterance would be answered at once: nothing queued or running.
+            if event.utterance is not None and not self._responding and self._turns.empty():
+                self.dialogue.speculate(event.utterance)
+        elif isinstance(event, SpeechResumed):
+            self.dialogue.discard_speculation()
         elif isinstance(event, SpeechStopped):
             self._hearing = False
             self._update_status()
@@ -222,15 +239,15 @@ class VoiceAgent:
             self._update_status()
             if turn_by_turn:
                 await self._until_idle()
-        elif not isinstance(event, SpeechEndLikely):
+        else:
             raise TypeError(f"unexpected VAD event {event!r}")
 
     async def _interrupt(self) -> None:
         """Barge-in: stop the voice and the reply; the history keeps what was heard."""
         speaking = self.speaker is not None and self.speaker.speaking
         # The turn, not the dialogue's response: a reply can be written (the response settled)
-        # and not yet said, its last sentence held until ``TurnDone``, which waits for the
-        # user's transcript. Said after the user spoke, it would be talking over them.
+        # and not yet said, its last sentence held until ``TurnDone``. Said after the user
+        # spoke, it would be talking over them.
         if not (speaking or self._responding):
             return
         self._muted = True
@@ -245,7 +262,11 @@ class VoiceAgent:
             while not self._turns.empty():
                 turns.append(self._turns.get_nowait())
             for turn in turns:
-                self.dialogue.add_user_turn(audio=turn.utterance, speech_end_s=turn.speech_end_s)
+                item_id = self.dialogue.add_user_turn(
+                    audio=turn.utterance, speech_end_s=turn.speech_end_s
+                )
+                transcribed = self.dialogue.settings.transcribe_user
+                self.display.show(UserClip(item_id, turn.utterance.duration_s, transcribed))
             self._responding, self._muted = True, False
             if self.speaker is not None:
                 self.speaker.take_heard()  # a barge-in cuts this reply, not the earlier ones

@@ -9,6 +9,12 @@ events, the dialogue's events, the sentences spoken and tool announcements.
   the latency of each turn (end of speech to first word).
 - ``PlainDisplay`` (a pipe or a file): the same lines, no control codes; the reply streams on one
   line and status changes are lines of their own (``[listening]``).
+
+The reply starts before the user's clip is transcribed, so the ``you:`` line's words come last;
+both displays keep the conversation's order all the same (``HeldLines``): the agent shows a
+``UserClip`` when the clip joins the conversation, which reserves the ``you:`` line. The terminal
+view shows what follows at once below a ``you: …`` placeholder and prints it all once the words
+are in; the plain output holds those lines back until then.
 - ``JsonDisplay`` (``--json``): one JSON object per event and line, ``{"type": "text_delta",
   "at_s": 1.234, "text": "Hi"}``; ``type`` is the event's class name in snake case and ``at_s``
   the seconds since the display started. Audio is never printed: an utterance shows its
@@ -22,6 +28,7 @@ import json
 import re
 import sys
 import time
+from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 from rich import get_console
@@ -31,6 +38,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from assistant.desktop.line_order import HeldLines
 from assistant.events import (
     AgentState,
     AgentStatus,
@@ -41,22 +49,39 @@ from assistant.events import (
     ErrorEvent,
     MalformedToolCall,
     SpeechEndLikely,
+    SpeechResumed,
     SpeechStarted,
     SpeechStopped,
     SpokenSentence,
     TextDelta,
     ToolCall,
     ToolResult,
+    TranscriptEvent,
     TurnDone,
     UserTranscript,
+    UserTranscriptFailed,
     Utterance,
 )
 
+
+@dataclass(frozen=True, slots=True)
+class UserClip:
+    """A clip of the user joined the conversation as ``item_id``; its transcript follows when
+    ``transcribed``."""
+
+    item_id: str
+    audio_s: float
+    transcribed: bool
+
+
 DisplayEvent = (
     DialogueEvent
+    | TranscriptEvent
+    | UserClip
     | AgentStatus
     | SpeechStarted
     | SpeechEndLikely
+    | SpeechResumed
     | SpeechStopped
     | Utterance
     | SpokenSentence
@@ -111,6 +136,9 @@ def event_to_json(event: DisplayEvent) -> dict[str, Any]:
             truncated=event.truncated,
         )
         return out
+    if isinstance(event, SpeechEndLikely):
+        out.update(at_ms=event.at_ms)  # not the announced utterance's audio
+        return out
     out.update(dataclasses.asdict(event))
     return out
 
@@ -152,6 +180,8 @@ def describe(event: DisplayEvent) -> Text | None:
         return Text(f"  (heard {event.duration_s:.1f} s of speech)", style="dim")
     if isinstance(event, UserTranscript):
         return Text.assemble(("you: ", "bold cyan"), event.text or "(nothing understood)")
+    if isinstance(event, UserTranscriptFailed):
+        return Text.assemble(("you: ", "bold cyan"), ("(not transcribed)", "dim"))
     if isinstance(event, ToolCall | ClientToolRequested):
         call = event if isinstance(event, ToolCall) else event.call
         return Text.assemble(("→ tool ", "bold magenta"), _call_text(call))
@@ -202,31 +232,70 @@ class JsonDisplay:
         self.stream.flush()
 
 
+NO_TRANSCRIPT_LINE = "you: (no transcript)"
+"""The user's line when the display closes before the transcript came."""
+
+
 class PlainDisplay:
-    """Lines of text without control codes; the reply streams onto one ``assistant:`` line."""
+    """Lines of text without control codes; the reply streams onto one ``assistant:`` line.
+
+    While the user's transcript is on its way, the lines after it (the reply included) are held
+    back, then written in order.
+    """
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
         self._reply_open = False
+        self._reply_held: str | None = None
+        """The open reply's text so far while it waits behind the user's line."""
         self._state: AgentStatus | None = None
         self._deferred: AgentStatus | None = None
+        self._held: HeldLines[str] = HeldLines()
 
     def show(self, event: DisplayEvent) -> None:
         """Print the event's line (or status), ending an open reply line first when needed."""
-        if isinstance(event, AgentStatus):
+        if isinstance(event, UserClip):
+            if event.transcribed:
+                self._end_reply()
+                self._held.reserve(event.item_id)
+        elif isinstance(event, UserTranscript | UserTranscriptFailed):
+            line = describe(event)
+            if line is not None:
+                self._write(self._held.fill(event.item_id, line.plain + "\n"))
+            if not self._held.holding and self._reply_held is not None:
+                # The reply waited behind the user's line: out with it, and stream the rest.
+                self.stream.write(self._reply_held)
+                self._reply_held = None
+        elif isinstance(event, AgentStatus):
             self._show_status(event)
         elif isinstance(event, TextDelta):
-            if not self._reply_open:
-                self.stream.write("assistant: ")
-                self._reply_open = True
-            self.stream.write(event.text)
+            self._reply_text(event.text)
         else:
             line = describe(event)
             if line is not None or isinstance(event, TurnDone | ToolCall):
                 self._end_reply()
             if line is not None:
-                self.stream.write(line.plain + "\n")
+                self._line(line.plain + "\n")
         self.stream.flush()
+
+    def _reply_text(self, text: str) -> None:
+        if not self._reply_open:
+            self._reply_open = True
+            if self._held.holding:
+                self._reply_held = "assistant: "
+            else:
+                self.stream.write("assistant: ")
+        if self._reply_held is not None:
+            self._reply_held += text
+        else:
+            self.stream.write(text)
+
+    def _line(self, line: str) -> None:
+        self._write(self._held.add(line))
+
+    def _write(self, lines: list[str]) -> None:
+        for line in lines:
+            self.stream.write(line)
 
     def _show_status(self, status: AgentStatus) -> None:
         if self._reply_open:
@@ -235,30 +304,40 @@ class PlainDisplay:
             return
         if status != self._state:
             self._state = status
-            self.stream.write(f"[{status_label(status)}]\n")
+            self._line(f"[{status_label(status)}]\n")
 
     def _end_reply(self) -> None:
         if self._reply_open:
-            self.stream.write("\n")
+            held, self._reply_held = self._reply_held, None
+            if held is None:
+                self.stream.write("\n")
+            else:
+                self._line(held + "\n")
             self._reply_open = False
             deferred, self._deferred = self._deferred, None
             if deferred is not None:
                 self._show_status(deferred)
 
     def close(self) -> None:
-        """End an open reply line."""
+        """End an open reply line; write what still waited for a transcript."""
         self._end_reply()
+        self._write(self._held.release(NO_TRANSCRIPT_LINE + "\n"))
         self.stream.flush()
 
 
 class RichDisplay:
-    """A live terminal view: conversation lines, the streaming reply, and a status line."""
+    """A live terminal view: conversation lines, the streaming reply, and a status line.
+
+    While the user's transcript is on its way, its line shows as ``you: …`` in the live view,
+    with every line after it; they are printed for good once the words are in.
+    """
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console()
         self._status = AgentStatus("loading")
         self._status_since_s = time.monotonic()
         self._reply = Text()
+        self._held: HeldLines[Text] = HeldLines()
         self._live = Live(
             get_renderable=self._render,
             console=self.console,
@@ -272,7 +351,15 @@ class RichDisplay:
 
     def show(self, event: DisplayEvent) -> None:
         """Update the status, extend the reply, or print a finished line."""
-        if isinstance(event, AgentStatus):
+        if isinstance(event, UserClip):
+            if event.transcribed:
+                self._end_reply()
+                self._held.reserve(event.item_id)
+        elif isinstance(event, UserTranscript | UserTranscriptFailed):
+            line = describe(event)
+            if line is not None:
+                self._print(self._held.fill(event.item_id, line))
+        elif isinstance(event, AgentStatus):
             if event != self._status:
                 self._status, self._status_since_s = event, time.monotonic()
         elif isinstance(event, TextDelta):
@@ -287,12 +374,16 @@ class RichDisplay:
             if line is not None or isinstance(event, TurnDone | ToolCall):
                 self._end_reply()
             if line is not None:
-                self.console.print(line)
+                self._print(self._held.add(line))
         self._live.refresh()
+
+    def _print(self, lines: list[Text]) -> None:
+        for line in lines:
+            self.console.print(line)
 
     def _end_reply(self) -> None:
         if self._reply:
-            self.console.print(self._reply)
+            self._print(self._held.add(self._reply))
             self._reply = Text()
 
     def _render(self) -> Group:
@@ -304,11 +395,15 @@ class RichDisplay:
             Text(f"{elapsed_s:.1f} s", style="dim"),
             Text("Ctrl-C to quit", style="dim"),
         )
-        return Group(self._reply, line) if self._reply else Group(line)
+        placeholder = Text.assemble(("you: ", "bold cyan"), ("…", "dim"))
+        held = self._held.pending(placeholder)
+        return Group(*held, self._reply, line) if self._reply else Group(*held, line)
 
     def close(self) -> None:
-        """Print the unfinished reply and stop the live view."""
+        """Print the unfinished reply and what still waited for a transcript; stop the view."""
         self._end_reply()
+        placeholder = Text.assemble(("you: ", "bold cyan"), ("(no transcript)", "dim"))
+        self._print(self._held.release(placeholder))
         self._live.stop()
 
 

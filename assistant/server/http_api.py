@@ -3,7 +3,9 @@ and ``POST /v1/audio/transcriptions`` (``transcriptions.py``).
 
 ``HttpApi.process_request`` sees every request on the port first (websockets calls it before
 any WebSocket handshake), so the Host, Origin and token checks for ``/v1/realtime`` live here
-too. ``POST /v1/respond`` runs one dialogue turn with the server's tools and answers JSON.
+too. ``POST /v1/respond`` runs one dialogue turn with the server's tools and answers JSON, as
+soon as the reply is done: the user's transcript is made (and waited for) only when the request
+asks for it with ``?transcript=true``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -197,6 +199,11 @@ class HttpApi:
                 http.HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                 "send audio (audio/wav, audio/flac, ...) or application/json with 'text'",
             )
+        with_transcript = _transcript_wanted(urlsplit(request.path).query)
+        if with_transcript is None:
+            return error_response(
+                http.HTTPStatus.BAD_REQUEST, "the transcript parameter must be true or false"
+            )
         size_bytes = connection.content_length
         if not self._bodies.reserve(size_bytes):
             return error_response(
@@ -216,14 +223,19 @@ class HttpApi:
             self._bodies.release(size_bytes)
         if isinstance(parsed, Response):
             return parsed
-        return await self._turn_response(*parsed)
+        return await self._turn_response(*parsed, with_transcript=with_transcript)
 
-    async def _turn_response(self, audio: np.ndarray | None, text: str | None) -> Response:
+    async def _turn_response(
+        self, audio: np.ndarray | None, text: str | None, *, with_transcript: bool
+    ) -> Response:
         """Run the turn the request asks for (its body already read and parsed)."""
         if self._closing:  # shutdown began while the body arrived or was decoded
             return error_response(http.HTTPStatus.SERVICE_UNAVAILABLE, SHUTTING_DOWN)
         dialogue = self._new_dialogue()
-        turn = asyncio.create_task(run_turn(dialogue, audio=audio, text=text), name="respond-turn")
+        turn = asyncio.create_task(
+            run_turn(dialogue, audio=audio, text=text, with_transcript=with_transcript),
+            name="respond-turn",
+        )
         self._turns.add(turn)
         turn.add_done_callback(self._turns.discard)
         try:
@@ -242,6 +254,12 @@ class HttpApi:
             )
         status, payload = turn.result()
         return json_response(status, payload)
+
+
+def _transcript_wanted(query: str) -> bool | None:
+    """The ``transcript`` query parameter: False when absent, None when not a boolean."""
+    values = parse_qs(query).get("transcript", ["false"])
+    return {"true": True, "1": True, "false": False, "0": False}.get(values[-1].lower())
 
 
 async def _parse_body(
@@ -263,24 +281,40 @@ async def _parse_body(
 
 
 async def run_turn(
-    dialogue: Dialogue, *, audio: np.ndarray | None = None, text: str | None = None
+    dialogue: Dialogue,
+    *,
+    audio: np.ndarray | None = None,
+    text: str | None = None,
+    with_transcript: bool = False,
 ) -> tuple[http.HTTPStatus, dict[str, Any]]:
-    """One user turn and the reply (tools included) as the JSON of ``POST /v1/respond``."""
+    """One user turn and the reply (tools included) as the JSON of ``POST /v1/respond``.
+
+    The answer does not wait for the user's transcript unless ``with_transcript``; without it
+    the clip is not transcribed at all (unless a session log records transcripts), and
+    ``transcript`` is null.
+    """
     started_s = time.monotonic()
+    transcripts: list[ev.TranscriptEvent] = []
+    dialogue.on_transcript = transcripts.append
+    if with_transcript:
+        dialogue.settings.transcribe_user = True
+    elif dialogue.settings.session_log_path is None:
+        dialogue.settings.transcribe_user = False
     dialogue.add_user_turn(audio=audio, text=text, speech_end_s=started_s)
-    transcript: str | None = None
     confirmation: dict[str, Any] | None = None
     error: ev.ErrorEvent | None = None
     done: ev.TurnDone | None = None
     async for event in dialogue.respond():
-        if isinstance(event, ev.UserTranscript):
-            transcript = event.text
-        elif isinstance(event, ev.ConfirmationRequested):
+        if isinstance(event, ev.ConfirmationRequested):
             confirmation = {"prompt": event.prompt, "tool_call": _call_json(event.call)}
         elif isinstance(event, ev.ErrorEvent):
             error = event
         elif isinstance(event, ev.TurnDone):
             done = event
+    if with_transcript:
+        await dialogue.drain()
+    heard = [t.text for t in transcripts if isinstance(t, ev.UserTranscript)]
+    transcript = " ".join(heard) if with_transcript and heard else None
     payload: dict[str, Any] = {
         "transcript": transcript,
         "text": done.text if done else "",

@@ -23,7 +23,8 @@ ListenMain = Callable[..., tuple[int, str]]
 def test_input_file_with_json_prints_the_turn_event_by_event(
     tiny_model_dir: Path, command_wav: Path, tools_file: Path, forced_replies: ScriptWriter
 ) -> None:
-    """``--input FILE.wav --json``: every event of the turn, in order, one JSON object a line."""
+    """``--input FILE.wav --json``: every event of the turn, in order, one JSON object a line;
+    the user's transcript on its own, whenever it is ready after the clip joined."""
     done = run_listen(
         "--model", tiny_model_dir, "--input", command_wav, "--fast", "--json", "--no-speak",
         "--tools", tools_file, "--forced-replies", forced_replies(),
@@ -31,7 +32,8 @@ def test_input_file_with_json_prints_the_turn_event_by_event(
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stdout.splitlines()]
     deltas = [e for e in events if e["type"] == "text_delta"]
-    others = [e for e in events if e["type"] != "text_delta"]
+    (transcript,) = [e for e in events if e["type"] == "user_transcript"]
+    others = [e for e in events if e["type"] not in ("text_delta", "user_transcript")]
     expected = [
         ("agent_status", {"state": "loading", "detail": str(tiny_model_dir)}),
         ("agent_status", {"state": "listening"}),
@@ -42,12 +44,12 @@ def test_input_file_with_json_prints_the_turn_event_by_event(
         ("agent_status", {"state": "listening"}),
         ("utterance", {"truncated": False}),
         ("agent_status", {"state": "thinking"}),
+        ("user_clip", {"transcribed": True}),
         ("tool_call", {"name": "get_time", "arguments": TOOL_CALL["arguments"]}),
         ("tool_started", {}),
         ("agent_status", {"state": "calling_tool", "detail": "get_time"}),
         ("tool_result", {"name": "get_time", "ok": True}),
         ("agent_status", {"state": "thinking"}),
-        ("user_transcript", {"text": TRANSCRIPT}),
         ("turn_done", {"text": REPLY_TEXT, "finish_reason": "stop"}),
         ("agent_status", {"state": "listening"}),
         ("agent_status", {"state": "stopped"}),
@@ -59,7 +61,10 @@ def test_input_file_with_json_prints_the_turn_event_by_event(
     speech = others[2:8]
     assert speech[0]["start_ms"] < speech[3]["end_ms"] == speech[5]["end_ms"]
     assert 0.8 < speech[5]["duration_s"] < 2.5  # "What time is it" after 0.5 s of silence
-    call, started, result = others[9], others[10], others[12]
+    clip = others[9]
+    assert transcript["item_id"] == clip["item_id"] and transcript["text"] == TRANSCRIPT
+    assert transcript["at_s"] >= clip["at_s"]
+    call, started, result = others[10], others[11], others[13]
     assert started["call"]["id"] == call["id"] == result["call_id"]
     assert json.loads(result["content"])["timezone"] == "UTC"
     assert "".join(d["text"] for d in deltas) == REPLY_TEXT

@@ -36,6 +36,8 @@ def scripted_workers(
             )
             loaded[version] = (worker, holder[0])
         worker, script = loaded[version]
+        # Transcripts that no reply waited for may still run for the test before.
+        assert worker.wait_idle(120), "the model thread is still busy with the test before"
         script.reset()
         return worker, script
 

@@ -33,6 +33,7 @@ async def converse(model_dir: Path, log_path: Path) -> None:
         dialogue.add_user_turn(audio=clip)
         async for _ in dialogue.respond():
             pass
+        await dialogue.drain()  # the line is written once the turn's transcript is in
         print(f"turn {n}", flush=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -55,18 +56,37 @@ async def test_consecutive_user_turns_merge_into_one_message(scripted, speech) -
     assert [type(c) for c in user.content] == [AudioChunk, TextChunk]
 
 
-async def test_audio_turn_is_transcribed_without_delaying_the_reply(scripted, speech) -> None:
-    """The transcript arrives after the reply's first text, and before TurnDone."""
+async def test_audio_turn_transcript_reaches_on_transcript(scripted, speech) -> None:
+    """The clip's transcript arrives on its own channel with the item's id, not in the reply."""
     worker, script = scripted
     script.say("It is noon.")
     script.hear("What time is it?")
     dialogue = Dialogue(worker)
+    heard: list[object] = []
+    dialogue.on_transcript = heard.append
     item_id = dialogue.add_user_turn(audio=speech("what time is it"))
     events = await turn(dialogue)
-    kinds = [type(e) for e in events]
-    transcript = events[kinds.index(UserTranscript)]
-    assert transcript == UserTranscript(item_id, "What time is it?", None)
-    assert kinds.index(TextDelta) < kinds.index(UserTranscript) < kinds.index(TurnDone)
+    await dialogue.drain()
+    assert heard == [UserTranscript(item_id, "What time is it?", None)]
+    assert not any(isinstance(e, UserTranscript) for e in events)
+
+
+async def test_turn_done_does_not_wait_for_the_transcript(scripted, speech) -> None:
+    """TurnDone comes while the clip's transcription is still held; the transcript follows."""
+    worker, script = scripted
+    script.say("It is noon.")
+    gate = script.held_transcript("What time is it?", after_tokens=2)
+    dialogue = Dialogue(worker)
+    heard: list[object] = []
+    dialogue.on_transcript = heard.append
+    item_id = dialogue.add_user_turn(audio=speech("what time is it"))
+    try:
+        events = await asyncio.wait_for(turn(dialogue), timeout=20)
+        assert events[-1].text == "It is noon." and heard == []
+    finally:
+        gate.set()
+    await dialogue.drain()
+    assert heard == [UserTranscript(item_id, "What time is it?", None)]
 
 
 async def test_the_reply_is_generated_before_any_transcription(scripted, speech) -> None:
@@ -77,6 +97,7 @@ async def test_the_reply_is_generated_before_any_transcription(scripted, speech)
     dialogue.add_user_turn(audio=speech("what time"))
     dialogue.add_user_turn(audio=speech("is it"))
     await turn(dialogue)
+    await dialogue.drain()
     assert script.served == ["chat", "transcription", "transcription"]
 
 
@@ -84,9 +105,12 @@ async def test_transcripts_can_be_turned_off(scripted, speech) -> None:
     """With transcribe_user off no transcription request reaches the model."""
     worker, script = scripted
     dialogue = Dialogue(worker, settings=DialogueSettings(transcribe_user=False))
+    heard: list[object] = []
+    dialogue.on_transcript = heard.append
     dialogue.add_user_turn(audio=speech("what time is it"))
-    events = await turn(dialogue)
-    assert not any(isinstance(e, UserTranscript) for e in events)
+    await turn(dialogue)
+    await dialogue.drain()
+    assert heard == []
     assert script.served.count("transcription") == 0
 
 

@@ -49,6 +49,8 @@ def scripted_worker(tiny_model_dir) -> Any:
 def script(scripted_worker) -> ScriptedReplies:
     """A fresh, empty script of forced replies for this test."""
     worker, holder = scripted_worker
+    # Transcripts that no reply waited for may still run for the test before.
+    assert worker.wait_idle(120), "the model thread is still busy with the test before"
     holder["script"] = ScriptedReplies(worker.tokenizer)
     return holder["script"]
 

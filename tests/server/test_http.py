@@ -43,7 +43,8 @@ async def test_healthz_reports_model_and_sessions(server) -> None:
 
 
 async def test_respond_with_a_wav_runs_a_tool(server, script, speech_16k) -> None:
-    """POST /v1/respond with a WAV: transcript, tool call and result, reply, timings."""
+    """POST /v1/respond with a WAV: tool call and result, reply, timings; no transcript is made
+    (nor waited for) unless asked."""
     script.hear("What is the weather in Paris today?")
     script.say(tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}])
     script.say("It is 21 degrees in Paris.")
@@ -55,7 +56,8 @@ async def test_respond_with_a_wav_runs_a_tool(server, script, speech_16k) -> Non
     )
     assert response.status_code == 200
     body = response.json()
-    assert body["transcript"] == "What is the weather in Paris today?"
+    assert body["transcript"] is None
+    assert "transcription" not in script.served
     assert body["text"] == "It is 21 degrees in Paris."
     assert [(c["name"], c["arguments"]) for c in body["tool_calls"]] == [
         ("get_weather", {"city": "Paris"})
@@ -64,6 +66,42 @@ async def test_respond_with_a_wav_runs_a_tool(server, script, speech_16k) -> Non
     assert body["tool_results"][0]["content"]["temperature_c"] == 21
     assert body["timings"]["total_ms"] > 0
     assert body["timings"]["model_calls"] == 2
+
+
+async def test_respond_with_transcript_true_waits_for_the_transcript(
+    server, script, speech_16k
+) -> None:
+    """?transcript=true: the answer carries what the user said (made after the reply)."""
+    script.hear("What is the weather in Paris today?")
+    script.say("It is sunny.")
+    response = await http(
+        "POST",
+        _base(server) + "/v1/respond?transcript=true",
+        content=_wav(speech_16k),
+        headers={"Content-Type": "audio/wav"},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["transcript"], body["text"]) == (
+        "What is the weather in Paris today?",
+        "It is sunny.",
+    )
+    assert script.served == ["chat", "transcription"]
+
+
+async def test_respond_refuses_a_transcript_parameter_that_is_not_a_boolean(
+    server, script, speech_16k
+) -> None:
+    """?transcript=maybe is a 400 that names the parameter; the model is not asked."""
+    response = await http(
+        "POST",
+        _base(server) + "/v1/respond?transcript=maybe",
+        content=_wav(speech_16k),
+        headers={"Content-Type": "audio/wav"},
+    )
+    assert response.status_code == 400
+    assert "transcript" in response.json()["error"]["message"]
+    assert script.served == []
 
 
 async def test_respond_accepts_flac_at_any_rate(server, script, speech_16k) -> None:

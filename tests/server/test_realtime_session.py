@@ -59,6 +59,9 @@ async def test_manual_commit_then_response(server, script, speech_16k) -> None:
     await ws.close()
 
 
+TRANSCRIPT_DONE = "conversation.item.input_audio_transcription.completed"
+
+
 async def test_transcript_arrives_for_the_committed_item(server, script, speech_16k) -> None:
     """With transcription on, the committed item gets its transcript event."""
     script.hear("What is the weather in Paris today?")
@@ -70,14 +73,32 @@ async def test_transcript_arrives_for_the_committed_item(server, script, speech_
     await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
     item_id = (await next_event(ws, "input_audio_buffer.committed"))["item_id"]
     await ws.send(json.dumps({"type": "response.create"}))
-    events = await events_until(ws, "response.done")
-    transcript = next(
-        e for e in events if e["type"] == "conversation.item.input_audio_transcription.completed"
-    )
+    transcript = await next_event(ws, TRANSCRIPT_DONE)
     assert (transcript["item_id"], transcript["transcript"]) == (
         item_id,
         "What is the weather in Paris today?",
     )
+    await ws.close()
+
+
+async def test_response_done_does_not_wait_for_the_transcript(server, script, speech_16k) -> None:
+    """response.done comes while the transcription is held; the transcript follows it."""
+    gate = script.held_transcript("What is the weather in Paris today?", after_tokens=2)
+    script.say("Sunny.")
+    ws = await open_session(server)
+    try:
+        await ws.send(_session(None, transcription={"model": "voxtral"}))
+        await next_event(ws, "session.updated")
+        await ws.send(_append(speech_16k))
+        await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+        await ws.send(json.dumps({"type": "response.create"}))
+        events = await events_until(ws, "response.done")
+        assert events[-1]["response"]["status"] == "completed"
+        assert not any(e["type"] == TRANSCRIPT_DONE for e in events)
+    finally:
+        gate.set()
+    transcript = await next_event(ws, TRANSCRIPT_DONE)
+    assert transcript["transcript"] == "What is the weather in Paris today?"
     await ws.close()
 
 
@@ -98,12 +119,7 @@ async def test_transcripts_are_made_in_the_session_language(server, script, spee
     await ws.send(_append(speech_16k))
     await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
     await ws.send(json.dumps({"type": "response.create"}))
-    events = await events_until(ws, "response.done")
-    assert any(
-        e["type"] == "conversation.item.input_audio_transcription.completed"
-        and e["transcript"] == "Quel temps fait-il ?"
-        for e in events
-    )
+    assert (await next_event(ws, TRANSCRIPT_DONE))["transcript"] == "Quel temps fait-il ?"
     (prompt,) = script.transcription_prompts
     assert "lang:fr[TRANSCRIBE]" in prompt
     await ws.close()

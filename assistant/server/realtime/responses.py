@@ -31,7 +31,6 @@ class Responses:
         send: SendEvent,
         chain: ChainItem,
         *,
-        on_transcript: Callable[[ev.UserTranscript], None],
         on_done: Callable[[], None],
         cancel_wait_s: float,
     ) -> None:
@@ -39,7 +38,6 @@ class Responses:
         self._dialogue = dialogue
         self._send = send
         self._chain = chain
-        self._on_transcript = on_transcript
         self._on_done = on_done
         self.cancel_wait_s = cancel_wait_s
         """How long a cancelled response may take to wind down (one decode step, normally; a
@@ -95,9 +93,7 @@ class Responses:
             self.client_outputs.clear()
         try:
             async for event in turn:
-                if isinstance(event, ev.UserTranscript):
-                    self._on_transcript(event)
-                elif isinstance(event, ev.ClientToolRequested):
+                if isinstance(event, ev.ClientToolRequested):
                     if not writer.made_call(event.call.id):
                         # Its round's calls came out in an earlier response, which the first
                         # of them ended.

@@ -90,11 +90,11 @@ class RealtimeSession:
             dialogue,
             send,
             self._chain,
-            on_transcript=self._send_transcript,
             on_done=self._answer_speech_heard_meanwhile,
             cancel_wait_s=limits.cancel_wait_s,
         )
         self._closed = False
+        dialogue.on_transcript = self._send_transcript
         self._vad.configure(vad_overrides(self.state.turn_detection), self._audio.stream_ms)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -253,6 +253,10 @@ class RealtimeSession:
             )
             if vad.interrupt_response and self.responding and self._dialogue.barge_in_allowed():
                 self._responses.cancel("turn_detected")
+        elif isinstance(vad_event, ev.SpeechEndLikely):
+            self._preempt(vad_event, vad)
+        elif isinstance(vad_event, ev.SpeechResumed):
+            self._dialogue.discard_speculation()
         elif isinstance(vad_event, ev.SpeechStopped):
             self._send(
                 server_event(
@@ -269,6 +273,7 @@ class RealtimeSession:
                 await self._commit(vad_event.pcm, item_id, time.monotonic() - behind_s)
             except ProtocolError as exc:
                 # The audio went on after this utterance: its other events still count.
+                self._dialogue.discard_speculation()
                 self._send(error_event(exc))
                 return
             if not vad.create_response:
@@ -277,6 +282,14 @@ class RealtimeSession:
                 self._speech_unanswered = True
             else:
                 self._create_response(None)
+
+    def _preempt(self, hint: ev.SpeechEndLikely, vad: TurnDetection) -> None:
+        """Start answering the utterance the VAD announces, if it is to be answered at once."""
+        if hint.utterance is None or not vad.create_response or self.responding:
+            return
+        if self._responses.suspended or self._closed:
+            return  # the next commit abandons a client tool call: no response follows it
+        self._dialogue.speculate(hint.utterance)
 
     async def _commit_manually(self, event: InputAudioBufferCommit) -> None:
         item_id = new_id("item")
@@ -291,6 +304,7 @@ class RealtimeSession:
         self._audio.clear()
 
     def _clear(self) -> None:
+        self._dialogue.discard_speculation()
         self._audio.clear()
         self._vad.reset(self._audio.stream_ms)
         self._send(server_event("input_audio_buffer.cleared"))
@@ -442,8 +456,19 @@ class RealtimeSession:
             return
         self._create_response(None)
 
-    def _send_transcript(self, event: ev.UserTranscript) -> None:
+    def _send_transcript(self, event: ev.TranscriptEvent) -> None:
         item_id = self._item_ids.get(event.item_id, event.item_id)
+        if isinstance(event, ev.UserTranscriptFailed):
+            error = {"type": "transcription_error", "code": "transcription_failed"}
+            self._send(
+                server_event(
+                    "conversation.item.input_audio_transcription.failed",
+                    item_id=item_id,
+                    content_index=0,
+                    error={**error, "message": event.message, "param": None},
+                )
+            )
+            return
         self._send(
             server_event(
                 "conversation.item.input_audio_transcription.completed",
