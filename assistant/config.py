@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -38,6 +39,19 @@ def _split_commas(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+def iso_639_1(code: str) -> str:
+    """``code`` as the lower-case ISO 639-1 code mistral-common accepts (``EN`` -> ``en``);
+    ``ValueError`` naming it otherwise."""
+    from pydantic_extra_types.language_code import LanguageAlpha2
+
+    try:
+        return str(TypeAdapter(LanguageAlpha2).validate_python(code.lower()))
+    except ValidationError:
+        raise ValueError(
+            f"{code!r} is not an ISO 639-1 language code (two letters, like en or fr)"
+        ) from None
 
 
 class ConfigError(Exception):
@@ -219,6 +233,12 @@ class DialogueSettings(_Group):
         description="Most prompt tokens per request; None: the model's context minus "
         "max_new_tokens.",
     )
+
+    @field_validator("transcription_language")
+    @classmethod
+    def _language(cls, value: str | None) -> str | None:
+        return None if value is None else iso_639_1(value)
+
     keep_dropped_transcripts: bool = Field(
         True,
         description="Over the budget, replace old clips by their transcripts before dropping "

@@ -268,25 +268,18 @@ async def _run_agent(
 async def _load_worker(settings: Settings, script: Any) -> Any:
     """Load the model in a daemon thread: Ctrl-C during a long load exits without waiting."""
     from assistant.model.checkpoint import resolve_checkpoint
-    from assistant.model.worker import ModelWorker
+    from assistant.testing.forced import load_scripted
 
     def load() -> Any:
         # Before the slow import of the model's classes: a wrong --model fails at once.
         folder = resolve_checkpoint(settings.model.id)
-        return ModelWorker.load(
-            folder,
-            settings=settings.model,
-            logits_processor_factory=script.logits_processors if script is not None else None,
-        )
+        return load_scripted(script, model=folder, settings=settings.model)
 
     try:
-        worker = await _in_daemon_thread(load)
+        return await _in_daemon_thread(load)
     except ValueError as exc:
         hint = "; run on the CPU with --device cpu (slower)" if "CUDA" in str(exc) else ""
         raise ListenError(f"{exc}{hint}") from None
-    if script is not None:
-        script.bind(worker.tokenizer)
-    return worker
 
 
 async def _in_daemon_thread(function: Callable[[], Any]) -> Any:

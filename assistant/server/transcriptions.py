@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from websockets.http11 import Request, Response
 
 from assistant.audio.io import AudioError
-from assistant.config import TranscriptionSettings, VadSettings
+from assistant.config import TranscriptionSettings, VadSettings, iso_639_1
 from assistant.events import TranscriptSegment
 from assistant.model.backend import ModelBackend
 from assistant.server.http_edge import (
@@ -67,15 +67,7 @@ class TranscriptionForm(BaseModel):
     @field_validator("language")
     @classmethod
     def _iso_639_1(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from pydantic import TypeAdapter
-        from pydantic_extra_types.language_code import LanguageAlpha2
-
-        try:
-            return str(TypeAdapter(LanguageAlpha2).validate_python(value.lower()))
-        except ValidationError:
-            raise ValueError("must be an ISO 639-1 code (two letters, like en or fr)") from None
+        return None if value is None else iso_639_1(value)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import torch
 
     from assistant.model.prompting import Tokenizer
+    from assistant.model.worker import ModelWorker
 
 
 class ForcedTokens(LogitsProcessor):
@@ -258,6 +259,18 @@ class ScriptedReplies:
         assert self.tokenizer is not None
         tekken: Any = self.tokenizer.instruct_tokenizer.tokenizer
         return str(tekken.decode(tokens, special_token_policy=SpecialTokenPolicy.KEEP))
+
+
+def load_scripted(script: ScriptedReplies | None, **load: Any) -> ModelWorker:
+    """``ModelWorker.load(**load)`` whose model says what ``script`` says (None: nothing
+    forced); the script is bound to the checkpoint's tokenizer once it has loaded."""
+    from assistant.model.worker import ModelWorker
+
+    factory = script.logits_processors if script is not None else None
+    worker = ModelWorker.load(logits_processor_factory=factory, **load)
+    if script is not None:
+        script.bind(worker.tokenizer)
+    return worker
 
 
 def _is_reply(reply: object) -> bool:
