@@ -12,11 +12,12 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from assistant.config import GenerationParams
+from assistant.config import GenerationParams, TranscriptionSettings
 from assistant.events import ModelEvent, ResponseDone, Transcription
 
 DEFAULT_CONTEXT_TOKENS = 32_768
-TRANSCRIPTION_MAX_TOKENS = 1024
+TRANSCRIPTION_MAX_TOKENS: int = TranscriptionSettings.model_fields["max_new_tokens"].default
+"""A transcription's token limit unless the caller says otherwise (``transcription.*``)."""
 
 
 class ContextOverflowError(ValueError):
