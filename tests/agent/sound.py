@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
 from assistant.speech.playback import SoundDevicePlayer
 
 FRAME_S = 0.02
