@@ -34,9 +34,9 @@ MAX_FAR_END_QUEUE_FRAMES = 200
 """Far-end frames (2 s) waiting for the microphone to catch up; older ones are dropped and
 counted: a player filling a buffer runs ahead by its latency, never by seconds."""
 
-WARM_UP_FAR_END_S = 2.0
+WARM_UP_FAR_END_S = 5.0
 """Seconds of sound played before the canceller counts as adapted (``ready``): in the first
-second of its first reply AEC3 still lets loud echo through (``benchmarks/echo.py``)."""
+seconds AEC3 still lets bursts of loud echo through (``benchmarks/echo.py``)."""
 
 SOUNDING_RMS = 100.0
 """int16 RMS above which a far-end frame counts as sound for the warm-up."""
@@ -108,7 +108,7 @@ class WebRtcEchoCanceller:
     AEC3; speech loses nothing).
     """
 
-    def __init__(self, *, pace_far_end: bool = True, high_pass_filter: bool = True) -> None:
+    def __init__(self, *, pace_far_end: bool = False, high_pass_filter: bool = True) -> None:
         try:
             from livekit import rtc
         except ImportError as exc:

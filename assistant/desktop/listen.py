@@ -251,11 +251,16 @@ async def _session(options: ListenOptions, prepared: _Prepared, display: Display
         dialogue = Dialogue(worker, prepared.tools, dialogue_settings, params=params)
         speaker = None
         if prepared.synthesizer is not None:
+            from assistant.speech.duplex_playback import ContinuousPlayer
             from assistant.speech.playback import SoundDevicePlayer
 
             output_device = parse_device(settings.listen.output_device)
-            far_end = prepared.echo_canceller.far_end if prepared.echo_canceller else None
-            player = SoundDevicePlayer(output_device, far_end=far_end)
+            canceller = prepared.echo_canceller
+            player = (
+                ContinuousPlayer(output_device, far_end=canceller.far_end)
+                if canceller is not None
+                else SoundDevicePlayer(output_device)
+            )
             speaker = Speaker(prepared.synthesizer, player)
         agent = VoiceAgent(
             dialogue,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -19,25 +18,14 @@ class AudioPlayer(Protocol):
         ...
 
 
-FarEndTap = Callable[[np.ndarray, int], None]
-"""Told each block of PCM (and its rate) the moment it is handed to the sound card: the far
-end an echo canceller needs. Called on the playing thread; it must be quick."""
-
-
 class SoundDevicePlayer:
-    """An output device through PortAudio (``device``: index or name; the default when None).
-
-    ``far_end``: a ``FarEndTap`` told every block as it is written to the device.
-    """
+    """An output device through PortAudio (``device``: index or name; the default when None)."""
 
     block_s = 0.05
     """Audio written per step: how soon a stop takes effect."""
 
-    def __init__(
-        self, device: int | str | None = None, *, far_end: FarEndTap | None = None
-    ) -> None:
+    def __init__(self, device: int | str | None = None) -> None:
         self.device = device
-        self.far_end = far_end
 
     def check(self, sample_rate_hz: int) -> None:
         """Raise ``SpeechError`` unless the device can play mono int16 at ``sample_rate_hz``."""
@@ -75,12 +63,8 @@ class SoundDevicePlayer:
         try:
             with stream:
                 while written < len(pcm) and not stop.is_set():
-                    chunk = pcm[written : written + block]
-                    stream.write(chunk)
-                    if self.far_end is not None:
-                        # write() returned: the block is in the device's buffer now.
-                        self.far_end(chunk, sample_rate_hz)
-                    written += len(chunk)
+                    stream.write(pcm[written : written + block])
+                    written += len(pcm[written : written + block])
                 if stop.is_set():
                     stream.abort()
                     heard = max(0.0, written / sample_rate_hz - float(stream.latency))

@@ -130,6 +130,9 @@ class Speaker:
         if self._playback is not None:
             # Cancelling the task left its thread playing: it stops within a block of ``_stop``.
             await asyncio.gather(self._playback, return_exceptions=True)
+        close = getattr(self.player, "close", None)
+        if close is not None:  # a player that keeps its output open (ContinuousPlayer)
+            await asyncio.to_thread(close)
 
     async def __aenter__(self) -> Speaker:
         return await self.start()
