@@ -97,13 +97,10 @@ def _mono_int16(pcm: np.ndarray) -> np.ndarray:
 class WebRtcEchoCanceller:
     """WebRTC AEC3 through ``livekit.rtc.AudioProcessingModule`` (works offline, no server).
 
-    ``pace_far_end`` (the default): the far end handed to the sound card waits in a queue and
-    reaches AEC3 one 10 ms frame per microphone frame, so far and near frames alternate
-    strictly and the delay between them stays what the room and the sound card make it. A
-    player filling a deep output buffer hands audio over in bursts, far ahead of the sound;
-    fed as it comes (False), every burst shifts AEC3's timeline and it converges again
-    (``benchmarks/echo.py`` measures both). Either way, while nothing plays the far end is
-    silence in step with the microphone, so the gaps between replies shift nothing.
+    The far end reaches AEC3 the moment it is handed over (``ContinuousPlayer`` hands over
+    every block, silence included, on the sound card's clock). ``pace_far_end``: queue it and
+    feed one 10 ms frame per microphone frame instead (for a player that hands audio over in
+    bursts). Either way, while no far end comes, silence is fed in step with the microphone.
     ``high_pass_filter``: also remove rumble below ~80 Hz (WebRTC's own recommendation with
     AEC3; speech loses nothing).
     """
