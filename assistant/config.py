@@ -371,8 +371,17 @@ class ListenSettings(_Group):
         None, description="Speaker for spoken replies; None: the default output."
     )
     speak: bool = Field(True, description="Say the replies aloud.")
-    barge_in: bool = Field(
-        False, description="Let speech interrupt the reply: only with headphones or an AEC."
+    echo_cancellation: Literal["auto", "on", "off"] = Field(
+        "off",
+        description="Remove the assistant's own voice from the microphone (WebRTC AEC3; "
+        "experimental, see the README): auto runs it whenever replies are spoken and falls "
+        "back to half-duplex where it cannot load; on refuses to start without it; off: "
+        "half-duplex (or barge_in for headphones).",
+    )
+    barge_in: bool | None = Field(
+        None,
+        description="Let speech interrupt the reply; None: on exactly when echo cancellation "
+        "runs. True without echo cancellation is for headphones only.",
     )
     echo_tail_ms: int = Field(
         400,
@@ -380,6 +389,21 @@ class ListenSettings(_Group):
         le=5000,
         description="Half-duplex: keep ignoring the microphone this long after speaking (room "
         "echo and the output buffer outlast the last sample).",
+    )
+    wake_word: Literal["okay_nabu", "alexa", "hey_mycroft", "hey_jarvis"] | None = Field(
+        None,
+        description="Answer only after this wake word (pymicro-wakeword's bundled models; "
+        "not on macOS); None: every utterance is a request.",
+    )
+    follow_up_s: float = Field(
+        5.0,
+        ge=1.0,
+        le=120.0,
+        description="After the wake word and after each reply, listen this long for a request "
+        "or a follow-up before waiting for the wake word again.",
+    )
+    chime: bool = Field(
+        False, description="Play a short tone when the wake word is heard (needs a speaker)."
     )
 
 
