@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from assistant.model_worker import ModelWorker
@@ -68,18 +69,32 @@ def same_weights_worker(vllm_model_dir: Path) -> Iterator[ModelWorker]:
     worker.close()
 
 
-@pytest.fixture(scope="session")
-def speech() -> dict[str, Any]:
-    """A spoken command: PCM16 samples and the base64 WAV that the OpenAI API carries."""
+def _clip(pcm: np.ndarray) -> dict[str, Any]:
     import soundfile as sf
 
-    pcm = synthesize("Turn on the kitchen lights please")
     buffer = io.BytesIO()
     sf.write(buffer, pcm, 16000, subtype="PCM_16", format="WAV")
     return {
         "pcm": pcm,
         "wav": buffer.getvalue(),
         "b64": base64.b64encode(buffer.getvalue()).decode("ascii"),
+    }
+
+
+@pytest.fixture(scope="session")
+def speech() -> dict[str, Any]:
+    """A spoken command: PCM16 samples, its WAV and the base64 WAV the OpenAI API carries."""
+    return _clip(synthesize("Turn on the kitchen lights please"))
+
+
+@pytest.fixture(scope="session")
+def clips(speech: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The command, another one, and a 36 s clip that spans two 30 s encoder windows."""
+    silence = np.zeros(16000 * 33, dtype=np.int16)
+    return {
+        "short": speech,
+        "other": _clip(synthesize("What time is it")),
+        "two windows": _clip(np.concatenate([speech["pcm"], silence, speech["pcm"]])),
     }
 
 

@@ -62,6 +62,24 @@ def test_a_tool_call_streams_with_id_name_and_arguments(
     assert finish == "tool_calls"
 
 
+def test_text_deltas_keep_characters_whole(
+    client: openai.OpenAI, vllm_server: VllmServer, tokenizer: MistralTokenizer
+) -> None:
+    """Multi-byte characters spread over byte tokens arrive whole, in order."""
+    text = "Héllo wörld ✓ 日本 — ok"
+    stream = client.chat.completions.create(
+        model=vllm_server.model,
+        messages=[{"role": "user", "content": "Say it."}],
+        stream=True,
+        extra_body={"vllm_xargs": {"forced_tokens": reply_tokens(tokenizer, text)}},
+    )
+    deltas = [
+        c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content
+    ]
+    assert "".join(deltas) == text
+    assert "\ufffd" not in "".join(deltas)
+
+
 def test_two_calls_in_one_reply_stream_as_two(
     client: openai.OpenAI, vllm_server: VllmServer, tokenizer: MistralTokenizer
 ) -> None:
