@@ -202,6 +202,18 @@ def test_six_clips_are_refused(vllm_server: VllmServer, speech: dict[str, Any]) 
     )
 
 
+def test_a_clip_named_by_uuid_alone_is_refused(
+    vllm_server: VllmServer, speech: dict[str, Any]
+) -> None:
+    """Every turn must resend its clips: mistral-common needs the samples to count tokens."""
+    known = {"role": "user", "content": [{**audio_part(speech["b64"]), "uuid": "clip-1"}]}
+    assert _chat(vllm_server, [known], max_tokens=1).status_code == 200
+    by_uuid = {"type": "input_audio", "input_audio": None, "uuid": "clip-1"}
+    response = _chat(vllm_server, [{"role": "user", "content": [by_uuid]}], max_tokens=1)
+    assert response.status_code == 400
+    assert "2 validation errors for AudioChunk" in response.json()["error"]["message"]
+
+
 def test_a_system_message_with_audio_is_refused(
     vllm_server: VllmServer, speech: dict[str, Any]
 ) -> None:
