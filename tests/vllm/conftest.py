@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from assistant.model_worker import ModelWorker
+from assistant.model.worker import ModelWorker
 from assistant.testing.mistral_format import build_tiny_mistral_model
 from assistant.testing.speech import synthesize
-from assistant.testing.vllm_server import PYTHON_ENV, VllmServer, vllm_python
+from tests.support.vllm_server import PYTHON_ENV, VllmServer, vllm_python
 
 LIGHT_TOOL: dict[str, Any] = {
     "type": "function",

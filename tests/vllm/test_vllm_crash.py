@@ -7,7 +7,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from assistant.testing.vllm_server import VllmServer
+from tests.support.vllm_server import VllmServer
 
 pytestmark = pytest.mark.slow
 

@@ -18,9 +18,9 @@ from mistral_common.protocol.instruct.messages import (
 )
 from mistral_common.protocol.instruct.tool_calls import Function, FunctionCall, Tool, ToolCall
 
-from assistant.audio_io import audio_chunk
-from assistant.model_worker import GenerationParams, ModelWorker
-from assistant.testing.vllm_server import VllmServer
+from assistant.audio.io import audio_chunk
+from assistant.model.worker import GenerationParams, ModelWorker
+from tests.support.vllm_server import VllmServer
 from tests.vllm.conftest import LIGHT_TOOL, audio_part
 
 pytestmark = pytest.mark.slow

@@ -14,11 +14,11 @@ from mistral_common.protocol.instruct.messages import UserMessage
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from assistant.events import MalformedToolCall, TextDelta, ToolCall
-from assistant.model_worker import GenerationParams, ModelWorker
+from assistant.model.toolcall_parser import ToolCallParser
+from assistant.model.worker import GenerationParams, ModelWorker
 from assistant.testing.forced import ScriptedReplies, reply_tokens
 from assistant.testing.tiny_model import EOS_ID
-from assistant.testing.vllm_server import VllmServer
-from assistant.toolcall_parser import ToolCallParser
+from tests.support.vllm_server import VllmServer
 from tests.vllm.conftest import LIGHT_TOOL, audio_part
 
 pytestmark = pytest.mark.slow
