@@ -14,7 +14,6 @@ import collections
 import logging
 import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ from assistant.model.backend import (
     ContextOverflowError,
     ModelError,
     ResponseStream,
+    split_language,
 )
 from assistant.model.engine import Engine, Job, Sampling
 from assistant.model.loading import LoadedModel, LoadReport, load_model
@@ -43,9 +43,6 @@ from assistant.model.prompting import EncodedPrompt, PromptBuilder, PromptError
 from assistant.model.toolcall_parser import ToolCallParser
 
 log = logging.getLogger(__name__)
-
-_LANGUAGE_PREFIX = re.compile(r"^\s*lang:([a-z]{2})\s*")  # ISO 639-1, as TranscriptionRequest
-
 
 @dataclass(eq=False)
 class _Request:
@@ -67,6 +64,9 @@ _QueueItem = list[_Request] | Callable[[], None] | _Stop
 
 class ModelWorker:
     """Voxtral behind one model thread; create with ``ModelWorker.load``."""
+
+    max_clips: int | None = None
+    """transformers takes any number of clips per prompt."""
 
     def __init__(
         self,
@@ -202,10 +202,8 @@ class ModelWorker:
                     text = event.text
         finally:  # a caller that stops waiting (cancelled task) stops the generation too
             request.stream.cancel()
-        match = _LANGUAGE_PREFIX.match(text)
-        if match:
-            text, announced = text[match.end() :], announced or match.group(1).lower()
-        return Transcription(text=text.strip(), language=announced)
+        text, announced = split_language(text, announced)
+        return Transcription(text=text, language=announced)
 
     def forget(self, conversation_id: str) -> None:
         """Drop a conversation's cached state (its next turn prefills from scratch)."""
