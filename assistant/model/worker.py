@@ -44,6 +44,7 @@ from assistant.model.toolcall_parser import ToolCallParser
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(eq=False)
 class _Request:
     """One generation request as it waits on the model thread's queue."""
