@@ -225,10 +225,23 @@ class ScriptedReplies:
     def next_for(self, prompt: list[int]) -> _Reply | None:
         """The reply to force for a request whose prompt is ``prompt`` (on the model thread)."""
         transcription = bool(prompt) and prompt[-1] == self._transcribe_id
-        self.served.append("transcription" if transcription else "chat")
         if self.tokenizer is not None:
             kept = self._decode(prompt)
             (self.transcription_prompts if transcription else self.prompts).append(kept)
+        return self._next(transcription)
+
+    def request_extras(self, kind: str) -> dict[str, Any]:
+        """The remote worker's hook (``RemoteWorker(request_extras=...)``): the next reply of
+        the request's kind (``chat`` or ``transcription``) as ``vllm_xargs.forced_tokens``, which
+        ``assistant.testing.vllm_forced`` forces inside the vLLM server; nothing when nothing is
+        scripted. Prompts are not recorded (the server builds them) and holds do not apply."""
+        reply = self._next(kind == "transcription")
+        if reply is None:
+            return {}
+        return {"vllm_xargs": {"forced_tokens": self.tokens_of(reply)}}
+
+    def _next(self, transcription: bool) -> _Reply | None:
+        self.served.append("transcription" if transcription else "chat")
         own = self._transcripts if transcription else self._chat
         if own:
             return own.popleft()
