@@ -157,7 +157,8 @@ def setting_default(path: str) -> Any:
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--device`` and ``--dtype``: the model and where it computes."""
+    """``--model``, ``--device``, ``--dtype``, ``--backend`` and ``--model-url``: the model and
+    where it computes."""
     group = parser.add_argument_group("model")
     setting_flag(group, "--model", setting="model.id", help="hub id or local folder")
     setting_flag(
@@ -173,6 +174,22 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         setting="model.dtype",
         choices=["auto", "bfloat16", "float16", "float32"],
         help="auto: bfloat16 on a GPU, float32 on the CPU",
+    )
+    setting_flag(
+        group,
+        "--backend",
+        setting="model.backend",
+        choices=["local", "vllm"],
+        help="local: the model runs in this process; vllm: on a vLLM server (or another "
+        "voxtral-assistant serve) at --model-url, the tokenizer still read from --model",
+    )
+    setting_flag(
+        group,
+        "--model-url",
+        setting="model.url",
+        metavar="URL",
+        help="the model server's OpenAI API root, e.g. http://127.0.0.1:8001/v1 (its API key "
+        "comes from the variable model.api_key_env names)",
     )
 
 

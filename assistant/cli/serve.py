@@ -64,6 +64,8 @@ def _add_serve(sub: Any) -> None:
         type=float,
         help="close silent connections after this",
     )
+    # Test aid (README, "Scaling out"): force the tiny test model's replies, on either backend.
+    p.add_argument("--forced-replies", type=Path, help=argparse.SUPPRESS)
     p.set_defaults(handler=_serve)
 
 
@@ -71,13 +73,21 @@ def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
     settings = settings_from_args(args)
+    script = None
+    if args.forced_replies is not None:
+        from assistant.testing.forced import ForcedScriptError, ScriptedReplies
+
+        try:
+            script = ScriptedReplies.from_file(args.forced_replies)
+        except ForcedScriptError as exc:
+            raise CliError(str(exc)) from None
 
     from assistant.server.assistant_server import ServeError
     from assistant.server.wiring import run_server
     from assistant.tools import ToolsFileError
 
     try:
-        asyncio.run(run_server(settings))
+        asyncio.run(run_server(settings, forced_replies=script))
     except (ServeError, ToolsFileError) as exc:
         raise CliError(str(exc)) from None
     return 0

@@ -122,7 +122,7 @@ def _prepare(options: ListenOptions) -> _Prepared:
         prepared.tools = load_configured_tools(options.settings.tools_file)
     except ToolsFileError as exc:
         raise ListenError(str(exc)) from None
-    if options.settings.model.device == "auto":
+    if options.settings.model.backend == "local" and options.settings.model.device == "auto":
         import torch
 
         if not torch.cuda.is_available():
@@ -266,17 +266,20 @@ async def _run_agent(
 
 
 async def _load_worker(settings: Settings, script: Any) -> Any:
-    """Load the model in a daemon thread: Ctrl-C during a long load exits without waiting."""
+    """Load the model (or connect to its server) in a daemon thread: Ctrl-C during a long load
+    exits without waiting."""
     from assistant.model.checkpoint import resolve_checkpoint
-    from assistant.model.worker import ModelWorker
+    from assistant.model.factory import open_backend
 
     def load() -> Any:
-        # Before the slow import of the model's classes: a wrong --model fails at once.
-        folder = resolve_checkpoint(settings.model.id)
-        return ModelWorker.load(
-            folder,
-            settings=settings.model,
+        model = settings.model
+        if model.backend == "local":
+            # Before the slow import of the model's classes: a wrong --model fails at once.
+            model = model.model_copy(update={"id": str(resolve_checkpoint(model.id))})
+        return open_backend(
+            model,
             logits_processor_factory=script.logits_processors if script is not None else None,
+            request_extras=script.request_extras if script is not None else None,
         )
 
     try:
