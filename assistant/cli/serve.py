@@ -20,7 +20,9 @@ def _add_serve(sub: Any) -> None:
         "serve",
         help="serve the assistant over WebSocket (OpenAI Realtime protocol) and HTTP",
         description="Serve ws://HOST:PORT/v1/realtime (a subset of the OpenAI Realtime protocol), "
-        "the browser page at /, POST /v1/respond for automations and GET /healthz. A token is "
+        "the browser page at /, POST /v1/respond for automations, GET /healthz, and the "
+        "OpenAI-compatible /v1/chat/completions, /v1/models and /v1/audio/transcriptions. "
+        "With --backend vllm the model runs on a vLLM server at --model-url. A token is "
         "required off loopback; prefer VOXTRAL_ASSISTANT_SERVER__TOKEN to --token (process "
         "lists show flags). Without --tools: ./tools.yaml when present, else the built-in "
         "tools; installed plugins join either way. Every server.* setting can also be given "
