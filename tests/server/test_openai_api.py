@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -328,3 +329,22 @@ async def test_transcriptions_return_the_text(api_server, script, speech_16k) ->
     )
     assert result.text == "What is the weather in Paris today?"
     assert result.model_extra["language"] == "en"  # type: ignore[index]
+
+
+async def test_shutdown_ends_a_running_stream_with_an_error_event(start_server, script) -> None:
+    """Past the shutdown grace a streamed completion ends with an error the SDK raises."""
+    script.say("word " * 1500)
+    async with start_server(limits={"shutdown_grace_s": 0.2}) as server:
+        stream = await _client(server, api_key="unused").chat.completions.create(
+            model="voxtral",
+            messages=[{"role": "user", "content": "Talk."}],
+            stream=True,
+            max_tokens=3000,
+        )
+        await anext(aiter(stream))
+        stopping = asyncio.create_task(server.shutdown())
+        with pytest.raises(openai.APIError) as caught:
+            async for _ in stream:
+                pass
+        await stopping
+    assert "shutting down" in caught.value.message
