@@ -337,7 +337,7 @@ class ServerSettings(_Group):
         600.0, gt=0, description="Close a connection with no message and no response this long."
     )
     max_request_body_bytes: int = Field(
-        25 * MIB, ge=1, description="Largest POST body (POST /v1/respond)."
+        25 * MIB, ge=1, description="Largest POST body (/v1/respond, the OpenAI-compatible API)."
     )
     max_body_bytes_in_flight: int = Field(
         100 * MIB,
@@ -347,7 +347,9 @@ class ServerSettings(_Group):
     request_timeout_s: float = Field(
         10.0, gt=0, description="Deadline for a request head (and POST body) to arrive."
     )
-    respond_timeout_s: float = Field(300.0, gt=0, description="Longest POST /v1/respond turn.")
+    respond_timeout_s: float = Field(
+        300.0, gt=0, description="Longest POST /v1/respond turn or OpenAI API completion."
+    )
     ping_interval_s: float = Field(20.0, gt=0, description="WebSocket keep-alive pings.")
     ping_timeout_s: float = Field(20.0, gt=0, description="A ping unanswered this long closes.")
     close_timeout_s: float = Field(
