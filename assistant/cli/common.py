@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 from enum import Enum
 from pathlib import Path
@@ -210,7 +211,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     ``--set`` values come first, then the flags of the command (``setting_flag``). The flags
     join the same validation as the file and the environment, so a check that spans layers (a
     non-loopback host needs a token) sees the final values. The server token, wherever it came
-    from, is redacted from the logs from then on.
+    from, and the model server's API key are redacted from the logs from then on.
     """
     overrides = parse_assignments(_assignments(args))
     for dest, value in vars(args).items():
@@ -224,6 +225,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     settings = load_settings(overrides, config_file=config_file(args))
     if settings.server.token is not None:
         LOG_REDACTION.add(settings.server.token.get_secret_value())
+    if settings.model.api_key_env:
+        LOG_REDACTION.add(os.environ.get(settings.model.api_key_env, ""))
     return settings
 
 

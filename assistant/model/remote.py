@@ -23,7 +23,7 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,7 +69,8 @@ class RemoteOptions:
 
     url: str
     """The OpenAI API root, e.g. ``http://127.0.0.1:8001/v1``."""
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    """Never in a repr: tracebacks and logs show options."""
     session_header: str = "X-Session-Id"
     max_clips: int | None = None
     max_in_flight: int = 64
@@ -263,14 +264,16 @@ class RemoteWorker:
                 submitted_s,
             )
             return stream
+        waiting = _Waiting(self)
         reply = self._respond(
-            stream, list(messages), tools, params or GenerationParams(), conversation_id
+            stream, list(messages), tools, params or GenerationParams(), conversation_id, waiting
         )
         task = loop.create_task(reply, name=f"remote-reply-{conversation_id or 'oneshot'}")
         self._tasks.add(task)
 
         def ended(done: asyncio.Task[None]) -> None:
             self._tasks.discard(done)
+            waiting.done()
             # A task cancelled before it ran (or while it ran) still ends its stream.
             if not stream._done_pushed:
                 stream._push(
@@ -360,15 +363,15 @@ class RemoteWorker:
         tools: Sequence[Any] | None,
         params: GenerationParams,
         conversation_id: str | None,
+        waiting: _Waiting,
     ) -> None:
         submitted_s = time.monotonic()
         try:
             state = self._state()
-            self._waiting += 1
             try:
                 await state.slots.acquire()
             finally:
-                self._waiting -= 1
+                waiting.done()
             try:
                 await self._stream_reply(
                     state, stream, messages, tools, params, conversation_id, submitted_s
@@ -490,6 +493,21 @@ class RemoteWorker:
         if isinstance(exc, openai.APIError):  # an error object inside the stream
             return "model_error", f"{where} failed mid-reply: {exc.message}"
         return "model_error", f"{type(exc).__name__}: {exc}"
+
+
+class _Waiting:
+    """One request counted in ``waiting_requests`` until it has a slot (or ended without one)."""
+
+    def __init__(self, worker: RemoteWorker) -> None:
+        self._worker = worker
+        self._counted = True
+        worker._waiting += 1
+
+    def done(self) -> None:
+        """Stop counting it (once)."""
+        if self._counted:
+            self._counted = False
+            self._worker._waiting -= 1
 
 
 class _Refused(Exception):

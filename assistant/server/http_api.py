@@ -166,10 +166,12 @@ class HttpApi:
     ) -> Response | None:
         """The OpenAI-compatible API, behind the same checks and body limits."""
         refusal = self._only(method, api.paths[path]) or self._refuse(request)
-        if refusal is not None or not isinstance(connection, HttpConnection):
+        if refusal is not None:
             return refusal
         if method == "GET":
             return api.get(path)
+        if not isinstance(connection, HttpConnection):  # only HttpConnection reads bodies
+            return self._only(method, "GET")
         unsupported = api.unsupported_media(path, _media_type(request))
 
         async def parse(body: bytes) -> Any:

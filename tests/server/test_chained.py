@@ -210,3 +210,37 @@ async def test_a_url_that_is_not_the_api_root_fails_at_connect(server, tiny_mode
     with pytest.raises(BackendUnavailableError) as caught:
         await asyncio.to_thread(RemoteWorker.connect, _settings(tiny_model_dir, server.port, ""))
     assert "must be its API root" in str(caught.value)
+
+
+async def test_the_api_key_comes_from_the_named_variable(
+    start_server, script, tiny_model_dir, monkeypatch
+) -> None:
+    """api_key_env names the variable whose value is sent as the Bearer token."""
+    monkeypatch.setenv("INNER_KEY", "s3cret-inner-key")
+    async with start_server(token="s3cret-inner-key") as inner:
+        settings = _settings(tiny_model_dir, inner.port).model_copy(
+            update={"api_key_env": "INNER_KEY"}
+        )
+        worker = await asyncio.to_thread(RemoteWorker.connect, settings)
+        script.say("Authorized.")
+        done = await worker.respond([UserMessage(content="Hi")]).done()
+        worker.close()
+        assert done.text == "Authorized."
+        assert "s3cret" not in repr(worker.options)
+        monkeypatch.setenv("INNER_KEY", "wrong")
+        with pytest.raises(BackendUnavailableError, match="refused the API key"):
+            await asyncio.to_thread(RemoteWorker.connect, settings)
+
+
+def test_the_api_key_is_redacted_from_logs(monkeypatch, tmp_path) -> None:
+    """The CLI's log filter learns the model server's key from the named variable."""
+    from assistant.cli import build_parser
+    from assistant.cli.common import LOG_REDACTION, settings_from_args
+
+    monkeypatch.setenv("VOXTRAL_ASSISTANT_MODEL__API_KEY_ENV", "VLLM_KEY")
+    monkeypatch.setenv("VLLM_KEY", "key-0123456789")
+    args = build_parser().parse_args(
+        ["serve", "--backend", "vllm", "--model-url", "http://127.0.0.1:9/v1"]
+    )
+    settings_from_args(args)
+    assert LOG_REDACTION.redact("sent key-0123456789") == "sent [redacted]"
