@@ -74,12 +74,12 @@ async def test_seven_spoken_turns_send_at_most_five_clips(scripted, speech, monk
     )
     clip = speech("turn on the light")
     for n in range(7):
-        script.transcript(f"words {n}")
-        script.reply(f"Answer {n}.")
+        script.hear(f"words {n}")
+        script.say(f"Answer {n}.")
         dialogue.add_user_turn(audio=clip)
         assert (await turn(dialogue))[-1].text == f"Answer {n}."
-        assert script.prompt_text().count("[BEGIN_AUDIO]") == min(n + 1, 5)
-    assert "words 0" in script.prompt_text() and "words 1" in script.prompt_text()
+        assert script.prompts[-1].count("[BEGIN_AUDIO]") == min(n + 1, 5)
+    assert "words 0" in script.prompts[-1] and "words 1" in script.prompts[-1]
     assert dialogue.dropped_turns == 0
 
 
@@ -100,6 +100,6 @@ async def test_a_turn_with_too_many_clips_is_refused_and_removed(
         "the input holds 6 audio clips and the model takes at most 5 per request, so it was "
         "removed from the conversation"
     )
-    script.reply("Fine.")
+    script.say("Fine.")
     dialogue.add_user_turn(audio=clip)
     assert (await turn(dialogue))[-1].text == "Fine."

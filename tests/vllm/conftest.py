@@ -11,8 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import os
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import pytest
 from assistant.config import ModelSettings
 from assistant.model.remote import RemoteWorker
 from assistant.model.worker import ModelWorker
-from assistant.testing.forced import reply_tokens
+from assistant.testing.forced import ScriptedReplies
 from assistant.testing.mistral_format import build_tiny_mistral_model
 from assistant.testing.speech import synthesize
 from tests.support.vllm_server import PYTHON_ENV, VllmServer, vllm_python
@@ -115,34 +114,18 @@ def audio_part(b64_wav: str) -> dict[str, Any]:
     return {"type": "input_audio", "input_audio": {"data": b64_wav, "format": "wav"}}
 
 
-class RemoteScript:
-    """Forced replies for requests a ``RemoteWorker`` sends (its ``request_extras`` hook).
-
-    Chat requests take the next reply, transcriptions the next transcript; an empty queue
-    leaves the model free. ``extra`` fields go into every chat request (``ignore_eos``).
-    """
+class RemoteScript(ScriptedReplies):
+    """``ScriptedReplies`` for a ``RemoteWorker`` (its ``request_extras`` hook), plus ``extra``
+    fields for every chat request (``ignore_eos``)."""
 
     def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-        self.replies: deque[list[int]] = deque()
-        self.transcripts: deque[list[int]] = deque()
+        super().__init__(tokenizer)
         self.extra: dict[str, Any] = {}
 
-    def say(self, text: str | None = None, tool_calls: Sequence[dict[str, Any]] = ()) -> None:
-        """Queue the next chat reply."""
-        self.replies.append(reply_tokens(self.tokenizer, text, tool_calls))
-
-    def hear(self, text: str) -> None:
-        """Queue the next transcription."""
-        self.transcripts.append(reply_tokens(self.tokenizer, text))
-
     def request_extras(self, kind: str) -> dict[str, Any]:
-        """The RemoteWorker's hook."""
-        queue = self.transcripts if kind == "transcription" else self.replies
-        extras = dict(self.extra) if kind == "chat" else {}
-        if queue:
-            extras["vllm_xargs"] = {"forced_tokens": queue.popleft()}
-        return extras
+        """The scripted reply, and ``extra`` on chat requests."""
+        extras = super().request_extras(kind)
+        return {**self.extra, **extras} if kind == "chat" else extras
 
 
 def remote_settings(model_dir: Path, url: str, **fields: Any) -> ModelSettings:
@@ -158,8 +141,7 @@ def _shared_remote_script(same_weights_worker: ModelWorker) -> RemoteScript:
 @pytest.fixture
 def remote_script(_shared_remote_script: RemoteScript) -> RemoteScript:
     """The forced replies of the shared RemoteWorker, empty at the start of each test."""
-    _shared_remote_script.replies.clear()
-    _shared_remote_script.transcripts.clear()
+    _shared_remote_script.reset()
     _shared_remote_script.extra.clear()
     return _shared_remote_script
 

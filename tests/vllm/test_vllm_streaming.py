@@ -205,7 +205,8 @@ async def test_the_parser_over_streamed_token_ids_gives_the_local_events(
     remote = [event for token in tokens if token != EOS_ID for event in parser.feed(token)]
     remote += parser.finish(truncated=finish == "length")
 
-    script = ScriptedReplies([forced])
+    script = ScriptedReplies()
+    script.add(forced)
     worker = ModelWorker.load(
         vllm_model_dir, device="cpu", logits_processor_factory=script.logits_processors
     )
