@@ -6,10 +6,10 @@ import numpy as np
 from mistral_common.protocol.instruct.messages import AssistantMessage, AudioChunk, TextChunk
 
 from assistant.audio.io import audio_chunk
+from assistant.config import GenerationParams
 from assistant.conversation.dialogue import Dialogue, DialogueSettings
 from assistant.conversation.history import History, UserItem
 from assistant.events import ErrorEvent
-from assistant.model.backend import GenerationParams
 from tests.dialogue.house import turn
 
 
@@ -69,9 +69,7 @@ async def test_seven_spoken_turns_send_at_most_five_clips(scripted, speech, monk
     """A backend that takes 5 clips: every prompt holds at most 5, the older ones as text."""
     worker, script = scripted
     monkeypatch.setattr(worker, "max_clips", 5)
-    dialogue = Dialogue(
-        worker, settings=DialogueSettings(params=GenerationParams(max_new_tokens=8))
-    )
+    dialogue = Dialogue(worker, params=GenerationParams(max_new_tokens=8))
     clip = speech("turn on the light")
     for n in range(7):
         script.hear(f"words {n}")

@@ -14,8 +14,8 @@ from mistral_common.protocol.instruct.messages import SystemMessage, TextChunk, 
 from mistral_common.protocol.instruct.tool_calls import Function, Tool
 
 from assistant.audio.io import audio_chunk
+from assistant.config import GenerationParams
 from assistant.events import ErrorEvent, MalformedToolCall, ResponseDone, TextDelta, ToolCall
-from assistant.model.backend import GenerationParams
 from assistant.model.remote import RemoteWorker
 from assistant.model.worker import ModelWorker
 from assistant.testing.forced import ScriptedReplies, reply_tokens

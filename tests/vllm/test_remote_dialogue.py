@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from mistral_common.protocol.instruct.messages import AudioChunk, TextChunk
 
+from assistant.config import GenerationParams
 from assistant.conversation.dialogue import Dialogue, DialogueSettings
 from assistant.events import ErrorEvent, TextDelta, ToolResult, TurnDone
-from assistant.model.backend import GenerationParams
 from assistant.model.remote import RemoteWorker
 from assistant.tools import ToolRegistry, tool
 from tests.support.tcp_proxy import TcpProxy
@@ -60,9 +60,7 @@ async def test_seven_spoken_turns_keep_within_five_clips(
     remote: RemoteWorker, remote_script: RemoteScript, speech: dict[str, Any]
 ) -> None:
     """Past 5 clips every turn is still answered: the oldest clips travel as transcripts."""
-    dialogue = Dialogue(
-        remote, settings=DialogueSettings(params=GenerationParams(max_new_tokens=8))
-    )
+    dialogue = Dialogue(remote, params=GenerationParams(max_new_tokens=8))
     for n in range(7):
         remote_script.hear(f"request number {n}")
         remote_script.say(f"Answer {n}.")
@@ -102,7 +100,7 @@ async def test_an_outage_fails_one_turn_and_the_conversation_goes_on(
             assert (await _turn(dialogue))[-1].text == "Before."
 
             remote_script.extra["ignore_eos"] = True  # a long free reply, cut mid-way
-            dialogue.settings.params = GenerationParams(max_new_tokens=3000)
+            dialogue.params = GenerationParams(max_new_tokens=3000)
             dialogue.add_user_turn(text="Talk.")
             events: list[Any] = []
             async for event in dialogue.respond():
@@ -115,7 +113,7 @@ async def test_an_outage_fails_one_turn_and_the_conversation_goes_on(
             assert events[-1].finish_reason == "error"
 
             remote_script.extra.clear()
-            dialogue.settings.params = GenerationParams(max_new_tokens=16)
+            dialogue.params = GenerationParams(max_new_tokens=16)
             dialogue.add_user_turn(text="Still there?")
             refused = await _turn(dialogue)
             assert [e.code for e in refused if isinstance(e, ErrorEvent)] == ["model_unavailable"]

@@ -15,8 +15,8 @@ import openai
 import pytest
 from mistral_common.protocol.instruct.messages import UserMessage
 
+from assistant.config import GenerationParams
 from assistant.events import ErrorEvent, ResponseDone, TextDelta
-from assistant.model.backend import GenerationParams
 from assistant.model.remote import RemoteWorker
 from tests.support.vllm_server import VllmServer
 from tests.vllm.conftest import remote_settings

@@ -19,7 +19,8 @@ from mistral_common.protocol.instruct.messages import (
 from mistral_common.protocol.instruct.tool_calls import Function, FunctionCall, Tool, ToolCall
 
 from assistant.audio.io import audio_chunk
-from assistant.model.worker import GenerationParams, ModelWorker
+from assistant.config import GenerationParams
+from assistant.model.worker import ModelWorker
 from tests.support.vllm_server import VllmServer
 from tests.vllm.conftest import LIGHT_TOOL, audio_part
 

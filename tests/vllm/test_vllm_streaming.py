@@ -13,9 +13,10 @@ import pytest
 from mistral_common.protocol.instruct.messages import UserMessage
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
+from assistant.config import GenerationParams
 from assistant.events import MalformedToolCall, TextDelta, ToolCall
 from assistant.model.toolcall_parser import ToolCallParser
-from assistant.model.worker import GenerationParams, ModelWorker
+from assistant.model.worker import ModelWorker
 from assistant.testing.forced import ScriptedReplies, reply_tokens
 from assistant.testing.tiny_model import EOS_ID
 from tests.support.vllm_server import VllmServer
