@@ -147,7 +147,7 @@ def _load_worker(settings: Settings, forced_replies: Path | None) -> Any:
     from assistant.testing.forced import load_scripted
 
     try:
-        return load_scripted(script, settings=settings.model)
+        return load_scripted(script, settings.model)
     except ValueError as exc:
         raise CliError(str(exc)) from None
 

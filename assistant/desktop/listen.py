@@ -138,7 +138,7 @@ def _prepare(options: ListenOptions) -> _Prepared:
         prepared.tools = load_configured_tools(options.settings.tools_file)
     except ToolsFileError as exc:
         raise ListenError(str(exc)) from None
-    if options.settings.model.device == "auto":
+    if options.settings.model.backend == "local" and options.settings.model.device == "auto":
         import torch
 
         if not torch.cuda.is_available():
@@ -308,14 +308,17 @@ async def _run_agent(
 
 
 async def _load_worker(settings: Settings, script: Any) -> Any:
-    """Load the model in a daemon thread: Ctrl-C during a long load exits without waiting."""
+    """Load the model (or connect to its server) in a daemon thread: Ctrl-C during a long load
+    exits without waiting."""
     from assistant.model.checkpoint import resolve_checkpoint
     from assistant.testing.forced import load_scripted
 
     def load() -> Any:
-        # Before the slow import of the model's classes: a wrong --model fails at once.
-        folder = resolve_checkpoint(settings.model.id)
-        return load_scripted(script, model=folder, settings=settings.model)
+        model = settings.model
+        if model.backend == "local":
+            # Before the slow import of the model's classes: a wrong --model fails at once.
+            model = model.model_copy(update={"id": str(resolve_checkpoint(model.id))})
+        return load_scripted(script, model)
 
     try:
         return await _in_daemon_thread(load)

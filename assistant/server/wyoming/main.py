@@ -40,7 +40,7 @@ async def run_wyoming(settings: Settings, *, forced_replies: Path | None = None)
     tools = await asyncio.to_thread(load_configured_tools, settings.tools_file)
     try:
         try:
-            worker = await asyncio.to_thread(load_scripted, script, settings=settings.model)
+            worker = await asyncio.to_thread(load_scripted, script, settings.model)
         except ValueError as exc:
             raise WyomingServeError(str(exc)) from None
         service = WyomingService(
