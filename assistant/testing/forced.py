@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from transformers import LogitsProcessor
 
@@ -36,6 +36,8 @@ from assistant.testing.tiny_model import EOS_ID, TRANSCRIBE_ID
 if TYPE_CHECKING:
     import torch
 
+    from assistant.config import ModelSettings
+    from assistant.model.backend import ModelBackend, ResponseStream
     from assistant.model.prompting import Tokenizer
 
 
@@ -119,13 +121,41 @@ class _Reply:
     gate: threading.Event | None = None
 
 
+class _Ticket(Protocol):
+    """What says whether a request was speculative and how that ended: an engine ``Job``, or a
+    remote request's stream (``_StreamTicket``)."""
+
+    @property
+    def adopted(self) -> threading.Event | None: ...
+
+    @property
+    def cancelled(self) -> threading.Event: ...
+
+
+class _StreamTicket:
+    """A remote speculative request's ``_Ticket``: its stream's adopt and cancel flags."""
+
+    def __init__(self, stream: ResponseStream) -> None:
+        self._stream = stream
+
+    @property
+    def adopted(self) -> threading.Event | None:
+        """Set once the stream is adopted (None: not speculative)."""
+        return self._stream._adopted if self._stream.speculative else None
+
+    @property
+    def cancelled(self) -> threading.Event:
+        """Set once the stream is cancelled."""
+        return self._stream._cancelled
+
+
 @dataclass(eq=False)
 class _Served:
-    """One request the model thread took: its kind, its decoded prompt, its job."""
+    """One request the model took: its kind, its decoded prompt, its job (or ticket)."""
 
     kind: str
     prompt: str | None
-    job: Job | None
+    job: _Ticket | None
 
     @property
     def discarded(self) -> bool:
@@ -143,7 +173,7 @@ class _Served:
 class _Reservation:
     """A reply lent to a speculative request: used up if it is adopted, given back if not."""
 
-    job: Job
+    job: _Ticket
     reply: _Reply
     queue: deque[_Reply]
 
@@ -289,13 +319,33 @@ class ScriptedReplies:
         transcription = bool(prompt) and prompt[-1] == self._transcribe_id
         kept = self._decode(prompt) if self.tokenizer is not None else None
         self._served.append(_Served("transcription" if transcription else "chat", kept, job))
+        return self._next(transcription, job)
+
+    def request_extras(
+        self, kind: str, *, speculation: ResponseStream | None = None
+    ) -> dict[str, Any]:
+        """The remote worker's hook (``RemoteWorker(request_extras=...)``): the next reply of
+        the request's kind (``chat`` or ``transcription``) as ``vllm_xargs.forced_tokens``, which
+        ``assistant.testing.vllm_forced`` forces inside the vLLM server; nothing when nothing is
+        scripted. Prompts are not recorded (the server builds them) and holds do not apply.
+        ``speculation``: the stream of a speculative request, lent its reply as on the model
+        thread (used up once adopted, given back if discarded)."""
+        self._settle()
+        ticket = None if speculation is None else _StreamTicket(speculation)
+        self._served.append(_Served(kind, None, ticket))
+        reply = self._next(kind == "transcription", ticket)
+        if reply is None:
+            return {}
+        return {"vllm_xargs": {"forced_tokens": self.tokens_of(reply)}}
+
+    def _next(self, transcription: bool, job: _Ticket | None) -> _Reply | None:
         own = self._transcripts if transcription else self._chat
         lent = {id(r.reply) for r in self._reserved}
         for queue in (own, self._any):
             free = [reply for reply in queue if id(reply) not in lent]
             if not free:
                 continue
-            if job is not None and job.speculative:
+            if job is not None and job.adopted is not None:
                 self._reserved.append(_Reservation(job, free[0], queue))
             else:
                 queue.remove(free[0])
@@ -336,6 +386,22 @@ class ScriptedReplies:
         assert self.tokenizer is not None
         tekken: Any = self.tokenizer.instruct_tokenizer.tokenizer
         return str(tekken.decode(tokens, special_token_policy=SpecialTokenPolicy.KEEP))
+
+
+def load_scripted(script: ScriptedReplies | None, settings: ModelSettings) -> ModelBackend:
+    """The backend ``settings`` names (local weights or a server), its model made to say what
+    ``script`` says (None: nothing forced); the script is bound to the tokenizer once the
+    backend is open. Blocking; raises what ``open_backend`` raises."""
+    from assistant.model.factory import open_backend
+
+    worker = open_backend(
+        settings,
+        logits_processor_factory=script.logits_processors if script is not None else None,
+        request_extras=script.request_extras if script is not None else None,
+    )
+    if script is not None:
+        script.bind(worker.tokenizer)
+    return worker
 
 
 def _is_reply(reply: object) -> bool:
