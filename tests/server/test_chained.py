@@ -244,3 +244,36 @@ def test_the_api_key_is_redacted_from_logs(monkeypatch, tmp_path) -> None:
     )
     settings_from_args(args)
     assert LOG_REDACTION.redact("sent key-0123456789") == "sent [redacted]"
+
+
+async def test_a_speculation_over_a_remote_model_is_adopted(remote, script, speech_16k) -> None:
+    """Preemptive turns work on the remote backend: the committed clip adopts the reply that
+    was asked for at the first silent frame (one request to the model server)."""
+    script.say("Sunny in Paris.")
+    dialogue = Dialogue(remote, settings=DialogueSettings(transcribe_user=False))
+    assert dialogue.speculate(speech_16k)
+    dialogue.add_user_turn(audio=speech_16k.copy())
+    events = [event async for event in dialogue.respond()]
+    done = events[-1]
+    assert isinstance(done, TurnDone) and done.text == "Sunny in Paris."
+    assert done.metrics.preempted
+    assert script.served == ["chat"]
+    await dialogue.aclose()
+
+
+async def test_a_discarded_remote_speculation_shows_nothing(remote, script, speech_16k) -> None:
+    """A speculation discarded on the remote backend leaves the history empty and the next
+    turn is answered normally."""
+    script.say("Ignored.")
+    script.say("Sunny in Paris.")
+    dialogue = Dialogue(remote, settings=DialogueSettings(transcribe_user=False))
+    assert dialogue.speculate(speech_16k)
+    assert dialogue.discard_speculation()
+    assert dialogue.history == []
+    dialogue.add_user_turn(text="Weather in Paris?")
+    events = [event async for event in dialogue.respond()]
+    done = events[-1]
+    assert isinstance(done, TurnDone) and not done.metrics.preempted
+    assert done.text in {"Ignored.", "Sunny in Paris."}  # the inner server may have served it
+    assert [m.role for m in dialogue.history] == ["user", "assistant"]
+    await dialogue.aclose()
