@@ -1,0 +1,344 @@
+"""End to end through the real server: speech end -> first text delta and -> tool started.
+
+A server process (``AssistantServer`` on 127.0.0.1, port 0, the tiny offline model with scripted
+replies) serves two ``/v1/realtime`` endpoints that differ only in ``dialogue.preemptive``. This
+process is the client: one WebSocket session per endpoint, server VAD on, transcription on (as
+the browser page asks), and turns alternating between the two so that both see the same machine
+load. Each turn streams real espeak-ng speech in 20 ms chunks paced in real time — a command in
+two halves with a 250 ms pause between them (a speculation started at the pause is discarded
+when the second half begins) — then silence until the turn is over.
+
+Measured per turn, on the ``time.monotonic`` clock that both processes share:
+
+- speech end: when the chunk holding the last sample of speech was sent;
+- first delta: arrival of the first ``response.output_text.delta``;
+- tool started: the tool handler's own clock reading, which it returns in its result;
+- commit: arrival of ``input_audio_buffer.committed`` (the end of the VAD hangover).
+
+Every reply is scripted: "One moment." and a call of ``note_time`` in the first model call, then
+"Done.". Side effects of discarded speculations are counted: any ``response.*`` event or tool
+output before the turn's commit, a tool run more or less than one per turn, or a reply text that
+differs from the script.
+
+Run: ``python benchmarks/e2e_latency.py --turns 20`` (prints a table and writes
+``benchmarks/out/e2e_latency.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import itertools
+import json
+import multiprocessing
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from model_bench import SENTENCES, machine, percentile, write_json
+from websockets.asyncio.client import ClientConnection, connect
+
+RATE_HZ = 16_000
+CHUNK_MS = 20
+CHUNK_SAMPLES = RATE_HZ * CHUNK_MS // 1000
+PAUSE_MS = 250
+"""Inside each command: shorter than the 500 ms hangover, so one utterance, one discard."""
+LEAD_MS = 300
+REPLY = ("One moment.", "Done.")
+MODES = {"preemptive off": False, "preemptive on": True}
+
+
+# --- the server process ------------------------------------------------------------------
+
+
+def serve(conn: Connection, turns: int) -> None:
+    """Run both servers until the client says stop (in a child process)."""
+    asyncio.run(_serve(conn, turns))
+
+
+async def _serve(conn: Connection, turns: int) -> None:
+    from assistant.config import DialogueSettings, ServerSettings
+    from assistant.model.worker import ModelWorker
+    from assistant.server.assistant_server import AssistantServer
+    from assistant.testing.forced import ScriptedReplies
+    from assistant.testing.tiny_model import build_tiny_model
+    from assistant.tools import ToolRegistry, tool
+
+    runs = itertools.count(1)
+
+    @tool
+    def note_time() -> dict[str, float]:
+        """Note the time (the benchmark's tool: its handler reports when it started)."""
+        return {"started_s": time.monotonic(), "run": next(runs)}
+
+    holder: list[ScriptedReplies] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_tiny_model(Path(tmp) / "tiny", "v7", "tiny", 0)
+        worker = ModelWorker.load(
+            folder, device="cpu", logits_processor_factory=lambda n: holder[0].logits_processors(n)
+        )
+    script = ScriptedReplies(worker.tokenizer, default_transcript="hello")
+    holder.append(script)
+    for _ in range(turns * len(MODES)):
+        script.say(REPLY[0], [{"name": "note_time", "arguments": {}}])
+        script.say(REPLY[1])
+    tools = ToolRegistry.from_functions([note_time])
+    servers = [
+        AssistantServer(
+            worker,
+            settings=ServerSettings(port=0),
+            tools=tools,
+            dialogue_settings=DialogueSettings(preemptive=preemptive),
+        )
+        for preemptive in MODES.values()
+    ]
+    for server in servers:
+        await server.start()
+    conn.send([server.port for server in servers])
+    await asyncio.to_thread(conn.recv)
+    stats = worker.engine.stats
+    conn.send({"generate_calls": stats.generate_calls, "speculative_jobs": stats.speculative_jobs})
+    for server in servers:
+        await server.shutdown()
+    worker.close()
+
+
+# --- the client ----------------------------------------------------------------------------
+
+
+@dataclass
+class Turn:
+    """What the client saw of one turn (times in seconds, ``time.monotonic``)."""
+
+    speech_end_s: float = 0.0
+    committed_s: float | None = None
+    first_delta_s: float | None = None
+    tool_started_s: float | None = None
+    tool_runs: list[int] = field(default_factory=list)
+    text: str = ""
+    preempted: bool | None = None
+    server_first_delta_ms: float | None = None
+    early_events: list[str] = field(default_factory=list)
+    """Events of the response that arrived before the turn's commit (must stay empty)."""
+
+    def figures(self) -> dict[str, float | None]:
+        """Milliseconds from the end of speech."""
+
+        def ms(at_s: float | None) -> float | None:
+            return None if at_s is None else 1000 * (at_s - self.speech_end_s)
+
+        return {
+            "commit_ms": ms(self.committed_s),
+            "first_delta_ms": ms(self.first_delta_s),
+            "tool_started_ms": ms(self.tool_started_s),
+        }
+
+
+def _trimmed(speech: np.ndarray) -> np.ndarray:
+    """Speech without the silence espeak-ng puts around it (the pause must be PAUSE_MS)."""
+    loud = np.flatnonzero(np.abs(speech.astype(np.int32)) > 64)
+    return speech[loud[0] : loud[-1] + 1]
+
+
+def command_clips(count: int) -> list[tuple[np.ndarray, int]]:
+    """Commands of two halves with a pause between them, and where the speech ends."""
+    from assistant.testing.speech import synthesize
+
+    clips = []
+    for sentence in itertools.islice(itertools.cycle(SENTENCES), count):
+        words = sentence.split()
+        halves = [
+            _trimmed(synthesize(" ".join(part)))
+            for part in (words[: len(words) // 2], words[len(words) // 2 :])
+        ]
+        pause = np.zeros(RATE_HZ * PAUSE_MS // 1000, dtype=np.int16)
+        lead = np.zeros(RATE_HZ * LEAD_MS // 1000, dtype=np.int16)
+        clip = np.concatenate([lead, halves[0], pause, halves[1]])
+        loud = np.flatnonzero(np.abs(clip.astype(np.int32)) > 64)
+        clips.append((clip, int(loud[-1]) + 1))
+    return clips
+
+
+class Session:
+    """One /v1/realtime conversation, its events timestamped as they arrive."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.events: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
+        self._receiver = asyncio.create_task(self._receive(), name="receive")
+
+    async def _receive(self) -> None:
+        async for message in self.ws:
+            self.events.put_nowait((time.monotonic(), json.loads(message)))
+
+    async def next(self, kind: str) -> dict[str, Any]:
+        """The next event of type ``kind``."""
+        while True:
+            _, event = await asyncio.wait_for(self.events.get(), 120)
+            if event["type"] == kind:
+                return event
+
+    async def close(self) -> None:
+        """End the session."""
+        self._receiver.cancel()
+        await self.ws.close()
+
+
+async def open_session(port: int) -> Session:
+    """Connect and turn server VAD and transcription on."""
+    ws = await connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None)
+    session = Session(ws)
+    await session.next("session.created")
+    audio_input = {
+        "format": {"type": "audio/pcm", "rate": RATE_HZ},
+        "turn_detection": {"type": "server_vad"},
+        "transcription": {"model": "voxtral"},
+    }
+    update = {"type": "realtime", "audio": {"input": audio_input}}
+    await ws.send(json.dumps({"type": "session.update", "session": update}))
+    await session.next("session.updated")
+    return session
+
+
+async def run_turn(session: Session, clip: np.ndarray, end_sample: int) -> Turn:
+    """Stream one command in real time, then silence until its reply and transcript are in."""
+    turn = Turn()
+    finished = asyncio.Event()
+
+    async def send() -> None:
+        silence = np.zeros(CHUNK_SAMPLES, dtype=np.int16)
+        started_s = time.monotonic()
+        for index in itertools.count():
+            await asyncio.sleep(max(0.0, started_s + index * CHUNK_MS / 1000 - time.monotonic()))
+            chunk = clip[index * CHUNK_SAMPLES : (index + 1) * CHUNK_SAMPLES]
+            if len(chunk) < CHUNK_SAMPLES:
+                if finished.is_set():
+                    return
+                chunk = np.concatenate([chunk, silence[: CHUNK_SAMPLES - len(chunk)]])
+            payload = base64.b64encode(chunk.astype("<i2").tobytes()).decode()
+            await session.ws.send(
+                json.dumps({"type": "input_audio_buffer.append", "audio": payload})
+            )
+            if index * CHUNK_SAMPLES <= end_sample - 1 < (index + 1) * CHUNK_SAMPLES:
+                turn.speech_end_s = time.monotonic()
+
+    async def receive() -> None:
+        done = transcribed = False
+        while not (done and transcribed and turn.tool_runs):
+            at_s, event = await asyncio.wait_for(session.events.get(), 120)
+            kind = event["type"]
+            if kind == "input_audio_buffer.committed":
+                turn.committed_s = at_s
+            elif turn.committed_s is None and (
+                kind.startswith("response.") or kind == "conversation.item.created"
+            ):
+                turn.early_events.append(kind)
+            if kind == "response.output_text.delta":
+                turn.first_delta_s = turn.first_delta_s or at_s
+                turn.text += event["delta"]
+            elif kind == "conversation.item.created" and event["item"]["type"] == (
+                "function_call_output"
+            ):
+                output = json.loads(event["item"]["output"])
+                turn.tool_started_s = turn.tool_started_s or output["started_s"]
+                turn.tool_runs.append(output["run"])
+            elif kind == "response.done" and event["response"]["status"] != "cancelled":
+                metrics = event["response"].get("metrics") or {}
+                turn.preempted = metrics.get("preempted")
+                turn.server_first_delta_ms = metrics.get("speech_end_to_first_delta_ms")
+                done = True
+            elif kind.startswith("conversation.item.input_audio_transcription."):
+                transcribed = True
+        finished.set()
+
+    sender = asyncio.create_task(send(), name="send")
+    try:
+        await receive()
+        await sender
+    finally:
+        sender.cancel()
+    return turn
+
+
+def summarize(turns: list[Turn]) -> dict[str, Any]:
+    """p50 / p95 per figure, adoption and side effects."""
+    out: dict[str, Any] = {"turns": len(turns)}
+    for name in ("commit_ms", "first_delta_ms", "tool_started_ms"):
+        values = [v for t in turns if (v := t.figures()[name]) is not None]
+        out[name] = {"p50": percentile(values, 50), "p95": percentile(values, 95)}
+    out["preempted_turns"] = sum(1 for t in turns if t.preempted)
+    out["early_events"] = sum(len(t.early_events) for t in turns)
+    out["wrong_texts"] = sum(1 for t in turns if t.text != "".join(REPLY))
+    out["tool_runs_per_turn"] = sorted({len(t.tool_runs) for t in turns})
+    return out
+
+
+async def client(ports: list[int], turns: int) -> dict[str, list[Turn]]:
+    """Alternate turns between the two endpoints; every turn's figures."""
+    clips = command_clips(turns)
+    sessions = {mode: await open_session(port) for mode, port in zip(MODES, ports, strict=True)}
+    seen: dict[str, list[Turn]] = {mode: [] for mode in MODES}
+    runs = 0
+    try:
+        for clip, end_sample in clips:
+            for mode, session in sessions.items():
+                turn = await run_turn(session, clip, end_sample)
+                runs += 1
+                if turn.tool_runs != [runs]:
+                    turn.early_events.append(f"tool runs {turn.tool_runs}, expected [{runs}]")
+                seen[mode].append(turn)
+                print(f"{mode:>15} turn {len(seen[mode]):2d}: {turn.figures()}", flush=True)
+    finally:
+        for session in sessions.values():
+            await session.close()
+    return seen
+
+
+def main() -> None:
+    """Run the benchmark and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=20, help="turns per mode")
+    parser.add_argument("--json", type=Path, help="where to write the figures (default out/)")
+    args = parser.parse_args()
+    context = multiprocessing.get_context("spawn")
+    here, there = context.Pipe()
+    server = context.Process(target=serve, args=(there, args.turns), name="e2e-server")
+    server.start()
+    try:
+        ports = here.recv()
+        seen = asyncio.run(client(ports, args.turns))
+        here.send("stop")
+        engine = here.recv()
+    finally:
+        server.join(60)
+        if server.is_alive():
+            server.terminate()
+    figures = {mode: summarize(turns) for mode, turns in seen.items()}
+    print(f"\n{machine()}; {args.turns} turns per mode; engine {engine}")
+    print(f"{'':>15} | {'commit p50/p95':>16} | {'first delta p50/p95':>20} | {'tool p50/p95':>16}")
+    for mode, f in figures.items():
+        cells = [
+            f"{f[k]['p50']:7.0f} /{f[k]['p95']:6.0f}"
+            for k in ("commit_ms", "first_delta_ms", "tool_started_ms")
+        ]
+        print(f"{mode:>15} | {cells[0]:>16} | {cells[1]:>20} | {cells[2]:>16}")
+    for mode, f in figures.items():
+        print(
+            f"{mode}: preempted {f['preempted_turns']}/{f['turns']}, events before commit "
+            f"{f['early_events']}, wrong texts {f['wrong_texts']}, tool runs per turn "
+            f"{f['tool_runs_per_turn']}"
+        )
+    raw = {mode: [asdict(t) | t.figures() for t in turns] for mode, turns in seen.items()}
+    path = write_json(
+        "e2e_latency", args.json, {"summary": figures, "engine": engine, "turns": raw}
+    )
+    print(f"figures written to {path}")
+
+
+if __name__ == "__main__":
+    main()
