@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
@@ -135,6 +136,23 @@ def _agent(
         settings=ListenSettings(barge_in=barge_in),
         announcements=announcements,
     )
+
+
+class _HeldSynthesizer(EspeakSynthesizer):
+    """espeak-ng that holds one sentence (on the speaker's synthesis thread) until released."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.held = threading.Event()
+        self.released = threading.Event()
+
+    def synthesize(self, text: str) -> np.ndarray:
+        """Wait for ``released`` first when ``text`` is the held sentence."""
+        if text == self.text and not self.released.is_set():
+            self.held.set()
+            assert self.released.wait(60), "the held sentence was never released"
+        return super().synthesize(text)
 
 
 def _types(records: list[dict[str, Any]], *kinds: str) -> list[dict[str, Any]]:
@@ -293,31 +311,29 @@ async def test_barge_in_before_a_written_reply_is_said_drops_it(
     """Speech after the reply was written but before it sounds: it is never said, nor kept."""
     script = _script(["Lights on", "Lights off"], [{"text": "Done."}, {"text": "Off."}])
     worker = make_worker(script)
-    # The reply's last sentence is said at the turn's end, which waits for the transcript:
-    # holding the first transcript back holds the reply written and unsaid.
-    held, released = asyncio.Event(), asyncio.Event()
-    transcribe = worker.transcribe
-
-    async def held_back(*args: Any, **kwargs: Any) -> Any:
-        held.set()
-        await released.wait()
-        return await transcribe(*args, **kwargs)
-
-    monkeypatch.setattr(worker, "transcribe", held_back)
-    speaker = await Speaker(EspeakSynthesizer(), SoundDevicePlayer()).start()
+    # The reply is written (its turn done) while its only sentence is still being synthesized:
+    # the synthesizer holds it until the user has started speaking over it.
+    synthesizer = _HeldSynthesizer("Done.")
+    speaker = await Speaker(synthesizer, SoundDevicePlayer()).start()
     agent = _agent(worker, speaker=speaker, barge_in=True)
+    show = agent.display.show
+
+    def show_then_release(event: Any) -> None:
+        show(event)  # the agent shows SpeechStarted before it interrupts the speaker
+        if _shown(agent, "speech_started") == 2:
+            synthesizer.released.set()
+
+    monkeypatch.setattr(agent.display, "show", show_then_release)
 
     async def user() -> AsyncIterator[np.ndarray]:
         spoken_over = _paced(
             _recording(0.3, "Lights on"),
-            lambda: held.is_set() and not agent.dialogue.is_responding,  # written, unsaid
+            lambda: synthesizer.held.is_set() and not agent.dialogue.is_responding,
             _recording(0.5, "Lights off"),
             lambda: _shown(agent, "speech_started") == 2,
+            _silence(1.0),
         )
         async for frame in spoken_over:
-            yield frame
-        released.set()
-        async for frame in _paced(_silence(1.0)):
             yield frame
 
     try:
