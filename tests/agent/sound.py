@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from assistant.tts import SoundDevicePlayer
+
+from assistant.speech.playback import SoundDevicePlayer
 
 FRAME_S = 0.02
 SILENCE_RMS = 300.0
