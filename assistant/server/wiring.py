@@ -37,6 +37,7 @@ async def run_server(settings: Settings) -> None:
             params=settings.model.generation_params(),
             vad_settings=settings.vad,
             transcription_settings=settings.transcription,
+            speech_settings=settings.speech,
         )
         try:
             await serve_until_signalled(server)
