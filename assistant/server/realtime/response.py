@@ -317,6 +317,7 @@ class ResponseWriter:
         metrics: dict[str, Any] | None,
     ) -> None:
         self._done = True
+        self.stop_speaking()  # its task ends with the response (all was said, or cut)
         response = response_object(
             self.response_id,
             status,
