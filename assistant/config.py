@@ -22,12 +22,15 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 DEFAULT_MODEL = "mistralai/Voxtral-Mini-3B-2507"
+VLLM_MAX_CLIPS = 5
+"""vLLM takes at most 5 audio clips per Voxtral request (the whole history counts)."""
 ENV_PREFIX = "VOXTRAL_ASSISTANT_"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MIB = 2**20
@@ -38,6 +41,19 @@ def _split_commas(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+def iso_639_1(code: str) -> str:
+    """``code`` as the lower-case ISO 639-1 code mistral-common accepts (``EN`` -> ``en``);
+    ``ValueError`` naming it otherwise."""
+    from pydantic_extra_types.language_code import LanguageAlpha2
+
+    try:
+        return str(TypeAdapter(LanguageAlpha2).validate_python(code.lower()))
+    except ValidationError:
+        raise ValueError(
+            f"{code!r} is not an ISO 639-1 language code (two letters, like en or fr)"
+        ) from None
 
 
 class ConfigError(Exception):
@@ -123,6 +139,39 @@ class ModelSettings(_Group):
             f"unknown device {value!r}: use auto, cpu, cuda, cuda:N (the Nth GPU) or mps"
         )
 
+    backend: Literal["local", "vllm"] = Field(
+        "local",
+        description="'local': transformers in this process; 'vllm': the OpenAI-compatible API "
+        "of a vLLM server (or of another voxtral-assistant serve) at 'url'.",
+    )
+    url: str | None = Field(
+        None, description="The remote server's OpenAI API root, e.g. http://127.0.0.1:8001/v1."
+    )
+    api_key_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the environment variable that holds the remote server's API key.",
+    )
+    session_header: str = Field(
+        "X-Session-Id",
+        pattern=r"^[A-Za-z0-9-]*$",
+        description="Header carrying the conversation id to the remote server, for routers "
+        "that keep a conversation on one replica; empty: none.",
+    )
+    max_clips: int | None = Field(
+        None,
+        ge=1,
+        description=f"Most audio clips per request; None: {VLLM_MAX_CLIPS} with the vllm "
+        "backend, no limit locally.",
+    )
+    max_in_flight: int = Field(
+        64, ge=1, description="Remote requests running at once; more wait for a slot."
+    )
+    connect_timeout_s: float = Field(5.0, gt=0.0, description="Connecting to the remote server.")
+    read_timeout_s: float = Field(
+        120.0, gt=0.0, description="Longest wait for the remote server's next bytes."
+    )
+
     @model_validator(mode="after")
     def _compile_needs_static_cache(self) -> ModelSettings:
         if self.compile_backend and self.static_cache_tokens is None:
@@ -138,6 +187,24 @@ class ModelSettings(_Group):
             temperature=self.temperature,
             top_p=self.top_p,
         )
+
+    @model_validator(mode="after")
+    def _remote_needs_url(self) -> ModelSettings:
+        if self.backend == "vllm" and not self.url:
+            raise ValueError(
+                "the vllm backend needs the server's URL: pass --model-url "
+                "http://HOST:PORT/v1 or set VOXTRAL_ASSISTANT_MODEL__URL"
+            )
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return self
+
+    @property
+    def clip_limit(self) -> int | None:
+        """The most audio clips per request this backend takes (None: no limit)."""
+        if self.max_clips is not None:
+            return self.max_clips
+        return VLLM_MAX_CLIPS if self.backend == "vllm" else None
 
 
 class VadSettings(_Group):
@@ -219,6 +286,12 @@ class DialogueSettings(_Group):
         description="Most prompt tokens per request; None: the model's context minus "
         "max_new_tokens.",
     )
+
+    @field_validator("transcription_language")
+    @classmethod
+    def _language(cls, value: str | None) -> str | None:
+        return None if value is None else iso_639_1(value)
+
     keep_dropped_transcripts: bool = Field(
         True,
         description="Over the budget, replace old clips by their transcripts before dropping "
@@ -288,7 +361,7 @@ class ServerSettings(_Group):
         600.0, gt=0, description="Close a connection with no message and no response this long."
     )
     max_request_body_bytes: int = Field(
-        25 * MIB, ge=1, description="Largest POST body (POST /v1/respond)."
+        25 * MIB, ge=1, description="Largest POST body (/v1/respond, the OpenAI-compatible API)."
     )
     max_body_bytes_in_flight: int = Field(
         100 * MIB,
@@ -298,7 +371,9 @@ class ServerSettings(_Group):
     request_timeout_s: float = Field(
         10.0, gt=0, description="Deadline for a request head (and POST body) to arrive."
     )
-    respond_timeout_s: float = Field(300.0, gt=0, description="Longest POST /v1/respond turn.")
+    respond_timeout_s: float = Field(
+        300.0, gt=0, description="Longest POST /v1/respond turn or OpenAI API completion."
+    )
     ping_interval_s: float = Field(20.0, gt=0, description="WebSocket keep-alive pings.")
     ping_timeout_s: float = Field(20.0, gt=0, description="A ping unanswered this long closes.")
     close_timeout_s: float = Field(
@@ -426,8 +501,17 @@ class ListenSettings(_Group):
         None, description="Speaker for spoken replies; None: the default output."
     )
     speak: bool = Field(True, description="Say the replies aloud.")
-    barge_in: bool = Field(
-        False, description="Let speech interrupt the reply: only with headphones or an AEC."
+    echo_cancellation: Literal["auto", "on", "off"] = Field(
+        "off",
+        description="Remove the assistant's own voice from the microphone (WebRTC AEC3; "
+        "experimental, see the README): auto runs it whenever replies are spoken and falls "
+        "back to half-duplex where it cannot load; on refuses to start without it; off: "
+        "half-duplex (or barge_in for headphones).",
+    )
+    barge_in: bool | None = Field(
+        None,
+        description="Let speech interrupt the reply; None: on exactly when echo cancellation "
+        "runs. True without echo cancellation is for headphones only.",
     )
     echo_tail_ms: int = Field(
         400,
@@ -435,6 +519,21 @@ class ListenSettings(_Group):
         le=5000,
         description="Half-duplex: keep ignoring the microphone this long after speaking (room "
         "echo and the output buffer outlast the last sample).",
+    )
+    wake_word: Literal["okay_nabu", "alexa", "hey_mycroft", "hey_jarvis"] | None = Field(
+        None,
+        description="Answer only after this wake word (pymicro-wakeword's bundled models; "
+        "not on macOS); None: every utterance is a request.",
+    )
+    follow_up_s: float = Field(
+        5.0,
+        ge=1.0,
+        le=120.0,
+        description="After the wake word and after each reply, listen this long for a request "
+        "or a follow-up before waiting for the wake word again.",
+    )
+    chime: bool = Field(
+        False, description="Play a short tone when the wake word is heard (needs a speaker)."
     )
 
 

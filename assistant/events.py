@@ -283,7 +283,14 @@ class TurnDone:
 # --- desktop agent -------------------------------------------------------------------------
 
 AgentState = Literal[
-    "loading", "listening", "hearing", "thinking", "calling_tool", "speaking", "stopped"
+    "loading",
+    "waiting_for_wake_word",
+    "listening",
+    "hearing",
+    "thinking",
+    "calling_tool",
+    "speaking",
+    "stopped",
 ]
 """What the desktop agent is doing, as its status line shows it."""
 
@@ -294,6 +301,14 @@ class AgentStatus:
 
     state: AgentState
     detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WakeWordDetected:
+    """The wake word was heard; ``at_ms`` is stream time (where the microphone had got to)."""
+
+    phrase: str
+    at_ms: int
 
 
 @dataclass(frozen=True, slots=True)

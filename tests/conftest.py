@@ -34,6 +34,8 @@ _SYSTEM_FIXTURES = frozenset(
         "speech",
         "speech_16k",
         "speech_24k",
+        "vllm_executable",
+        "vllm_model_dir",
     }
 )
 _AUDIO_DEVICE_FIXTURES = frozenset({"virtual_audio"})

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from assistant.audio.wake import WAKE_WORDS
 from assistant.cli.common import (
     CliError,
     add_instructions_option,
@@ -57,9 +58,10 @@ def _add_listen(sub: Any) -> None:
         "without it ./tools.yaml when present, else the built-in tools, plus installed "
         "plugins), and shows and speaks the reply. Echo: by default the agent is half-duplex, "
         "it does not listen while it speaks (plus --echo-tail-ms), so a loudspeaker's sound is "
-        "never taken for you; --barge-in lets you interrupt it, but only use it with "
-        "headphones or a microphone with an echo canceller (e.g. PipeWire/PulseAudio "
-        "echo-cancel, a conference speakerphone). Ctrl-C quits.",
+        "never taken for you; --echo-cancellation on (experimental) removes its own voice from "
+        "the microphone with an echo canceller (WebRTC AEC3) and lets you interrupt it; "
+        "without it --barge-in is for headphones only. With --wake-word it "
+        "answers only after its wake word (then follow-ups for --follow-up-s). Ctrl-C quits.",
     )
     add_model_options(p)
     setting_flag(
@@ -115,11 +117,21 @@ def _add_listen(sub: Any) -> None:
     )
     setting_flag(
         audio,
+        "--echo-cancellation",
+        setting="listen.echo_cancellation",
+        choices=["auto", "on", "off"],
+        help="remove the assistant's voice from the microphone: auto (whenever it speaks; "
+        "half-duplex where the canceller cannot load), on (refuse to start without it), off "
+        "(half-duplex)",
+    )
+    setting_flag(
+        audio,
         "--barge-in",
         setting="listen.barge_in",
-        action="store_true",
-        help="let your speech interrupt the reply; ONLY with headphones or an echo canceller, "
-        "otherwise the assistant hears itself and interrupts itself",
+        action=argparse.BooleanOptionalAction,
+        help="let your speech interrupt the reply (default: exactly when echo cancellation "
+        "runs); without echo cancellation ONLY with headphones, otherwise the assistant hears "
+        "itself and interrupts itself",
     )
     setting_flag(
         audio,
@@ -127,6 +139,28 @@ def _add_listen(sub: Any) -> None:
         setting="listen.echo_tail_ms",
         type=int,
         help="half-duplex: keep ignoring the microphone this long after speaking",
+    )
+    wake = p.add_argument_group("wake word")
+    setting_flag(
+        wake,
+        "--wake-word",
+        setting="listen.wake_word",
+        choices=list(WAKE_WORDS),
+        help="answer only after this wake word (Linux and Windows; not macOS)",
+    )
+    setting_flag(
+        wake,
+        "--follow-up-s",
+        setting="listen.follow_up_s",
+        type=float,
+        help="after the wake word and after each reply, listen this long for a (follow-up) request",
+    )
+    setting_flag(
+        wake,
+        "--chime",
+        setting="listen.chime",
+        action="store_true",
+        help="play a short tone when the wake word is heard",
     )
     out = p.add_argument_group("output")
     out.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 from enum import Enum
 from pathlib import Path
@@ -157,7 +158,8 @@ def setting_default(path: str) -> Any:
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--device`` and ``--dtype``: the model and where it computes."""
+    """``--model``, ``--device``, ``--dtype``, ``--backend`` and ``--model-url``: the model and
+    where it computes."""
     group = parser.add_argument_group("model")
     setting_flag(group, "--model", setting="model.id", help="hub id or local folder")
     setting_flag(
@@ -173,6 +175,22 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         setting="model.dtype",
         choices=["auto", "bfloat16", "float16", "float32"],
         help="auto: bfloat16 on a GPU, float32 on the CPU",
+    )
+    setting_flag(
+        group,
+        "--backend",
+        setting="model.backend",
+        choices=["local", "vllm"],
+        help="local: the model runs in this process; vllm: on a vLLM server (or another "
+        "voxtral-assistant serve) at --model-url, the tokenizer still read from --model",
+    )
+    setting_flag(
+        group,
+        "--model-url",
+        setting="model.url",
+        metavar="URL",
+        help="the model server's OpenAI API root, e.g. http://127.0.0.1:8001/v1 (its API key "
+        "comes from the variable model.api_key_env names)",
     )
 
 
@@ -193,7 +211,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     ``--set`` values come first, then the flags of the command (``setting_flag``). The flags
     join the same validation as the file and the environment, so a check that spans layers (a
     non-loopback host needs a token) sees the final values. The server token, wherever it came
-    from, is redacted from the logs from then on.
+    from, and the model server's API key are redacted from the logs from then on.
     """
     overrides = parse_assignments(_assignments(args))
     for dest, value in vars(args).items():
@@ -207,6 +225,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     settings = load_settings(overrides, config_file=config_file(args))
     if settings.server.token is not None:
         LOG_REDACTION.add(settings.server.token.get_secret_value())
+    if settings.model.api_key_env:
+        LOG_REDACTION.add(os.environ.get(settings.model.api_key_env, ""))
     return settings
 
 

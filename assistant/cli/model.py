@@ -84,10 +84,10 @@ def _add_ask(sub: Any) -> None:
 
 
 def _load_worker(args: argparse.Namespace, settings: Settings) -> Any:
-    from assistant.model.worker import ModelWorker
+    from assistant.model.factory import open_backend
 
     try:
-        return ModelWorker.load(settings=settings.model)
+        return open_backend(settings.model)
     except ValueError as exc:
         raise CliError(str(exc)) from None
 

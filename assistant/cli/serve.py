@@ -20,7 +20,9 @@ def _add_serve(sub: Any) -> None:
         "serve",
         help="serve the assistant over WebSocket (OpenAI Realtime protocol) and HTTP",
         description="Serve ws://HOST:PORT/v1/realtime (a subset of the OpenAI Realtime protocol), "
-        "the browser page at /, POST /v1/respond for automations and GET /healthz. A token is "
+        "the browser page at /, POST /v1/respond for automations, GET /healthz, and the "
+        "OpenAI-compatible /v1/chat/completions, /v1/models and /v1/audio/transcriptions. "
+        "With --backend vllm the model runs on a vLLM server at --model-url. A token is "
         "required off loopback; prefer VOXTRAL_ASSISTANT_SERVER__TOKEN to --token (process "
         "lists show flags). Without --tools: ./tools.yaml when present, else the built-in "
         "tools; installed plugins join either way. Every server.* setting can also be given "
@@ -64,6 +66,8 @@ def _add_serve(sub: Any) -> None:
         type=float,
         help="close silent connections after this",
     )
+    # Test aid (README, "Scaling out"): force the tiny test model's replies, on either backend.
+    p.add_argument("--forced-replies", type=Path, help=argparse.SUPPRESS)
     p.set_defaults(handler=_serve)
 
 
@@ -71,13 +75,21 @@ def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
     settings = settings_from_args(args)
+    script = None
+    if args.forced_replies is not None:
+        from assistant.testing.forced import ForcedScriptError, ScriptedReplies
+
+        try:
+            script = ScriptedReplies.from_file(args.forced_replies)
+        except ForcedScriptError as exc:
+            raise CliError(str(exc)) from None
 
     from assistant.server.assistant_server import ServeError
     from assistant.server.wiring import run_server
     from assistant.tools import ToolsFileError
 
     try:
-        asyncio.run(run_server(settings))
+        asyncio.run(run_server(settings, forced_replies=script))
     except (ServeError, ToolsFileError) as exc:
         raise CliError(str(exc)) from None
     return 0

@@ -9,7 +9,7 @@ from typing import Any
 
 from assistant.cli.common import CliError, add_model_options, setting_flag, settings_from_args
 from assistant.cli.progress import progress_bar
-from assistant.config import Settings
+from assistant.config import Settings, iso_639_1
 
 
 def _add_transcribe(sub: Any) -> None:
@@ -68,7 +68,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     from assistant.model.backend import ModelError
     from assistant.transcription.reader import AudioBlocks
 
-    language = iso_639_1(args.language) if args.language is not None else None
+    language = _language(args.language)
     settings = settings_from_args(args)
     try:
         AudioBlocks(args.audio).close()  # an unreadable file fails before the model loads
@@ -135,7 +135,6 @@ def _clock(seconds: float) -> str:
 
 def _load_worker(settings: Settings, forced_replies: Path | None) -> Any:
     """The model worker; with ``forced_replies`` (tests, demos) it says what the file says."""
-    from assistant.model.worker import ModelWorker
 
     script = None
     if forced_replies is not None:
@@ -145,32 +144,22 @@ def _load_worker(settings: Settings, forced_replies: Path | None) -> Any:
             script = ScriptedReplies.from_file(forced_replies)
         except ForcedScriptError as exc:
             raise CliError(str(exc)) from None
+    from assistant.testing.forced import load_scripted
+
     try:
-        worker = ModelWorker.load(
-            settings=settings.model,
-            logits_processor_factory=script.logits_processors if script is not None else None,
-        )
+        return load_scripted(script, settings.model)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    if script is not None:
-        script.bind(worker.tokenizer)
-    return worker
 
 
-def iso_639_1(code: str) -> str:
-    """``code`` as the ISO 639-1 code mistral-common accepts (lower case), or a ``CliError``.
-
-    The same check as the transcription request's, made before the model loads.
-    """
-    from pydantic import TypeAdapter, ValidationError
-    from pydantic_extra_types.language_code import LanguageAlpha2
-
+def _language(code: str | None) -> str | None:
+    """``--language``, checked before the model loads (one line, like every usage error)."""
+    if code is None:
+        return None
     try:
-        return str(TypeAdapter(LanguageAlpha2).validate_python(code.lower()))
-    except ValidationError:
-        raise CliError(
-            f"--language {code!r} is not an ISO 639-1 language code (two letters, like en or fr)"
-        ) from None
+        return iso_639_1(code)
+    except ValueError as exc:
+        raise CliError(f"--language {exc}") from None
 
 
 def add_commands(sub: Any) -> None:

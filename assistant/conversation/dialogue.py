@@ -478,11 +478,14 @@ class Dialogue:
 
         before = self._history.dropped_turns
         fits = self._history.fit(
-            count, limit, keep_transcripts=self.settings.keep_dropped_transcripts
+            count,
+            limit,
+            keep_transcripts=self.settings.keep_dropped_transcripts,
+            max_clips=self.worker.max_clips,
         )
         if self._history.dropped_turns != before:
             log.info(
-                "%s: dropped %d old turn(s) to stay within %d prompt tokens",
+                "%s: dropped %d old turn(s) to stay within %d prompt tokens and the clip limit",
                 self.conversation_id,
                 self._history.dropped_turns - before,
                 limit,
@@ -538,13 +541,21 @@ class Dialogue:
                 "the conversation with this turn's tool results does not fit the context "
                 "budget: ask for less at a time"
             )
+        max_clips = self.worker.max_clips
+        clips = self._history.clips(self._history.turns[-1:])
+        if max_clips is not None and clips > max_clips:
+            reason = (
+                f"the input holds {clips} audio clips and the model takes at most {max_clips} "
+                "per request"
+            )
+        else:
+            reason = "the input does not fit the context budget even alone"
         if not self._history.remove_unanswered({entry.item.item_id for entry in r.inputs}):
+            if max_clips is not None and clips > max_clips:
+                return f"{reason}: send fewer clips at a time"
             return "the newest turn alone does not fit the context budget: shorten the input"
         log.info("%s: input over the context budget removed from the history", self.conversation_id)
-        return (
-            "the input does not fit the context budget even alone, so it was removed from the "
-            "conversation: send a shorter input"
-        )
+        return f"{reason}, so it was removed from the conversation: send a shorter input"
 
     def _start_transcripts(self, r: ResponseState) -> asyncio.Task[None]:
         return self._transcripts.start(

@@ -228,23 +228,44 @@ class History:
                     return item
         return None
 
+    def clips(self, turns: Sequence[Turn] | None = None) -> int:
+        """Audio clips the model sees in ``turns`` (default: all), dropped ones not counted."""
+        return sum(
+            1
+            for turn in (self.turns if turns is None else turns)
+            for item in turn.items
+            for chunk in item.content()
+            if isinstance(chunk, AudioChunk)
+        )
+
     def fit(
         self,
         count_tokens: Callable[[list[Message]], int],
         limit_tokens: int,
         *,
         keep_transcripts: bool = True,
+        max_clips: int | None = None,
     ) -> bool:
-        """Shrink the history until ``count_tokens(messages) <= limit_tokens``.
+        """Shrink the history until ``count_tokens(messages) <= limit_tokens`` and it holds at
+        most ``max_clips`` audio clips (None: any number; vLLM takes 5 per request).
 
         First, oldest first, the audio of older turns whose transcript is known is replaced by
         that transcript (when ``keep_transcripts``); then the oldest complete turns are dropped.
         The newest turn is never touched. Returns False, changing nothing, when even the newest
-        turn alone is over the limit.
+        turn alone is over a limit.
         """
-        if count_tokens(self.messages) <= limit_tokens:
+
+        def fits() -> bool:
+            if max_clips is not None and self.clips() > max_clips:
+                return False
+            return count_tokens(self.messages) <= limit_tokens
+
+        if fits():
             return True
-        if count_tokens([m for turn in self.turns[-1:] for m in turn.messages()]) > limit_tokens:
+        newest = self.turns[-1:]
+        if max_clips is not None and self.clips(newest) > max_clips:
+            return False
+        if count_tokens([m for turn in newest for m in turn.messages()]) > limit_tokens:
             return False  # dropping the older turns could not help: keep them
         if keep_transcripts:
             for turn in self.turns[:-1]:
@@ -257,9 +278,9 @@ class History:
                     continue
                 for item in droppable:
                     item.audio_dropped = True
-                if count_tokens(self.messages) <= limit_tokens:
+                if fits():
                     return True
-        while count_tokens(self.messages) > limit_tokens:
+        while not fits():
             self.turns.pop(0)
             self.dropped_turns += 1
         return True

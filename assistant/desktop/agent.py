@@ -6,10 +6,16 @@ feeds the VAD and queues each finished utterance; the turn loop hands queued utt
 dialogue, shows its events, and speaks the reply sentence by sentence as it streams.
 
 Echo: a loudspeaker's sound reaches the microphone, and the assistant must not take its own
-voice for the user. By default the agent is half-duplex (``EchoGate``): while it speaks, and for
-a short tail after, the VAD hears silence instead of the microphone. ``barge_in`` turns the gate
-off and lets the user's speech interrupt the reply; it is for headphones or a microphone with an
-echo canceller, where the assistant's voice does not come back.
+voice for the user. With an ``EchoCanceller`` (``listen``'s default when it speaks) every
+microphone frame has the reply's echo removed before the VAD hears it, so the agent is full
+duplex and the user's speech interrupts the reply (barge-in); until the canceller has adapted
+(its first seconds of sound) the agent stays half-duplex. Without one it is half-duplex
+(``EchoGate``): while it speaks, and for a short tail after, the VAD hears silence instead of
+the microphone; ``barge_in`` then turns the gate off, for headphones only.
+
+Wake word: with a ``WakeWordDetector`` the agent hears nothing but the detector until the wake
+word is said; then it takes requests as long as ``Attention`` allows (a request, and follow-ups
+within ``follow_up_s``).
 """
 
 from __future__ import annotations
@@ -22,8 +28,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from assistant.audio.echo import EchoCanceller
 from assistant.audio.vad import VadEvent, VadSegmenter
+from assistant.audio.wake import WakeWordDetector
 from assistant.config import ListenSettings
+from assistant.desktop.attention import Attention
 from assistant.desktop.display import Display
 from assistant.events import (
     SAMPLE_RATE_HZ,
@@ -40,12 +49,19 @@ from assistant.events import (
     ToolStarted,
     TurnDone,
     Utterance,
+    WakeWordDetected,
 )
+from assistant.speech.chime import chime_pcm
 from assistant.speech.sentences import SentenceSplitter
 from assistant.speech.speaker import Speaker
 
 if TYPE_CHECKING:  # the dialogue pulls in torch: ``listen`` checks its options before that
     from assistant.conversation.dialogue import Dialogue
+
+
+def barge_in_enabled(settings: ListenSettings, cancelling: bool) -> bool:
+    """Whether speech interrupts the reply: as set, else exactly when echo is cancelled."""
+    return cancelling if settings.barge_in is None else settings.barge_in
 
 
 class EchoGate:
@@ -98,7 +114,9 @@ class VoiceAgent:
     """One spoken conversation: hears utterances, answers them, shows and says the replies.
 
     ``speaker`` None means text only (``--no-speak``). ``announcements`` is the tool registry's
-    queue of things to say unprompted (a timer that fired).
+    queue of things to say unprompted (a timer that fired). ``echo_canceller`` cleans the
+    microphone (its far end must be fed by the speaker's player); ``wake_word`` makes the agent
+    wait for its wake word.
     """
 
     def __init__(
@@ -110,15 +128,22 @@ class VoiceAgent:
         *,
         settings: ListenSettings | None = None,
         announcements: asyncio.Queue[Announcement] | None = None,
+        echo_canceller: EchoCanceller | None = None,
+        wake_word: WakeWordDetector | None = None,
     ) -> None:
         settings = settings or ListenSettings()
         self.dialogue = dialogue
         self.segmenter = segmenter
         self.display = display
         self.speaker = speaker
-        self.barge_in = settings.barge_in
+        self.echo_canceller = echo_canceller
+        self.barge_in = barge_in_enabled(settings, echo_canceller is not None)
         self.gate = EchoGate(settings.echo_tail_ms)
         self.announcements = announcements
+        self.wake_word = wake_word
+        self.attention = Attention(round(settings.follow_up_s * 1000))
+        self._awake = wake_word is None
+        self._chime = chime_pcm() if settings.chime and wake_word is not None else None
         self._turns: asyncio.Queue[_Turn] = asyncio.Queue()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -157,7 +182,7 @@ class VoiceAgent:
             announcer = self._announce_loop(self.announcements)
             tasks.append(asyncio.create_task(announcer, name="agent-announcements"))
         hearing = asyncio.create_task(
-            self._hear(frames, gate_echo and not self.barge_in, turn_by_turn), name="agent-hear"
+            self._hear(frames, gate_echo, turn_by_turn), name="agent-hear"
         )
         try:
             self._update_status()
@@ -190,8 +215,12 @@ class VoiceAgent:
         self, frames: AsyncIterable[np.ndarray], gate_echo: bool, turn_by_turn: bool
     ) -> None:
         async for frame in frames:
+            if self.echo_canceller is not None:
+                frame = self.echo_canceller.process(frame)
             if gate_echo and self._echo_possible():
                 # Silence keeps the VAD's clock running and closes any stretch it had open.
+                frame = np.zeros_like(frame)
+            if not self._attending(frame):
                 frame = np.zeros_like(frame)
             for event in self.segmenter.process(frame):
                 await self._on_vad(event, turn_by_turn)
@@ -202,7 +231,35 @@ class VoiceAgent:
         speaker = self.speaker
         if speaker is None:
             return False
+        if self.echo_canceller is not None:
+            if self.echo_canceller.ready:
+                return False  # full duplex: the echo is gone
+        elif self.barge_in:
+            return False  # headphones: no echo to keep out
         return self.gate.closed(speaker.speaking, speaker.last_sound_end_s, time.monotonic())
+
+    def _attending(self, frame: np.ndarray) -> bool:
+        """Whether the VAD may hear ``frame``: always, or (wake word) while ``Attention`` says."""
+        if self.wake_word is None:
+            return True
+        now_ms = self.segmenter.stream_ms
+        awake = self.attention.awake(now_ms, busy=self._busy())
+        if not awake and self.wake_word.process(frame):
+            self.attention.wake(now_ms)
+            self.display.show(WakeWordDetected(self.wake_word.phrase, now_ms))
+            if self._chime is not None and self.speaker is not None:
+                self.speaker.play(self._chime, SAMPLE_RATE_HZ)
+            awake = True
+        if awake != self._awake:
+            self._awake = awake
+            if not awake:
+                self.wake_word.reset()  # what it heard before the request is stale now
+            self._update_status()
+        return awake
+
+    def _busy(self) -> bool:
+        speaking = self.speaker is not None and self.speaker.speaking
+        return self._hearing or self._responding or not self._turns.empty() or speaking
 
     async def _on_vad(self, event: VadEvent, turn_by_turn: bool) -> None:
         self.display.show(event)
@@ -316,4 +373,6 @@ class VoiceAgent:
             return AgentStatus("speaking")
         if self._responding or not self._turns.empty():
             return AgentStatus("thinking")
+        if not self._awake and self.wake_word is not None:
+            return AgentStatus("waiting_for_wake_word", self.wake_word.phrase)
         return AgentStatus("listening")

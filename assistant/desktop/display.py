@@ -50,6 +50,7 @@ from assistant.events import (
     TurnDone,
     UserTranscript,
     Utterance,
+    WakeWordDetected,
 )
 
 DisplayEvent = (
@@ -61,6 +62,7 @@ DisplayEvent = (
     | Utterance
     | SpokenSentence
     | Announcement
+    | WakeWordDetected
 )
 """Everything a display can show."""
 
@@ -69,6 +71,7 @@ RESULT_PREVIEW_CHARS = 160
 
 STATUS_LABELS: dict[AgentState, str] = {
     "loading": "loading model",
+    "waiting_for_wake_word": "waiting for the wake word",
     "listening": "listening",
     "hearing": "hearing you",
     "thinking": "thinking",
@@ -119,6 +122,8 @@ def status_label(status: AgentStatus) -> str:
     """The words of the status line, e.g. ``calling get_time`` or ``loading model tiny``."""
     if status.state == "calling_tool" and status.detail:
         return f"calling {status.detail}"
+    if status.state == "waiting_for_wake_word" and status.detail:
+        return f"say “{status.detail}” to talk"
     label = STATUS_LABELS[status.state]
     return f"{label} {status.detail}" if status.detail else label
 
@@ -174,6 +179,8 @@ def describe(event: DisplayEvent) -> Text | None:
         return Text.assemble((f"⏰ {event.source}: ", "bold yellow"), event.text)
     if isinstance(event, TurnDone):
         return _turn_line(event)
+    if isinstance(event, WakeWordDetected):
+        return Text(f"  (wake word: {event.phrase})", style="dim")
     return None
 
 

@@ -23,7 +23,7 @@ from typing import IO, Any
 import numpy as np
 
 from assistant.config import Settings
-from assistant.desktop.agent import VoiceAgent, file_frames
+from assistant.desktop.agent import VoiceAgent, barge_in_enabled, file_frames
 from assistant.desktop.display import Display, make_display
 from assistant.events import AgentStatus
 
@@ -34,6 +34,11 @@ CPU_WARNING = (
     "fraction of a second (pass --device cpu to choose the CPU and hide this warning)"
 )
 
+
+NO_ECHO_CANCELLER_WARNING = (
+    "%s; falling back to half-duplex: the assistant does not listen while it speaks, so you "
+    "cannot interrupt it (pass --echo-cancellation off to hide this warning)"
+)
 
 NO_SPEAKER_WARNING = (
     "cannot play speech (%s): replies are shown as text only; connect a speaker or pick one "
@@ -70,6 +75,8 @@ class _Prepared:
     synthesizer: Any = None
     tools: Any = None
     script: Any = None
+    echo_canceller: Any = None
+    wake_word: Any = None
 
 
 def parse_device(value: int | str | None) -> int | str | None:
@@ -106,6 +113,15 @@ def _prepare(options: ListenOptions) -> _Prepared:
             raise ListenError(f"{exc} (or read a recording with --input FILE.wav)") from None
     if options.settings.listen.speak:
         prepared.synthesizer = _check_speech(options.settings)
+    if prepared.synthesizer is not None and prepared.recording is None:
+        prepared.echo_canceller = _echo_canceller(options.settings.listen.echo_cancellation)
+    if options.settings.listen.wake_word is not None:
+        from assistant.audio.wake import WakeWordUnavailable, load_wake_word
+
+        try:
+            prepared.wake_word = load_wake_word(options.settings.listen.wake_word)
+        except WakeWordUnavailable as exc:
+            raise ListenError(str(exc)) from None
     session_log = options.settings.dialogue.session_log_path
     if session_log is not None:
         _check_session_log(session_log)
@@ -122,7 +138,7 @@ def _prepare(options: ListenOptions) -> _Prepared:
         prepared.tools = load_configured_tools(options.settings.tools_file)
     except ToolsFileError as exc:
         raise ListenError(str(exc)) from None
-    if options.settings.model.device == "auto":
+    if options.settings.model.backend == "local" and options.settings.model.device == "auto":
         import torch
 
         if not torch.cuda.is_available():
@@ -166,6 +182,24 @@ def _check_speech(settings: Settings) -> Any:
         log.warning(NO_SPEAKER_WARNING, problem)
         return None
     return synthesizer
+
+
+def _echo_canceller(mode: str) -> Any:
+    """The echo canceller for spoken replies on a microphone; None when off or unavailable.
+
+    ``auto`` falls back to half-duplex after one warning; ``on`` refuses to start without it.
+    """
+    if mode == "off":
+        return None
+    from assistant.audio.echo import EchoCancellerUnavailable, WebRtcEchoCanceller
+
+    try:
+        return WebRtcEchoCanceller()
+    except EchoCancellerUnavailable as exc:
+        if mode == "on":
+            raise ListenError(f"{exc} (or pass --echo-cancellation auto or off)") from None
+        log.warning(NO_ECHO_CANCELLER_WARNING, exc)
+        return None
 
 
 def _check_session_log(path: Path) -> None:
@@ -212,17 +246,23 @@ async def _session(options: ListenOptions, prepared: _Prepared, display: Display
     worker = await _load_worker(settings, prepared.script)
     try:
         # Speech interrupts a reply only where the agent lets it (barge-in).
-        dialogue_settings = settings.dialogue.model_copy(
-            update={"interrupt_response": settings.listen.barge_in}
-        )
+        barge_in = barge_in_enabled(settings.listen, prepared.echo_canceller is not None)
+        dialogue_settings = settings.dialogue.model_copy(update={"interrupt_response": barge_in})
         params = settings.model.generation_params()
         dialogue = Dialogue(worker, prepared.tools, dialogue_settings, params=params)
         speaker = None
         if prepared.synthesizer is not None:
+            from assistant.speech.duplex_playback import ContinuousPlayer
             from assistant.speech.playback import SoundDevicePlayer
 
             output_device = parse_device(settings.listen.output_device)
-            speaker = Speaker(prepared.synthesizer, SoundDevicePlayer(output_device))
+            canceller = prepared.echo_canceller
+            player = (
+                ContinuousPlayer(output_device, far_end=canceller.far_end)
+                if canceller is not None
+                else SoundDevicePlayer(output_device)
+            )
+            speaker = Speaker(prepared.synthesizer, player)
         agent = VoiceAgent(
             dialogue,
             VadSegmenter(settings.vad),
@@ -230,6 +270,8 @@ async def _session(options: ListenOptions, prepared: _Prepared, display: Display
             speaker,
             settings=settings.listen,
             announcements=prepared.tools.announcements,
+            echo_canceller=prepared.echo_canceller,
+            wake_word=prepared.wake_word,
         )
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(dialogue.aclose)
@@ -267,27 +309,23 @@ async def _run_agent(
 
 
 async def _load_worker(settings: Settings, script: Any) -> Any:
-    """Load the model in a daemon thread: Ctrl-C during a long load exits without waiting."""
+    """Load the model (or connect to its server) in a daemon thread: Ctrl-C during a long load
+    exits without waiting."""
     from assistant.model.checkpoint import resolve_checkpoint
-    from assistant.model.worker import ModelWorker
+    from assistant.testing.forced import load_scripted
 
     def load() -> Any:
-        # Before the slow import of the model's classes: a wrong --model fails at once.
-        folder = resolve_checkpoint(settings.model.id)
-        return ModelWorker.load(
-            folder,
-            settings=settings.model,
-            logits_processor_factory=script.logits_processors if script is not None else None,
-        )
+        model = settings.model
+        if model.backend == "local":
+            # Before the slow import of the model's classes: a wrong --model fails at once.
+            model = model.model_copy(update={"id": str(resolve_checkpoint(model.id))})
+        return load_scripted(script, model)
 
     try:
-        worker = await _in_daemon_thread(load)
+        return await _in_daemon_thread(load)
     except ValueError as exc:
         hint = "; run on the CPU with --device cpu (slower)" if "CUDA" in str(exc) else ""
         raise ListenError(f"{exc}{hint}") from None
-    if script is not None:
-        script.bind(worker.tokenizer)
-    return worker
 
 
 async def _in_daemon_thread(function: Callable[[], Any]) -> Any:

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from assistant.config import GenerationParams
+from assistant.config import GenerationParams, TranscriptionSettings
 from assistant.events import ModelEvent, ResponseDone, Transcription
 
 DEFAULT_CONTEXT_TOKENS = 32_768
-TRANSCRIPTION_MAX_TOKENS = 1024
+TRANSCRIPTION_MAX_TOKENS: int = TranscriptionSettings.model_fields["max_new_tokens"].default
+"""A transcription's token limit unless the caller says otherwise (``transcription.*``)."""
 
 
 class ContextOverflowError(ValueError):
@@ -27,6 +29,22 @@ class ModelError(RuntimeError):
     """A request failed on the model thread (raised by ``transcribe``; ``respond`` streams it)."""
 
 
+class BackendUnavailableError(ValueError):
+    """The backend cannot be used at all (a remote server unreachable at start); one sentence."""
+
+
+_LANGUAGE_PREFIX = re.compile(r"^\s*lang:([a-z]{2})\s*")  # ISO 639-1, as TranscriptionRequest
+
+
+def split_language(text: str, language: str | None = None) -> tuple[str, str | None]:
+    """A transcription's text without the model's ``lang:xx`` announcement, and the language
+    (``language`` when one was asked for, else the announced one)."""
+    match = _LANGUAGE_PREFIX.match(text)
+    if match:
+        text, language = text[match.end() :], language or match.group(1).lower()
+    return text.strip(), language
+
+
 GREEDY = GenerationParams(temperature=0.0)
 
 
@@ -34,20 +52,28 @@ class ResponseStream:
     """Events of one generation, as an async iterator; always ends with ``ResponseDone``.
 
     The event queue is unbounded by design: it holds at most one event per generated token
-    plus a few, so its size is bounded by ``max_new_tokens``.
+    plus a few, so its size is bounded by ``max_new_tokens``. ``on_cancel`` (called once, from
+    any thread) lets a backend stop work that a flag alone would not reach, such as an HTTP
+    stream.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, on_cancel: Callable[[], None] | None = None
+    ) -> None:
         self._loop = loop
         self._events: asyncio.Queue[ModelEvent] = asyncio.Queue()
         self._cancelled = threading.Event()
+        self._on_cancel = on_cancel
         self._finished = False
         self._done_pushed = False
         """Set on the model thread once the final ``ResponseDone`` was handed over."""
 
     def cancel(self) -> None:
         """Stop the generation within one decode step; the stream ends ``cancelled``."""
+        first = not self._cancelled.is_set()
         self._cancelled.set()
+        if first and self._on_cancel is not None:
+            self._on_cancel()
 
     async def aclose(self) -> None:
         """Cancel (if still running) and stop iterating."""
@@ -89,6 +115,8 @@ class ModelBackend(Protocol):
     tokenizer_version: str
     context_tokens: int
     """The most prompt plus reply tokens a request may take."""
+    max_clips: int | None
+    """Most audio clips one request may hold, the whole history counted (vLLM: 5); None: any."""
 
     @property
     def waiting_requests(self) -> int:

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +36,7 @@ from assistant.model.backend import (
     ContextOverflowError,
     ModelError,
     ResponseStream,
+    split_language,
 )
 from assistant.model.engine import Engine, Job, Sampling
 from assistant.model.loading import LoadedModel, LoadReport, load_model
@@ -44,8 +44,6 @@ from assistant.model.prompting import EncodedPrompt, PromptBuilder, PromptError
 from assistant.model.toolcall_parser import ToolCallParser
 
 log = logging.getLogger(__name__)
-
-_LANGUAGE_PREFIX = re.compile(r"^\s*lang:([a-z]{2})\s*")  # ISO 639-1, as TranscriptionRequest
 
 
 @dataclass(eq=False)
@@ -70,6 +68,9 @@ _QueueItem = list[_Request] | Callable[[], None] | _Stop
 
 class ModelWorker:
     """Voxtral behind one model thread; create with ``ModelWorker.load``."""
+
+    max_clips: int | None = None
+    """transformers takes any number of clips per prompt."""
 
     def __init__(
         self,
@@ -455,12 +456,9 @@ async def _transcription(stream: ResponseStream, language: str | None) -> Transc
         if isinstance(event, ResponseDone):
             done = event
     text = done.text if done is not None else ""
-    match = _LANGUAGE_PREFIX.match(text)
-    announced = language
-    if match:
-        text, announced = text[match.end() :], language or match.group(1).lower()
+    text, announced = split_language(text, language)
     finish = done.finish_reason if done is not None else "error"
-    return Transcription(text=text.strip(), language=announced, finish_reason=finish)
+    return Transcription(text=text, language=announced, finish_reason=finish)
 
 
 def _on_loop(

@@ -1,8 +1,9 @@
 """The network edge: one asyncio server for ``/v1/realtime`` (WebSocket) and plain HTTP.
 
-``AssistantServer`` shares one ``ModelWorker`` (and one tool registry) among all connections;
+``AssistantServer`` shares one model backend (and one tool registry) among all connections;
 each connection (``RealtimeConnection``) gets its own ``RealtimeSession`` over a fresh
-``Dialogue``; plain HTTP requests go to ``HttpApi``. It owns the listening socket, the
+``Dialogue``; plain HTTP requests go to ``HttpApi`` (the OpenAI-compatible API to
+``OpenAiApi``). It owns the listening socket, the
 connection registry, tool announcements and the graceful shutdown.
 """
 
@@ -31,6 +32,7 @@ from assistant.events import Announcement
 from assistant.server.connection import RealtimeConnection
 from assistant.server.http_api import HttpApi
 from assistant.server.http_edge import HttpConnection
+from assistant.server.openai_api import OpenAiApi
 from assistant.server.realtime.protocol import (
     new_id,
 )
@@ -95,6 +97,12 @@ class AssistantServer:
             transcriptions=TranscriptionsEndpoint(
                 worker, self._transcription_settings, self._vad_settings
             ),
+            openai=OpenAiApi(
+                worker,
+                model_name,
+                self._params,
+                respond_timeout_s=self.settings.respond_timeout_s,
+            ),
         )
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -122,7 +130,11 @@ class AssistantServer:
             self._announcer = asyncio.create_task(
                 self._announce(self.tools.announcements), name="server-announcements"
             )
-        log.info("serving on http://%s:%d (WebSocket /v1/realtime)", self.host, self.port)
+        log.info(
+            "serving on http://%s:%d (WebSocket /v1/realtime, OpenAI API /v1/chat/completions)",
+            self.host,
+            self.port,
+        )
 
     async def _listen(self) -> Server:
         limits = self.settings

@@ -13,10 +13,10 @@ import http
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -40,7 +40,12 @@ from assistant.server.http_edge import (
 )
 from assistant.server.transcriptions import TRANSCRIPTIONS_PATH, TranscriptionsEndpoint
 
+if TYPE_CHECKING:
+    from assistant.server.openai_api import OpenAiApi
+
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 REALTIME_PATH = "/v1/realtime"
 RESPOND_PATH = "/v1/respond"
@@ -93,8 +98,10 @@ class HttpApi:
         respond_timeout_s: float,
         max_body_bytes_in_flight: int,
         transcriptions: TranscriptionsEndpoint | None = None,
+        openai: OpenAiApi | None = None,
     ) -> None:
         self._token = token
+        self._openai = openai
         self._allowed_origins = frozenset(o.strip().rstrip("/").lower() for o in allowed_origins)
         self._health = health
         self._new_dialogue = new_dialogue
@@ -107,14 +114,16 @@ class HttpApi:
 
     @property
     def turns_in_flight(self) -> int:
-        """``POST /v1/respond`` turns running now."""
-        return len(self._turns)
+        """``POST /v1/respond`` turns and OpenAI API completions running now."""
+        return len(self._turns) + (self._openai.in_flight if self._openai else 0)
 
     async def shutdown(self, grace_s: float) -> None:
         """Refuse new turns; let running ones finish for up to ``grace_s``, then cancel them."""
         self._closing = True
         if self._transcriptions is not None:
             await self._transcriptions.shutdown(grace_s)
+        if self._openai is not None:
+            await self._openai.shutdown(grace_s)
         if not self._turns:
             return
         _, late = await asyncio.wait(set(self._turns), timeout=grace_s)
@@ -154,7 +163,35 @@ class HttpApi:
             if refusal is not None or not isinstance(connection, HttpConnection):
                 return refusal
             return await self._transcriptions.handle(connection, request, self._bodies)
+        if self._openai is not None and path in self._openai.paths:
+            return await self._openai_request(self._openai, method, path, connection, request)
         return error_response(http.HTTPStatus.NOT_FOUND, f"no such path: {path}")
+
+    async def _openai_request(
+        self,
+        api: OpenAiApi,
+        method: str,
+        path: str,
+        connection: ServerConnection,
+        request: Request,
+    ) -> Response | None:
+        """The OpenAI-compatible API, behind the same checks and body limits."""
+        refusal = self._only(method, api.paths[path]) or self._refuse(request)
+        if refusal is not None:
+            return refusal
+        if method == "GET":
+            return api.get(path)
+        if not isinstance(connection, HttpConnection):  # only HttpConnection reads bodies
+            return self._only(method, "GET")
+        unsupported = api.unsupported_media(path, _media_type(request))
+
+        async def parse(body: bytes) -> Any:
+            return await api.parse(path, request, body)
+
+        async def run(parsed: Any) -> Response:
+            return await api.answer(connection, parsed)
+
+        return await self._with_body(connection, unsupported, parse, run)
 
     @staticmethod
     def _only(method: str, allowed: str) -> Response | None:
@@ -187,16 +224,38 @@ class HttpApi:
 
     async def _respond(self, connection: HttpConnection, request: Request) -> Response:
         """Refuse what the head shows to be unusable, then read the body and run the turn."""
+        content_type = _media_type(request)
+        unsupported = None
+        if content_type != "application/json" and content_type not in AUDIO_CONTENT_TYPES:
+            unsupported = "send audio (audio/wav, audio/flac, ...) or application/json with 'text'"
+
+        async def parse(body: bytes) -> tuple[np.ndarray | None, str | None] | Response:
+            return await _parse_body(content_type, body)
+
+        async def run(parsed: tuple[np.ndarray | None, str | None]) -> Response:
+            return await self._turn_response(*parsed)
+
+        return await self._with_body(connection, unsupported, parse, run)
+
+    async def _with_body(
+        self,
+        connection: HttpConnection,
+        unsupported: str | None,
+        parse: Callable[[bytes], Awaitable[T | Response]],
+        run: Callable[[T], Awaitable[Response]],
+    ) -> Response:
+        """The checks on a POST head, the body read and parsed, then ``run`` on what it holds.
+
+        ``unsupported`` is the 415 message when the head's Content-Type is refused. The body
+        counts against the budget while it arrives and is parsed (decoded), not while ``run``
+        runs (up to respond_timeout_s): running turns must not refuse every upload.
+        """
         if connection.http_error is not None:
             return error_response(*connection.http_error)
         if self._closing:
             return error_response(http.HTTPStatus.SERVICE_UNAVAILABLE, SHUTTING_DOWN)
-        content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if content_type != "application/json" and content_type not in AUDIO_CONTENT_TYPES:
-            return error_response(
-                http.HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                "send audio (audio/wav, audio/flac, ...) or application/json with 'text'",
-            )
+        if unsupported is not None:
+            return error_response(http.HTTPStatus.UNSUPPORTED_MEDIA_TYPE, unsupported)
         size_bytes = connection.content_length
         if not self._bodies.reserve(size_bytes):
             return error_response(
@@ -205,18 +264,15 @@ class HttpApi:
                 f"{self._bodies.max_bytes}); try again later",
                 **{"Retry-After": "1"},
             )
-        # The body counts against the budget while it arrives and is decoded, not while the
-        # turn runs (up to respond_timeout_s): running turns must not refuse every upload.
         try:
-            body = await connection.read_body()
-            parsed = await _parse_body(content_type, body)
+            parsed = await parse(await connection.read_body())
         except BodyError as exc:
             return error_response(exc.status, exc.message)
         finally:
             self._bodies.release(size_bytes)
         if isinstance(parsed, Response):
             return parsed
-        return await self._turn_response(*parsed)
+        return await run(parsed)
 
     async def _turn_response(self, audio: np.ndarray | None, text: str | None) -> Response:
         """Run the turn the request asks for (its body already read and parsed)."""
@@ -242,6 +298,11 @@ class HttpApi:
             )
         status, payload = turn.result()
         return json_response(status, payload)
+
+
+def _media_type(request: Request) -> str:
+    """The request's Content-Type without parameters, lower case."""
+    return (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
 
 
 async def _parse_body(

@@ -95,6 +95,9 @@ class HttpConnection(ServerConnection):
         self._holding = False
         """From a non-GET head until the answer: incoming bytes are the body, not websockets'."""
         self._body_done = asyncio.Event()
+        self.client_gone = asyncio.Event()
+        """Set when the client ends its side or the connection drops while its request is
+        held: a streamed answer stops then (an HTTP/1.1 client does not half-close to read)."""
         self._eof_held = False
         """The client ended its side while held; websockets hears of it after the answer."""
         self._expects_continue = False
@@ -112,6 +115,7 @@ class HttpConnection(ServerConnection):
         if self._deadline is not None:
             self._deadline.cancel()
         self._body_done.set()
+        self.client_gone.set()
         super().connection_lost(exc)
 
     def _request_overdue(self) -> None:
@@ -162,6 +166,7 @@ class HttpConnection(ServerConnection):
             return super().eof_received()
         self._eof_held = True
         self._body_done.set()
+        self.client_gone.set()
         return True  # keep the transport open to write the answer
 
     def _take_body(self, data: bytes) -> None:

@@ -2,7 +2,8 @@
 
 A multipart form as the ``openai`` SDK's ``audio.transcriptions.create`` sends it: ``file``
 and ``model``, optionally ``language``, ``response_format`` (``json``, ``text``, ``srt``,
-``vtt``, ``verbose_json``) and ``stream``. The recording goes through
+``vtt``, ``verbose_json``), ``stream``, ``temperature`` (0 only: greedy) and vLLM's
+``max_completion_tokens``. The recording goes through
 ``assistant.transcription`` (pieces of at most 30 s, batched). With ``stream`` the text comes
 as server-sent events (``transcript.text.delta`` per piece, then ``transcript.text.done``),
 each delta also carrying its piece's times.
@@ -26,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from websockets.http11 import Request, Response
 
 from assistant.audio.io import AudioError
-from assistant.config import TranscriptionSettings, VadSettings
+from assistant.config import TranscriptionSettings, VadSettings, iso_639_1
 from assistant.events import TranscriptSegment
 from assistant.model.backend import ModelBackend
 from assistant.server.http_edge import (
@@ -63,19 +64,22 @@ class TranscriptionForm(BaseModel):
     language: str | None = None
     response_format: ResponseFormat = "json"
     stream: bool = False
+    temperature: float = 0.0
+    """Transcription here is greedy: anything above 0 is refused rather than ignored."""
+    max_completion_tokens: int | None = Field(None, ge=1)
+    """vLLM's field: the most tokens per piece (at most the server's own limit)."""
+
+    @field_validator("temperature")
+    @classmethod
+    def _greedy(cls, value: float) -> float:
+        if value != 0.0:
+            raise ValueError("transcription here is greedy: send 0 or leave it out")
+        return value
 
     @field_validator("language")
     @classmethod
     def _iso_639_1(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from pydantic import TypeAdapter
-        from pydantic_extra_types.language_code import LanguageAlpha2
-
-        try:
-            return str(TypeAdapter(LanguageAlpha2).validate_python(value.lower()))
-        except ValidationError:
-            raise ValueError("must be an ISO 639-1 code (two letters, like en or fr)") from None
+        return None if value is None else iso_639_1(value)
 
 
 @dataclass(frozen=True)
@@ -247,7 +251,7 @@ class TranscriptionsEndpoint:
                 self.worker,
                 upload.audio,
                 language=form.language,
-                settings=self.settings,
+                settings=self._settings_for(form),
                 vad=self.vad,
                 name="the uploaded file",
             )
@@ -266,6 +270,13 @@ class TranscriptionsEndpoint:
                 http.HTTPStatus.INTERNAL_SERVER_ERROR, f"the transcription failed: {exc}"
             )
         return render(form.response_format, segments, job)
+
+    def _settings_for(self, form: TranscriptionForm) -> TranscriptionSettings:
+        """The server's settings, with a smaller token limit per piece when the form asks."""
+        asked = form.max_completion_tokens
+        if asked is None or asked >= self.settings.max_new_tokens:
+            return self.settings
+        return self.settings.model_copy(update={"max_new_tokens": asked})
 
 
 async def _events(job: LongTranscription) -> AsyncGenerator[bytes, None]:

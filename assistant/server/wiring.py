@@ -5,29 +5,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 from assistant.config import Settings
 from assistant.server.assistant_server import AssistantServer, ServeError, listen_failure
 
+if TYPE_CHECKING:
+    from assistant.testing.forced import ScriptedReplies
+
 log = logging.getLogger(__name__)
 
 
-async def run_server(settings: Settings) -> None:
-    """Load the model and tools from ``settings``, then serve until SIGINT or SIGTERM.
+async def run_server(settings: Settings, *, forced_replies: ScriptedReplies | None = None) -> None:
+    """Load the model (or connect to its server) and the tools from ``settings``, then serve
+    until SIGINT or SIGTERM.
 
     Raises ``ServeError`` (or ``ToolsFileError``) with one clear sentence when it cannot start;
     the address is checked before the model loads, which takes minutes for a real checkpoint.
+    ``forced_replies`` (a test aid) is what the model is made to say, on either backend.
     """
-    from assistant.model.worker import ModelWorker
+    from assistant.model.factory import open_backend
     from assistant.tools import load_configured_tools
 
     await check_can_listen(settings.server.host, settings.server.port)
     tools = load_configured_tools(settings.tools_file)
+    script = forced_replies
     try:
         try:
-            worker = await asyncio.to_thread(ModelWorker.load, settings=settings.model)
+            worker = await asyncio.to_thread(
+                open_backend,
+                settings.model,
+                logits_processor_factory=script.logits_processors if script is not None else None,
+                request_extras=script.request_extras if script is not None else None,
+            )
         except ValueError as exc:
             raise ServeError(str(exc)) from None
+        if script is not None:
+            script.bind(worker.tokenizer)
         server = AssistantServer(
             worker,
             settings=settings.server,

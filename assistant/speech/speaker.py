@@ -31,6 +31,8 @@ class _Clip:
     text: str
     pcm: np.ndarray
     sample_rate_hz: int
+    sentence: bool = True
+    """False for a sound (a chime): neither reported as spoken nor part of what was heard."""
 
 
 class Speaker:
@@ -54,7 +56,7 @@ class Speaker:
         """Called on the event loop with a ``SpokenSentence`` after each sentence."""
         self.on_speaking = on_speaking
         """Called with True when sound starts and with False when the queue has run dry."""
-        self._texts: asyncio.Queue[str] = asyncio.Queue()
+        self._texts: asyncio.Queue[str | _Clip] = asyncio.Queue()
         # One clip waits while the previous plays: synthesis stays one sentence ahead.
         self._clips: asyncio.Queue[_Clip] = asyncio.Queue(maxsize=1)
         self._pending = 0
@@ -92,6 +94,12 @@ class Speaker:
         self._idle.clear()
         self._texts.put_nowait(text)
 
+    def play(self, pcm: np.ndarray, sample_rate_hz: int) -> None:
+        """Queue a sound (mono int16), played in turn with the sentences; not a sentence."""
+        self._pending += 1
+        self._idle.clear()
+        self._texts.put_nowait(_Clip("", pcm, sample_rate_hz, sentence=False))
+
     async def drain(self) -> None:
         """Wait until every queued sentence has been played (or dropped by a failure)."""
         await self._idle.wait()
@@ -122,6 +130,9 @@ class Speaker:
         if self._playback is not None:
             # Cancelling the task left its thread playing: it stops within a block of ``_stop``.
             await asyncio.gather(self._playback, return_exceptions=True)
+        close = getattr(self.player, "close", None)
+        if close is not None:  # a player that keeps its output open (ContinuousPlayer)
+            await asyncio.to_thread(close)
 
     async def __aenter__(self) -> Speaker:
         return await self.start()
@@ -144,6 +155,9 @@ class Speaker:
             text = await self._texts.get()
             if self.failure is not None:
                 self._done_one()
+                continue
+            if isinstance(text, _Clip):  # a sound: nothing to synthesize
+                await self._clips.put(text)
                 continue
             try:
                 pcm = await asyncio.to_thread(self.synthesizer.synthesize, text)
@@ -171,7 +185,8 @@ class Speaker:
             except Exception as exc:
                 self._fail(exc)
             else:
-                self._record(clip, heard_s)
+                if clip.sentence:
+                    self._record(clip, heard_s)
             self._done_one()
 
     def _fail(self, exc: Exception) -> None:

@@ -35,6 +35,8 @@ from assistant.testing.tiny_model import EOS_ID, TRANSCRIBE_ID
 if TYPE_CHECKING:
     import torch
 
+    from assistant.config import ModelSettings
+    from assistant.model.backend import ModelBackend
     from assistant.model.prompting import Tokenizer
 
 
@@ -225,10 +227,23 @@ class ScriptedReplies:
     def next_for(self, prompt: list[int]) -> _Reply | None:
         """The reply to force for a request whose prompt is ``prompt`` (on the model thread)."""
         transcription = bool(prompt) and prompt[-1] == self._transcribe_id
-        self.served.append("transcription" if transcription else "chat")
         if self.tokenizer is not None:
             kept = self._decode(prompt)
             (self.transcription_prompts if transcription else self.prompts).append(kept)
+        return self._next(transcription)
+
+    def request_extras(self, kind: str) -> dict[str, Any]:
+        """The remote worker's hook (``RemoteWorker(request_extras=...)``): the next reply of
+        the request's kind (``chat`` or ``transcription``) as ``vllm_xargs.forced_tokens``, which
+        ``assistant.testing.vllm_forced`` forces inside the vLLM server; nothing when nothing is
+        scripted. Prompts are not recorded (the server builds them) and holds do not apply."""
+        reply = self._next(kind == "transcription")
+        if reply is None:
+            return {}
+        return {"vllm_xargs": {"forced_tokens": self.tokens_of(reply)}}
+
+    def _next(self, transcription: bool) -> _Reply | None:
+        self.served.append("transcription" if transcription else "chat")
         own = self._transcripts if transcription else self._chat
         if own:
             return own.popleft()
@@ -258,6 +273,22 @@ class ScriptedReplies:
         assert self.tokenizer is not None
         tekken: Any = self.tokenizer.instruct_tokenizer.tokenizer
         return str(tekken.decode(tokens, special_token_policy=SpecialTokenPolicy.KEEP))
+
+
+def load_scripted(script: ScriptedReplies | None, settings: ModelSettings) -> ModelBackend:
+    """The backend ``settings`` names (local weights or a server), its model made to say what
+    ``script`` says (None: nothing forced); the script is bound to the tokenizer once the
+    backend is open. Blocking; raises what ``open_backend`` raises."""
+    from assistant.model.factory import open_backend
+
+    worker = open_backend(
+        settings,
+        logits_processor_factory=script.logits_processors if script is not None else None,
+        request_extras=script.request_extras if script is not None else None,
+    )
+    if script is not None:
+        script.bind(worker.tokenizer)
+    return worker
 
 
 def _is_reply(reply: object) -> bool:

@@ -16,6 +16,7 @@ from mistral_common.protocol.instruct.messages import AssistantMessage
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
 from assistant.audio.vad import VadSegmenter
+from assistant.audio.wake import MicroWakeWordDetector
 from assistant.config import DialogueSettings, ListenSettings
 from assistant.conversation.dialogue import Dialogue
 from assistant.desktop.agent import EchoGate, VoiceAgent, file_frames
@@ -366,3 +367,54 @@ async def test_tool_announcements_are_shown_and_said_while_listening(
     (said,) = _types(records, "spoken_sentence")
     assert said["text"] == "Your pasta is ready." and not said["interrupted"]
     assert not _types(records, "utterance")
+
+
+# --- the wake word --------------------------------------------------------------------------
+
+WAKE_QUESTION = "What time is it"
+
+
+def _wake_agent(make_worker: WorkerFactory, replies: int) -> VoiceAgent:
+    script = _script([WAKE_QUESTION] * replies, [{"text": "Ten past ten."}] * replies)
+    dialogue = Dialogue(make_worker(script), None, DialogueSettings())
+    return VoiceAgent(
+        dialogue,
+        VadSegmenter(),
+        JsonDisplay(io.StringIO()),
+        settings=ListenSettings(wake_word="okay_nabu", follow_up_s=5.0),
+        wake_word=MicroWakeWordDetector("okay_nabu"),
+    )
+
+
+async def test_speech_before_the_wake_word_is_ignored_and_after_it_answered(
+    make_worker: WorkerFactory,
+) -> None:
+    """Only the request after "okay nabu" becomes a turn; the status says what to say first."""
+    agent = _wake_agent(make_worker, replies=1)
+    audio = _recording(WAKE_QUESTION, 1.5, "okay nabu", 0.8, WAKE_QUESTION, 1.5)
+    records = await _run(agent, file_frames(audio, realtime=False), turn_by_turn=True)
+    assert len(_types(records, "wake_word_detected")) == 1
+    assert len(_types(records, "utterance")) == 1
+    statuses = [r["state"] for r in _types(records, "agent_status")]
+    assert statuses[0] == "waiting_for_wake_word"
+
+
+async def test_a_follow_up_within_the_window_needs_no_wake_word(
+    make_worker: WorkerFactory,
+) -> None:
+    """A second request soon after the reply is answered without the wake word."""
+    agent = _wake_agent(make_worker, replies=2)
+    audio = _recording("okay nabu", 0.8, WAKE_QUESTION, 1.5, WAKE_QUESTION, 1.5)
+    records = await _run(agent, file_frames(audio, realtime=False), turn_by_turn=True)
+    assert len(_types(records, "utterance")) == 2
+
+
+async def test_after_the_window_it_waits_for_the_wake_word_again(
+    make_worker: WorkerFactory,
+) -> None:
+    """A request long after the last reply is ignored."""
+    agent = _wake_agent(make_worker, replies=2)
+    audio = _recording("okay nabu", 0.8, WAKE_QUESTION, 8.0, WAKE_QUESTION, 1.5)
+    records = await _run(agent, file_frames(audio, realtime=False), turn_by_turn=True)
+    assert len(_types(records, "utterance")) == 1
+    assert [r["state"] for r in _types(records, "agent_status")][-1] == "waiting_for_wake_word"

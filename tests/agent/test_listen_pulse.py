@@ -83,6 +83,7 @@ def test_without_half_duplex_the_reply_echo_interrupts_it(
     )
     listen = ListenProcess(
         "--model", tiny_model_dir, "--forced-replies", script, "--barge-in",
+        "--echo-cancellation", "off",
         env={"PULSE_SERVER": virtual_audio.server},
     )  # fmt: skip
     try:

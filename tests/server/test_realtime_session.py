@@ -83,13 +83,13 @@ async def test_transcript_arrives_for_the_committed_item(server, script, speech_
 
 async def test_transcripts_are_made_in_the_session_language(server, script, speech_16k) -> None:
     """audio.input.transcription.language reaches transcription mode (``lang:xx``); a code
-    that is not ISO-639-1 is refused with the field named, and the session keeps its state."""
+    that is not ISO 639-1 is refused with the field named, and the session keeps its state."""
     ws = await open_session(server)
     await ws.send(_session(None, transcription={"model": "voxtral", "language": "Klingon"}))
     error = await next_event(ws, "error")
     assert error["error"]["code"] == "invalid_value"
     assert error["error"]["param"] == "session.audio.input.transcription.language"
-    assert "ISO-639-1" in error["error"]["message"]
+    assert "ISO 639-1" in error["error"]["message"]
     await ws.send(_session(None, transcription={"model": "voxtral", "language": "FR"}))
     updated = await next_event(ws, "session.updated")
     assert updated["session"]["audio"]["input"]["transcription"]["language"] == "fr"

@@ -58,16 +58,27 @@ class Recording:
 
 
 class VirtualAudio:
-    """A private PulseAudio server: ``sink_name`` is the speaker, ``source_name`` the microphone."""
+    """A private PulseAudio server: ``sink_name`` is the speaker, ``source_name`` the microphone.
 
-    def __init__(self, *, sink_name: str = "virt_spk", source_name: str = "virt_mic") -> None:
+    ``room_sink_name``: the microphone hears a second null sink of that name instead of the
+    speaker, so that a test decides what reaches it (``tests.support.echo_rig``).
+    """
+
+    def __init__(
+        self,
+        *,
+        sink_name: str = "virt_spk",
+        source_name: str = "virt_mic",
+        room_sink_name: str | None = None,
+    ) -> None:
         self.sink_name = sink_name
         self.source_name = source_name
+        self.room_sink_name = room_sink_name
         self._dir: Path | None = None
         self._daemon: subprocess.Popen[bytes] | None = None
         self._saved_server: str | None = None
         self._exported = False
-        self._silence: subprocess.Popen[bytes] | None = None
+        self._silence: list[subprocess.Popen[bytes]] = []
 
     @property
     def server(self) -> str:
@@ -101,9 +112,14 @@ class VirtualAudio:
             "--log-target=stderr",
             f"--load=module-native-protocol-unix auth-anonymous=1 socket={self._dir / 'native'}",
             f"--load=module-null-sink sink_name={self.sink_name}",
-            f"--load=module-remap-source source_name={self.source_name} "
-            f"master={self.sink_name}.monitor",
         ]
+        heard = self.sink_name
+        if self.room_sink_name is not None:
+            command.append(f"--load=module-null-sink sink_name={self.room_sink_name}")
+            heard = self.room_sink_name
+        command.append(
+            f"--load=module-remap-source source_name={self.source_name} master={heard}.monitor"
+        )
         with log:
             self._daemon = subprocess.Popen(
                 command,
@@ -147,13 +163,18 @@ class VirtualAudio:
     def _keep_running(self) -> None:
         # An idle null sink renders nothing, so its monitor (and the microphone) would deliver
         # no audio at all between sounds; a real microphone always delivers. Play silence.
+        sinks = [self.sink_name, *([self.room_sink_name] if self.room_sink_name else [])]
+        for sink in sinks:
+            self._silence.append(self._play_silence(sink))
+
+    def _play_silence(self, sink: str) -> subprocess.Popen[bytes]:
         with open("/dev/zero", "rb") as zeros:
-            self._silence = subprocess.Popen(
+            return subprocess.Popen(
                 [
                     "pacat",
                     "--playback",
                     "-d",
-                    self.sink_name,
+                    sink,
                     "--raw",
                     "--format=s16le",
                     "--rate=16000",
@@ -195,10 +216,10 @@ class VirtualAudio:
             raise PulseAudioError(f"pactl {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout
 
-    def play(self, wav: str | Path) -> None:
-        """Play a sound file into the virtual speaker; return when it has been played."""
+    def play(self, wav: str | Path, sink: str | None = None) -> None:
+        """Play a sound file into the virtual speaker (or ``sink``); return when played."""
         done = subprocess.run(
-            ["paplay", "-d", self.sink_name, str(wav)],
+            ["paplay", "-d", sink or self.sink_name, str(wav)],
             env=self.env,
             capture_output=True,
             text=True,
@@ -232,10 +253,10 @@ class VirtualAudio:
 
     def stop(self) -> None:
         """Stop the daemon, restore ``PULSE_SERVER``, remove the runtime folder."""
-        if self._silence is not None:
-            self._silence.kill()
-            self._silence.wait()
-            self._silence = None
+        for silence in self._silence:
+            silence.kill()
+            silence.wait()
+        self._silence = []
         if self._daemon is not None:
             if self._daemon.poll() is None:
                 self._daemon.terminate()

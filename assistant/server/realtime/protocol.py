@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
-from pydantic_extra_types.language_code import LanguageAlpha2
+
+from assistant.config import iso_639_1
 
 MAX_EVENT_ID_CHARS = 128
 """Longer client ``event_id`` values are refused (and never echoed back)."""
@@ -80,9 +81,6 @@ class AudioFormat(_Wire):
         return value
 
 
-_LANGUAGE = TypeAdapter(LanguageAlpha2)
-
-
 class InputTranscription(_Wire):
     """Asking for ``conversation.item.input_audio_transcription.completed`` events."""
 
@@ -93,14 +91,7 @@ class InputTranscription(_Wire):
     @field_validator("language")
     @classmethod
     def _iso_639_1(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return str(_LANGUAGE.validate_python(value.lower()))
-        except ValidationError:
-            raise ValueError(
-                f"{value!r} is not an ISO-639-1 language code (two letters, like 'en')"
-            ) from None
+        return None if value is None else iso_639_1(value)
 
 
 class AudioInputConfig(_Wire):

@@ -26,8 +26,8 @@ async def run_wyoming(settings: Settings, *, forced_replies: Path | None = None)
     Raises ``WyomingServeError`` (or ``ToolsFileError``, ``SpeechError``) with one sentence
     when it cannot start; the address and the voices are checked before the model loads.
     """
-    from assistant.model.worker import ModelWorker
     from assistant.speech.synthesis import make_synthesizer
+    from assistant.testing.forced import load_scripted
     from assistant.tools import load_configured_tools
 
     w = settings.wyoming
@@ -39,15 +39,9 @@ async def run_wyoming(settings: Settings, *, forced_replies: Path | None = None)
     tools = await asyncio.to_thread(load_configured_tools, settings.tools_file)
     try:
         try:
-            worker = await asyncio.to_thread(
-                ModelWorker.load,
-                settings=settings.model,
-                logits_processor_factory=script.logits_processors if script is not None else None,
-            )
+            worker = await asyncio.to_thread(load_scripted, script, settings.model)
         except ValueError as exc:
             raise WyomingServeError(str(exc)) from None
-        if script is not None:
-            script.bind(worker.tokenizer)
         service = WyomingService(
             worker,
             tools=tools,

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from assistant.audio.io import StreamResampler
+from assistant.config import iso_639_1
 from assistant.events import SAMPLE_RATE_HZ
 
 MAX_RATE_HZ = 192_000
@@ -55,17 +56,14 @@ def text_field(data: dict[str, Any], event_type: str, max_chars: int) -> str:
 
 def language_code(value: Any) -> str | None:
     """An ISO 639-1 code from what a client sends (``en``, ``en-US``, ``en_GB``); None: detect."""
-    from pydantic import TypeAdapter, ValidationError
-    from pydantic_extra_types.language_code import LanguageAlpha2
-
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise RefusedEvent("invalid_event", f"language must be a string, not {value!r}")
     code = value.replace("_", "-").split("-", 1)[0].lower()
     try:
-        return str(TypeAdapter(LanguageAlpha2).validate_python(code))
-    except ValidationError:
+        return iso_639_1(code)
+    except ValueError:
         raise RefusedEvent(
             "unsupported_language",
             f"language {value!r} is not an ISO 639-1 code (two letters, like 'en' or 'en-US')",

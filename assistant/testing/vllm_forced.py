@@ -1,0 +1,50 @@
+"""Make a vLLM server "say" a chosen reply, as ``forced.py`` does for the local worker.
+
+Loaded INSIDE the vLLM server (``--logits-processors
+assistant.testing.vllm_forced:ForcedReply``, with this repository on the server's
+``PYTHONPATH``); it imports only torch and vLLM. A request that carries
+``vllm_xargs={"forced_tokens": [...]}`` (the ids from ``forced.reply_tokens``) generates
+exactly those tokens, then ``</s>``; every other request is left alone. vLLM's own sampler,
+detokenizer, tool-call parser and streaming then run for real, so a tiny random model can
+stream a tool call through ``--tool-call-parser mistral``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
+
+FORCED_TOKENS_ARG = "forced_tokens"
+"""The ``vllm_xargs`` key of the token ids a request must generate."""
+
+EOS_ID = 2
+
+
+# vLLM lives in its own virtual environment, so mypy sees its base class as Any.
+class ForcedReply(AdapterLogitsProcessor):  # type: ignore[misc]
+    """Per request: leave only the next forced token possible, then ``</s>`` forever."""
+
+    def is_argmax_invariant(self) -> bool:
+        """Forcing changes the argmax, so greedy requests must run it too."""
+        return False
+
+    def new_req_logits_processor(
+        self, params: Any
+    ) -> Callable[[list[int], torch.Tensor], torch.Tensor] | None:
+        """The forcing function of a request with ``forced_tokens``; None for the others."""
+        forced = (params.extra_args or {}).get(FORCED_TOKENS_ARG)
+        if not forced:
+            return None
+        tokens = [int(t) for t in forced]
+
+        def force(output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
+            step = len(output_ids)
+            token = tokens[step] if step < len(tokens) else EOS_ID
+            masked = torch.full_like(logits, float("-inf"))
+            masked[token] = 0.0
+            return masked
+
+        return force
