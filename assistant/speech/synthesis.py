@@ -13,6 +13,7 @@ import functools
 import io
 import shutil
 import subprocess
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -28,12 +29,32 @@ ESPEAK_PACKAGES = "apt-get install espeak-ng (Debian/Ubuntu) or brew install esp
 class Synthesizer(Protocol):
     """Text to mono int16 PCM; blocking (callers run it in a thread), one call at a time.
 
-    ``sample_rate_hz`` is the rate of the PCM that the last ``synthesize`` returned.
+    ``sample_rate_hz`` is the rate of the PCM that the last ``synthesize`` returned. The text
+    is whatever a model wrote or a client sent: an engine must cope with any string (control
+    characters included, see ``speakable_text``) and raise only ``SpeechError``.
     """
 
     sample_rate_hz: int
 
     def synthesize(self, text: str) -> np.ndarray: ...
+
+
+_UNSPEAKABLE_CATEGORIES = frozenset({"Cc", "Cs", "Co", "Cn"})
+"""Control characters, lone surrogates, private-use and unassigned code points."""
+
+
+def speakable_text(text: str) -> str:
+    """``text`` with what no voice can say (control characters such as NUL or ESC, lone
+    surrogates, private-use and unassigned code points) turned into spaces.
+
+    A NUL cannot travel in a program's arguments at all, and a lone surrogate cannot be
+    encoded; either would fail the synthesis of the whole sentence.
+    """
+    if text.isprintable():  # the usual case, checked in C
+        return text
+    return "".join(
+        " " if unicodedata.category(char) in _UNSPEAKABLE_CATEGORIES else char for char in text
+    )
 
 
 SynthesizerFactory = Callable[[str, int], Synthesizer]
@@ -62,9 +83,10 @@ class EspeakSynthesizer:
         import soundfile as sf
 
         command = [self.executable, "-v", self.voice, "-s", str(self.words_per_minute)]
+        spoken = speakable_text(text)
         try:
             done = subprocess.run(
-                [*command, "--stdout", "--", text], capture_output=True, check=False, timeout=60
+                [*command, "--stdout", "--", spoken], capture_output=True, check=False, timeout=60
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SpeechError(f"espeak-ng (voice {self.voice!r}) failed: {exc}") from None

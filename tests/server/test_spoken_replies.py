@@ -211,3 +211,23 @@ async def test_an_espeak_voice_named_by_the_client_speaks(sdk_server, script) ->
     assert french.session.audio.output.voice == "fr-fr"
     assert len(_pcm(events)) > 24000 // 2
     assert openai_voice.session.audio.output.voice == "marin"
+
+
+async def test_a_reply_with_control_characters_is_spoken_and_so_is_the_next(
+    sdk_server, script
+) -> None:
+    """A NUL (and an escape) in a reply's text: that sentence is still spoken, no error comes,
+    and the next reply is spoken too."""
+    script.say("The oven\x00 is warm.\x1b Dinner is ready.")
+    script.say(FIRST_SENTENCE)
+    async with _client(sdk_server).realtime.connect(model="voxtral") as conn:
+        await _speak_session(conn)
+        first = await _ask(conn, "Is dinner ready?")
+        second = await _ask(conn, "And the light?")
+    assert not any(e.type == "error" for e in first + second)
+    transcript = next(e for e in first if e.type == "response.output_audio_transcript.done")
+    assert "\x00" in transcript.transcript
+    # Both sentences of the first reply sound: well over one short sentence of audio.
+    assert len(_pcm(first)) / 24000 > 1.5
+    assert len(_pcm(second)) / 24000 > 0.8
+    assert first[-1].response.status == second[-1].response.status == "completed"

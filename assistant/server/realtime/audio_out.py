@@ -286,6 +286,11 @@ class ResponseSpeech:
                 chunks, samples = await self._voice.run(self._render, text)
             except SpeechError as exc:
                 self._fail(str(exc))
+            except Exception as exc:
+                # An engine (a plugin's, perhaps) broke its contract: this response goes on
+                # as transcript only, and the next one tries again.
+                log.exception("response %s: the synthesizer raised", self.response_id)
+                self._fail(f"{type(exc).__name__}: {exc}")
         self._send_clip(job.item, job.piece.raw, chunks, samples)
 
     async def _keep_pace(self) -> None:
