@@ -574,7 +574,8 @@ class WyomingSettings(_Group):
     voices: list[str] = Field(
         default_factory=list,
         description="espeak-ng voices advertised for text-to-speech, the first the default "
-        "(none: speech.voice alone); they speak at speech.words_per_minute.",
+        "(none: speech.voice, else the voice of speech.default_language); they speak at "
+        "speech.words_per_minute.",
     )
     max_conversations: int = Field(64, ge=1, description="Conversations remembered at once.")
     conversation_idle_s: float = Field(
