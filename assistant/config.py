@@ -434,7 +434,8 @@ class SpeechSettings(_Group):
 
     engine: str = Field(
         "espeak-ng",
-        description="Speech synthesizer: espeak-ng (offline), or one that a plugin registers.",
+        description="Speech synthesizer: espeak-ng (offline), or one an installed package offers "
+        "(entry-point group voxtral_assistant.speech_engines).",
     )
     voice: str | None = Field(
         None,

@@ -3,8 +3,9 @@
 Every front-end speaks through ``Synthesizer`` (``listen``'s ``Speaker``, ``serve``'s audio
 output, the Wyoming server's text-to-speech) and builds it with ``make_synthesizer`` from the
 ``speech.*`` settings. An engine is a factory ``(voice, words_per_minute) -> Synthesizer``
-registered by name (``register_engine``); espeak-ng is built in. With no fixed voice the
-synthesizer follows the language of what it says (``LanguageFollowingSynthesizer``).
+registered by name (``register_engine``, or by an installed package in the
+``voxtral_assistant.speech_engines`` entry-point group); espeak-ng is built in. With no fixed
+voice the synthesizer follows the language of what it says (``LanguageFollowingSynthesizer``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ import numpy as np
 from assistant.config import SpeechSettings
 from assistant.speech.errors import SpeechError
 from assistant.speech.language import LanguageGuesser
+
+ENGINE_ENTRY_POINT_GROUP = "voxtral_assistant.speech_engines"
+"""Installed packages offer engines here: the entry point's name is the engine's name, its
+object a ``SynthesizerFactory``."""
 
 ESPEAK_PACKAGES = "apt-get install espeak-ng (Debian/Ubuntu) or brew install espeak-ng (macOS)"
 
@@ -112,18 +117,46 @@ def register_engine(name: str, factory: SynthesizerFactory) -> None:
 
 
 def engine_names() -> list[str]:
-    """The registered engines' names."""
-    return sorted(_ENGINES)
+    """The engines' names: those registered and those installed packages offer."""
+    from importlib.metadata import entry_points
+
+    installed = {ep.name for ep in entry_points(group=ENGINE_ENTRY_POINT_GROUP)}
+    return sorted(set(_ENGINES) | installed)
 
 
 def _engine(name: str) -> SynthesizerFactory:
     factory = _ENGINES.get(name)
     if factory is None:
+        factory = _installed_engine(name)
+    if factory is None:
         raise SpeechError(
-            f"unknown speech engine {name!r} (speech.engine): registered are "
-            f"{', '.join(engine_names())}"
+            f"unknown speech engine {name!r} (speech.engine): there are {', '.join(engine_names())}"
         )
     return factory
+
+
+def _installed_engine(name: str) -> SynthesizerFactory | None:
+    """The engine an installed package offers as ``name``, loaded and registered; None if none.
+
+    ``SpeechError`` naming the entry point when it cannot be loaded or is not callable.
+    """
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=ENGINE_ENTRY_POINT_GROUP, name=name)
+    if not found:
+        return None
+    entry = next(iter(found))
+    try:
+        factory = entry.load()
+    except Exception as exc:  # a plugin's import may fail in any way
+        raise SpeechError(
+            f"speech engine {name!r} ({entry.value}) cannot be loaded: {type(exc).__name__}: {exc}"
+        ) from None
+    if not callable(factory):
+        raise SpeechError(f"speech engine {name!r} ({entry.value}) is not callable")
+    engine: SynthesizerFactory = factory
+    register_engine(name, engine)
+    return engine
 
 
 def make_synthesizer(
