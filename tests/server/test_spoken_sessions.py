@@ -183,3 +183,35 @@ async def test_a_truncate_after_a_barge_in_cuts_the_history_to_the_words_played(
     assert "Here is" in prompt
     assert "of my answer" not in prompt
     assert len(base64.b64decode(delta["delta"])) > 0
+
+
+async def test_a_short_reply_is_said_in_the_language_of_the_transcription(
+    start_server, script
+) -> None:
+    """With audio.input.transcription.language "fr" and the server's own voice, a reply too
+    short to tell its language ("OK.") is said by the French voice, not the English default."""
+    said: list[tuple[str, str]] = []
+
+    def recorder(voice: str, words_per_minute: int) -> Any:
+        class Voice:
+            sample_rate_hz = 16000
+
+            def synthesize(self, text: str) -> np.ndarray:
+                said.append((voice, text))
+                return np.zeros(8000, dtype=np.int16)
+
+        return Voice()
+
+    name = f"recorder-{uuid.uuid4().hex[:8]}"
+    register_engine(name, recorder)
+    script.say("OK.")
+    async with start_server(speech_settings=SpeechSettings(engine=name)) as server:
+        ws = await open_session(server)
+        await ws.send(_speak(audio_input={"transcription": {"language": "fr"}}))
+        await next_event(ws, "session.updated")
+        await ws.send(_user_text("Allume la lumière."))
+        await ws.send(json.dumps({"type": "response.create"}))
+        events = await events_until(ws, "response.done")
+        await ws.close()
+    assert events[-1]["response"]["status"] == "completed"
+    assert [voice for voice, text in said if text == "OK."] == ["fr-fr"]
