@@ -134,8 +134,13 @@ class ModelBackend(Protocol):
         tools: Sequence[Any] | None = None,
         params: GenerationParams | None = None,
         conversation_id: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> ResponseStream:
-        """Start a reply to ``messages`` (mistral-common messages); stream its events."""
+        """Start a reply to ``messages`` (mistral-common messages); stream its events.
+
+        ``on_progress(done, total)`` reports the encoding of a long prompt's audio windows,
+        where the backend can see it.
+        """
         ...
 
     async def transcribe(

@@ -132,8 +132,12 @@ class RemoteWorker:
         tools: Sequence[Any] | None = None,
         params: GenerationParams | None = None,
         conversation_id: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> ResponseStream:
-        """Start a reply to ``messages`` (mistral-common messages); stream its events."""
+        """Start a reply to ``messages`` (mistral-common messages); stream its events.
+
+        ``on_progress`` is never called: the server does not report its encoding.
+        """
         if self._closed:
             raise RuntimeError("the remote worker is closed")
         loop = asyncio.get_running_loop()
