@@ -394,6 +394,13 @@ class ServerSettings(_Group):
         description="A cancelled response ends (response.done) within this, even while a "
         "server tool it started runs on.",
     )
+    audio_lead_s: float = Field(
+        10.0,
+        ge=1.0,
+        le=600.0,
+        description="Spoken replies: audio is synthesized and sent at most this far ahead of "
+        "real-time playback (bounds each session's synthesis and its queued events).",
+    )
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
@@ -415,11 +422,80 @@ class ServerSettings(_Group):
         return self.token.get_secret_value() if self.token else None
 
 
-class SpeechSettings(_Group):
-    """Spoken replies."""
+DEFAULT_LANGUAGE_VOICES: dict[str, str] = {
+    "en": "en-us",
+    "fr": "fr-fr",
+    "es": "es",
+    "de": "de",
+    "it": "it",
+    "pt": "pt",
+    "nl": "nl",
+    "hi": "hi",
+}
+"""espeak-ng voices for Voxtral's languages (``speech.language_voices``)."""
 
-    voice: str = Field("en-us", description="espeak-ng voice (espeak-ng --voices lists them).")
+
+class SpeechSettings(_Group):
+    """Spoken replies: ``listen``'s voice, ``serve``'s audio output, Wyoming's text-to-speech."""
+
+    engine: str = Field(
+        "espeak-ng",
+        description="Speech synthesizer: espeak-ng (offline), or one an installed package offers "
+        "(entry-point group voxtral_assistant.speech_engines).",
+    )
+    voice: str | None = Field(
+        None,
+        description="One voice for every reply (espeak-ng --voices lists them); None: the voice "
+        "follows the language of what is said (speech.language_voices).",
+    )
+    language_voices: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_LANGUAGE_VOICES),
+        description="The voice of each language (ISO-639-1 code: voice) when speech.voice is "
+        "None; entries given replace those of their language (in the environment: "
+        "fr:fr-be,pt:pt-br).",
+    )
+    default_language: str = Field(
+        "en",
+        description="Spoken until the language of a reply is clear (and by a fixed default "
+        "voice); one of speech.language_voices.",
+    )
     words_per_minute: int = Field(175, ge=80, le=450, description="Speech rate.")
+
+    @field_validator("language_voices", mode="before")
+    @classmethod
+    def _over_the_defaults(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            pairs = [item.partition(":") for item in _split_commas(value)]
+            if not all(sep for _, sep, _ in pairs):
+                raise ValueError("expected language:voice pairs, e.g. fr:fr-be,pt:pt-br")
+            value = {language.strip(): voice.strip() for language, _, voice in pairs}
+        if isinstance(value, dict):
+            return {**DEFAULT_LANGUAGE_VOICES, **value}
+        return value
+
+    @field_validator("language_voices")
+    @classmethod
+    def _language_codes(cls, value: dict[str, str]) -> dict[str, str]:
+        for language, voice in value.items():
+            if not re.fullmatch(r"[a-z]{2}", language):
+                raise ValueError(f"{language!r} is not an ISO-639-1 code (two small letters)")
+            if not voice.strip():
+                raise ValueError(f"the voice for {language!r} is empty")
+        return value
+
+    @model_validator(mode="after")
+    def _default_language_has_a_voice(self) -> SpeechSettings:
+        if self.default_language not in self.language_voices:
+            raise ValueError(
+                f"default_language {self.default_language!r} has no voice in language_voices "
+                f"({', '.join(self.language_voices)})"
+            )
+        return self
+
+    @property
+    def default_voice(self) -> str:
+        """``voice``, or else the voice of ``default_language``."""
+        return self.voice or self.language_voices[self.default_language]
 
 
 class ListenSettings(_Group):
@@ -505,7 +581,8 @@ class WyomingSettings(_Group):
     voices: list[str] = Field(
         default_factory=list,
         description="espeak-ng voices advertised for text-to-speech, the first the default "
-        "(none: speech.voice alone); they speak at speech.words_per_minute.",
+        "(none: speech.voice, else the voice of speech.default_language); they speak at "
+        "speech.words_per_minute.",
     )
     max_conversations: int = Field(64, ge=1, description="Conversations remembered at once.")
     conversation_idle_s: float = Field(

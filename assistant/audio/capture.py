@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import logging
 import threading
 from dataclasses import dataclass
 from types import ModuleType, TracebackType
@@ -25,6 +27,11 @@ import numpy as np
 
 from assistant.audio.io import StreamResampler, float_to_pcm16, stream_resampler
 from assistant.events import SAMPLE_RATE_HZ
+
+log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 5.0
+"""How long ``stop()`` waits for PortAudio to let go of the device."""
 
 PORTAUDIO_PACKAGES = (
     "apt-get install libportaudio2 (Debian/Ubuntu) or brew install portaudio (macOS)"
@@ -278,12 +285,36 @@ class MicCapture:
         if stream is None:
             return
         self._stopping = True
+        loop = asyncio.get_running_loop()
+        closed: asyncio.Future[None] = loop.create_future()
+
+        def close() -> None:
+            try:
+                # abort, not stop: an input stream has nothing worth draining, and stop() waits
+                # for the device, which a stalled one never answers (43 s on PulseAudio).
+                stream.abort()
+            except Exception as exc:  # a device already gone: closing is all that is left
+                log.debug("aborting the input stream failed: %s", exc)
+            finally:
+                try:
+                    stream.close()
+                except Exception as exc:
+                    log.debug("closing the input stream failed: %s", exc)
+                with contextlib.suppress(RuntimeError):  # the loop may be closed by now
+                    loop.call_soon_threadsafe(_settle, closed)
+
+        # A daemon thread of its own, not the loop's executor: a PortAudio call stuck in a
+        # wedged sound server must not keep the loop (or the process) from shutting down.
+        threading.Thread(target=close, name="mic-close", daemon=True).start()
         try:
-            # abort, not stop: an input stream has nothing worth draining, and stop() waits for
-            # the device, which a stalled one never answers (43 s on PulseAudio).
-            await asyncio.to_thread(stream.abort)
+            await asyncio.wait_for(asyncio.shield(closed), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "the microphone did not close within %g s (the sound server is stuck); "
+                "leaving it behind",
+                CLOSE_TIMEOUT_S,
+            )
         finally:
-            await asyncio.to_thread(stream.close)
             self._end(None)
 
     async def __aenter__(self) -> MicCapture:
@@ -383,3 +414,8 @@ class MicCapture:
         self._ended = True
         self._failure = failure
         self._ready.set()
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

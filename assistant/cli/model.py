@@ -147,7 +147,6 @@ async def _stream_reply(
     import json
 
     from assistant.events import ErrorEvent, MalformedToolCall, ResponseDone, TextDelta, ToolCall
-    from assistant.model.worker import ModelWorker
 
     status = 0
     show_bar = not args.no_progress and sum(_duration_s(p) for p in args.audio) > 30.0
@@ -156,9 +155,7 @@ async def _stream_reply(
         def encoded(done: int, total: int) -> None:
             update(done, total=total, done=f"{done}/{total}")
 
-        # Only the local worker encodes audio here; a remote model's server does it.
-        progress = {"on_progress": encoded} if isinstance(worker, ModelWorker) else {}
-        stream = worker.respond(messages, tools=tools, params=params, **progress)
+        stream = worker.respond(messages, tools=tools, params=params, on_progress=encoded)
         async for event in stream:
             if isinstance(event, ErrorEvent):
                 print(f"voxtral-assistant: {event.code}: {event.message}", file=sys.stderr)

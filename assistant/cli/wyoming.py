@@ -59,7 +59,7 @@ def _add_wyoming(sub: Any) -> None:
         action="append",
         metavar="VOICE",
         help="espeak-ng voice to offer (repeatable; the first is the default; default: the "
-        "speech.voice setting)",
+        "speech.voice setting, else the voice of speech.default_language)",
     )
     p.add_argument("--forced-replies", type=Path, help=argparse.SUPPRESS)
     p.set_defaults(handler=_wyoming)

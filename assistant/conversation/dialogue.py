@@ -40,6 +40,7 @@ from assistant.conversation.history import (
     Round,
     Turn,
     cancelled_result,
+    common_prefix,
     delivered_rounds,
     reply_messages,
 )
@@ -82,6 +83,10 @@ class _Committed:
     start: int
     end: int
     rounds: list[Round]
+    interrupted: bool
+    """The response was stopped (its text already cut to what was delivered then)."""
+    cut_by_stop: bool = False
+    """``stop(delivered_text)`` has cut it after its end (it does so once)."""
 
 
 class Dialogue:
@@ -384,14 +389,55 @@ class Dialogue:
                 response.stream.cancel()
         return True
 
+    def cut_reply(self, heard_text: str) -> bool:
+        """Cut the newest response's text in the history to ``heard_text``, what the user heard
+        of it (a prefix of its streamed text, all rounds together); tool calls stay.
+
+        For a client that played the reply itself and says later how much it played. It works
+        whether the response ended or was stopped, as often as asked (a cut never grows the
+        text back), and after newer input; a response stopped but not yet settled is cut when
+        it settles. Returns False when there is nothing to cut: no response yet, its turn gone
+        from the history, or a confirmation pending. ``RuntimeError`` while a response runs
+        that nobody stopped.
+        """
+        response = self._response
+        if response is not None and not response.settled.is_set():
+            if not response.interrupted.is_set():
+                raise RuntimeError("the reply is still being written: stop it first")
+            before = response.delivered_text
+            response.delivered_text = (
+                heard_text if before is None else common_prefix(before, heard_text)
+            )
+            return True
+        last = self._last
+        if last is None or self._confirmation.pending:
+            return False
+        return self._recut(last, heard_text)
+
     def _cut_last_reply(self, delivered_text: str) -> None:
-        """Cut the ended last reply to what the user heard (once; not after newer input)."""
-        last, self._last = self._last, None
+        """``stop()`` after the reply ended: cut it to what the user heard (once, if it was not
+        stopped itself; not after newer input)."""
+        last = self._last
         newest = self._history.turns[-1] if self._history.turns else None
-        if last is None or self._confirmation.pending or newest is not last.turn:
+        if (
+            last is None
+            or last.interrupted
+            or last.cut_by_stop
+            or self._confirmation.pending
+            or newest is not last.turn
+        ):
             return
-        replies = reply_messages(delivered_rounds(last.rounds, delivered_text))
-        self._history.replace_replies(last.turn, last.start, last.end, replies)
+        last.cut_by_stop = True
+        self._recut(last, delivered_text)
+
+    def _recut(self, last: _Committed, heard_text: str) -> bool:
+        rounds = delivered_rounds(last.rounds, heard_text)
+        replies = reply_messages(rounds)
+        if not self._history.replace_replies(last.turn, last.start, last.end, replies):
+            return False
+        last.end = last.start + len(replies)
+        last.rounds = rounds
+        return True
 
     async def aclose(self, wait_s: float | None = None) -> None:
         """Stop any response and wait for its end, then release the conversation: the model
@@ -667,8 +713,9 @@ class Dialogue:
             turn = self._history.turns[-1]
             start = len(turn.replies)
             self._history.add_replies(replies)
-            if not r.interrupted.is_set():
-                self._last = _Committed(turn, start, len(turn.replies), rounds)
+            self._last = _Committed(
+                turn, start, len(turn.replies), rounds, interrupted=r.interrupted.is_set()
+            )
         r.clock.done()
         waiting, self._waiting = self._waiting, []
         r.settled.set()

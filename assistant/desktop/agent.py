@@ -55,12 +55,14 @@ from assistant.events import (
     ToolStarted,
     TranscriptEvent,
     TurnDone,
+    UserTranscript,
     Utterance,
     WakeWordDetected,
 )
 from assistant.speech.chime import chime_pcm
 from assistant.speech.sentences import SentenceSplitter
 from assistant.speech.speaker import Speaker
+from assistant.speech.synthesis import LanguageFollowingSynthesizer
 
 if TYPE_CHECKING:  # the dialogue pulls in torch: ``listen`` checks its options before that
     from assistant.conversation.dialogue import Dialogue
@@ -352,7 +354,16 @@ class VoiceAgent:
             self._tools.pop(event.call_id, None)
         elif isinstance(event, TurnDone):
             self._say(splitter.flush())
+        elif isinstance(event, UserTranscript):
+            self._follow_language(event.language)
         self._update_status()
+
+    def _follow_language(self, language: str | None) -> None:
+        """Speak the language the user spoke until a reply's text clearly says otherwise: a
+        reply too short to tell ("OK.") then comes in the user's language, not the last one."""
+        synthesizer = self.speaker.synthesizer if self.speaker is not None else None
+        if isinstance(synthesizer, LanguageFollowingSynthesizer):
+            synthesizer.prefer(language)
 
     def _say(self, sentences: list[str]) -> None:
         if self.speaker is None or self._muted:

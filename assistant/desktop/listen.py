@@ -164,13 +164,14 @@ def _check_speech(settings: Settings) -> Any:
     """
     from assistant.speech.errors import SpeechError
     from assistant.speech.playback import SoundDevicePlayer
-    from assistant.speech.synthesis import EspeakSynthesizer
+    from assistant.speech.synthesis import check_voice, make_synthesizer
 
     output_device = parse_device(settings.listen.output_device)
     player = SoundDevicePlayer(output_device)
     try:
-        synthesizer = EspeakSynthesizer(settings.speech.voice, settings.speech.words_per_minute)
-        synthesizer.synthesize("ok")  # an unknown voice fails here, not at the first reply
+        # The voice follows the language of each reply unless speech.voice fixes one.
+        synthesizer = make_synthesizer(settings.speech)
+        check_voice(synthesizer)  # an unknown voice fails here, not at the first reply
         if output_device is not None:
             player.check(synthesizer.sample_rate_hz)
             return synthesizer

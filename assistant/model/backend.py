@@ -153,12 +153,15 @@ class ModelBackend(Protocol):
         tools: Sequence[Any] | None = None,
         params: GenerationParams | None = None,
         conversation_id: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
         speculative: bool = False,
     ) -> ResponseStream:
         """Start a reply to ``messages`` (mistral-common messages); stream its events.
 
-        ``speculative``: the input is not confirmed yet; the caller will ``adopt`` or ``cancel``
-        the stream, and until then the request must change nothing anyone can observe.
+        ``on_progress(done, total)`` reports the encoding of a long prompt's audio windows,
+        where the backend can see it. ``speculative``: the input is not confirmed yet; the
+        caller will ``adopt`` or ``cancel`` the stream, and until then the request must change
+        nothing anyone can observe.
         """
         ...
 

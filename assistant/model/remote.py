@@ -140,10 +140,12 @@ class RemoteWorker:
         tools: Sequence[Any] | None = None,
         params: GenerationParams | None = None,
         conversation_id: str | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
         speculative: bool = False,
     ) -> ResponseStream:
         """Start a reply to ``messages`` (mistral-common messages); stream its events.
 
+        ``on_progress`` is never called: the server does not report its encoding.
         ``speculative``: the input is not confirmed yet; the request goes to the server at once
         and its events wait in the stream until the caller adopts it, or cancels it (which
         closes the HTTP stream; the server's prefix cache is keyed by content, so nothing it

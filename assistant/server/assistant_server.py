@@ -23,6 +23,7 @@ from assistant.config import (
     DialogueSettings,
     GenerationParams,
     ServerSettings,
+    SpeechSettings,
     TranscriptionSettings,
     VadSettings,
 )
@@ -37,6 +38,7 @@ from assistant.server.realtime.protocol import (
 )
 from assistant.server.realtime.session import RealtimeSession
 from assistant.server.transcriptions import TranscriptionsEndpoint
+from assistant.speech.synthesis import speech_problem
 
 if TYPE_CHECKING:
     from assistant.model.backend import ModelBackend
@@ -63,6 +65,7 @@ class AssistantServer:
         params: GenerationParams | None = None,
         vad_settings: VadSettings | None = None,
         transcription_settings: TranscriptionSettings | None = None,
+        speech_settings: SpeechSettings | None = None,
     ) -> None:
         self.worker = worker
         self.tools = tools
@@ -76,6 +79,9 @@ class AssistantServer:
         self._params = params or GenerationParams()
         self._vad_settings = vad_settings or VadSettings()
         self._transcription_settings = transcription_settings or TranscriptionSettings()
+        self._speech_settings = speech_settings or SpeechSettings()
+        self._speech_unavailable: str | None = None
+        """Why spoken replies cannot be given (found at start), or None."""
         self._connections: set[RealtimeConnection] = set()
         self._server: Server | None = None
         self._started_s = time.monotonic()
@@ -110,6 +116,11 @@ class AssistantServer:
             # Silero's first load (import, TorchScript) takes over a second: pay it now, in a
             # thread, rather than in the first session's audio.
             await asyncio.to_thread(VadSegmenter, self._vad_settings)
+        # Every voice said once (and the language model loaded) now, not in a session's
+        # first reply; a server that cannot speak still serves text.
+        self._speech_unavailable = await asyncio.to_thread(speech_problem, self._speech_settings)
+        if self._speech_unavailable is not None:
+            log.warning("spoken replies are unavailable: %s", self._speech_unavailable)
         try:
             self._server = await self._listen()
         except OSError as exc:
@@ -197,6 +208,8 @@ class AssistantServer:
             model_name=self.model_name,
             vad_settings=self._vad_settings,
             limits=self.settings,
+            speech_settings=self._speech_settings,
+            speech_unavailable=self._speech_unavailable,
         )
 
     async def _handle(self, ws: ServerConnection) -> None:

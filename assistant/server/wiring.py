@@ -51,6 +51,7 @@ async def run_server(settings: Settings, *, forced_replies: ScriptedReplies | No
             params=settings.model.generation_params(),
             vad_settings=settings.vad,
             transcription_settings=settings.transcription,
+            speech_settings=settings.speech,
         )
         try:
             await serve_until_signalled(server)

@@ -6,6 +6,7 @@ Speech then starts with the first sentence instead of waiting for the whole repl
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 # Words that end with a full stop without ending the sentence.
 _ABBREVIATIONS = frozenset(
@@ -17,11 +18,36 @@ _END_MARKS = ".!?…"
 _TRAILERS = _END_MARKS + _CLOSERS + "*_`"
 _MARKUP = re.compile(r"[*_#`~]+")
 _SPACES = re.compile(r"\s+")
+_WORDS = re.compile(r"\S+")
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A stretch of streamed text: ``raw`` exactly as written, ``spoken`` what to say of it.
+
+    ``spoken`` is empty when the stretch holds only markup or white space; the raw pieces of a
+    text, joined, give the text back unchanged.
+    """
+
+    raw: str
+    spoken: str
 
 
 def speakable(text: str) -> str:
     """``text`` without Markdown markup and with runs of white space collapsed."""
     return _SPACES.sub(" ", _MARKUP.sub("", text)).strip()
+
+
+def heard_prefix(text: str, share: float) -> str:
+    """The start of ``text`` heard when ``share`` (0 to 1) of its speech was played.
+
+    Speech is taken to run evenly over the words: the first ``round(words * share)`` words are
+    counted as heard, and the prefix ends right after the last of them (white space and markup
+    inside it kept as written).
+    """
+    words = list(_WORDS.finditer(text))
+    count = round(len(words) * min(max(share, 0.0), 1.0))
+    return text[: words[count - 1].end()] if count else ""
 
 
 def _ends_sentence(buffer: str, mark: int) -> bool:
@@ -55,22 +81,28 @@ class SentenceSplitter:
 
     def feed(self, text: str) -> list[str]:
         """Add streamed text; return the sentences it completed (cleaned for speech)."""
+        return [piece.spoken for piece in self.feed_pieces(text) if piece.spoken]
+
+    def flush(self) -> list[str]:
+        """The text left over at the end of the reply, as a last sentence (if it says anything)."""
+        return [piece.spoken for piece in self.flush_pieces() if piece.spoken]
+
+    def feed_pieces(self, text: str) -> list[Piece]:
+        """``feed``, keeping each sentence's raw text (and the stretches with nothing to say)."""
         self._buffer += text
-        sentences: list[str] = []
+        pieces: list[Piece] = []
         while True:
             cut = self._next_cut()
             if cut is None:
                 break
-            piece, self._buffer = self._buffer[:cut], self._buffer[cut:]
-            cleaned = speakable(piece)
-            if cleaned:
-                sentences.append(cleaned)
-        return sentences
+            raw, self._buffer = self._buffer[:cut], self._buffer[cut:]
+            pieces.append(Piece(raw, speakable(raw)))
+        return pieces
 
-    def flush(self) -> list[str]:
-        """The text left over at the end of the reply, as a last sentence (if it says anything)."""
-        rest, self._buffer = speakable(self._buffer), ""
-        return [rest] if rest else []
+    def flush_pieces(self) -> list[Piece]:
+        """``flush``, keeping the raw text of what was left over (even if it says nothing)."""
+        raw, self._buffer = self._buffer, ""
+        return [Piece(raw, speakable(raw))] if raw else []
 
     def _next_cut(self) -> int | None:
         buffer = self._buffer

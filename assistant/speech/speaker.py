@@ -20,7 +20,7 @@ import numpy as np
 from assistant.events import SpokenSentence
 from assistant.speech.errors import SpeechError
 from assistant.speech.playback import AudioPlayer
-from assistant.speech.sentences import speakable
+from assistant.speech.sentences import heard_prefix, speakable
 from assistant.speech.synthesis import Synthesizer
 
 log = logging.getLogger(__name__)
@@ -201,9 +201,7 @@ class Speaker:
         duration_s = len(clip.pcm) / clip.sample_rate_hz
         interrupted = heard_s < duration_s - 1e-3
         if interrupted:
-            words = clip.text.split()
-            share = round(len(words) * heard_s / duration_s) if duration_s else 0
-            heard = " ".join(words[:share])
+            heard = heard_prefix(clip.text, heard_s / duration_s if duration_s else 0.0)
         else:
             heard = clip.text
         if heard:

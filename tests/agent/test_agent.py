@@ -26,7 +26,7 @@ from assistant.events import Announcement
 from assistant.model.worker import ModelWorker
 from assistant.speech.playback import SoundDevicePlayer
 from assistant.speech.speaker import Speaker
-from assistant.speech.synthesis import EspeakSynthesizer
+from assistant.speech.synthesis import EspeakSynthesizer, LanguageFollowingSynthesizer
 from assistant.testing.forced import ScriptedReplies
 from assistant.testing.speech import synthesize
 from assistant.tools import load_tools
@@ -303,6 +303,51 @@ async def test_barge_in_cuts_the_reply_to_what_was_heard_and_answers_the_new_tur
     assert replies[0] == "Done." and replies[-1] == "Sure, stopping."
     (cut,) = replies[1:-1]
     assert isinstance(cut, str) and cut and LONG_REPLY.startswith(cut) and cut != LONG_REPLY
+
+
+class _InstantPlayer:
+    """A player that hears every clip whole at once (no sound device)."""
+
+    def play(self, pcm: np.ndarray, sample_rate_hz: int, stop: Any) -> float:
+        return len(pcm) / sample_rate_hz
+
+
+async def test_a_reply_too_short_to_tell_its_language_is_said_in_the_users(
+    make_worker: WorkerFactory,
+) -> None:
+    """Without a fixed voice, after the user spoke French a reply like "OK." is said in the
+    French voice (the language of the user's transcript), not the English default."""
+    script = _script(
+        ["lang:fr Allume la lumière", "lang:fr Et dans la cuisine"],
+        [{"text": "OK."}, {"text": "OK."}],
+    )
+    said: list[tuple[str, str]] = []
+
+    class Voice:
+        sample_rate_hz = 16000
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def synthesize(self, text: str) -> np.ndarray:
+            said.append((self.name, text))
+            return np.zeros(1600, dtype=np.int16)
+
+    synthesizer = LanguageFollowingSynthesizer(Voice, {"en": "en-us", "fr": "fr-fr"}, "en")
+    speaker = await Speaker(synthesizer, _InstantPlayer()).start()
+    agent = _agent(make_worker(script), speaker=speaker)
+    frames = _paced(
+        _recording(0.3, "Turn on the light", 1.0),
+        lambda: len(said) == 1,
+        _recording("In the kitchen too", 1.0),
+        lambda: len(said) == 2,
+    )
+    try:
+        await _run(agent, frames, gate_echo=False)
+    finally:
+        await speaker.aclose()
+    # The first reply may be said before the transcript comes; the second follows it surely.
+    assert said[-1] == ("fr-fr", "OK.")
 
 
 async def test_barge_in_before_a_written_reply_is_said_drops_it(

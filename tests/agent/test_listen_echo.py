@@ -181,7 +181,14 @@ def test_without_echo_cancellation_barge_in_on_open_speakers_interrupts_itself(
     try:
         listen.wait_for(lambda e: e.get("state") == "listening", timeout_s=60)
         rig.say(question_wav)
-        cut = listen.wait_for(lambda e: e["type"] == "spoken_sentence", timeout_s=120)
+        # The echo may need a sentence or two to reach the VAD on a busy machine; a reply said
+        # to its end (its last sentence not interrupted) means the echo never counted.
+        cut = listen.wait_for(
+            lambda e: (
+                e["type"] == "spoken_sentence" and (e["interrupted"] or e["text"] == LONG_REPLY[-1])
+            ),
+            timeout_s=120,
+        )
         assert listen.interrupt() == 0
     finally:
         listen.kill()

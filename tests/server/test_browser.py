@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from assistant.testing.speech import write_wav
+from assistant.testing.speech import synthesize, write_wav
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TRANSCRIPT = "What is the weather in Paris today?"
 REPLY = "It is 21 degrees and clear in Paris."
+LONG_REPLY = " ".join(f"Here is sentence number {n} of my answer." for n in range(1, 41))
 
 pytestmark = [
     pytest.mark.browser,
@@ -28,12 +30,10 @@ pytestmark = [
 ]
 
 
-def _run_page(url: str, wav: Path, profile: Path, screenshot: Path) -> dict[str, str]:
-    """Open the page, press Start, wait for the turn to show; return what the page shows."""
+def _chromium(wav: Path, profile: Path) -> Any:
+    """Headless Chromium whose microphone is ``wav`` (looped)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -52,7 +52,16 @@ def _run_page(url: str, wav: Path, profile: Path, screenshot: Path) -> dict[str,
         f"--use-file-for-fake-audio-capture={wav}",
     ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def _run_page(url: str, wav: Path, profile: Path, screenshot: Path) -> dict[str, str]:
+    """Open the page, press Start, wait for the turn to show; return what the page shows."""
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chromium(wav, profile)
     try:
         driver.get(url)
         driver.find_element(By.ID, "start").click()
@@ -103,3 +112,69 @@ async def test_page_shows_the_users_turn_the_reply_and_the_tool_call(
     assert REPLY in texts["assistant"]
     assert texts["errors"] == ""
     assert (ARTIFACTS / "browser_page.png").stat().st_size > 0
+
+
+def _interrupt_page(url: str, wav: Path, profile: Path, screenshot: Path) -> dict[str, Any]:
+    """Open the page, press Start, wait until it has cut a spoken reply short and shown the
+    answer to the interruption; return the page's audio figures and what it shows."""
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _chromium(wav, profile)
+    try:
+        driver.get(url)
+        driver.find_element(By.ID, "start").click()
+
+        def answered(d: webdriver.Chrome) -> dict[str, Any] | None:
+            stats = d.execute_script("return window.assistantStats")
+            replies = [e.text for e in d.find_elements(By.CSS_SELECTOR, ".turn.assistant")]
+            done = stats["truncates"] and any("Sorry, go ahead." in r for r in replies)
+            return {"stats": stats, "replies": replies} if done else None
+
+        shown = WebDriverWait(driver, 120, poll_frequency=0.25).until(answered)
+        shown["errors"] = " | ".join(
+            e.text for e in driver.find_elements(By.CSS_SELECTOR, ".error")
+        )
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(screenshot))
+        return dict(shown)
+    finally:
+        driver.quit()
+
+
+async def test_the_page_speaks_the_reply_and_cuts_it_short_when_the_user_speaks(
+    server, script, speech_16k, tmp_path
+) -> None:
+    """The page asks for audio, schedules the streamed PCM16, shows the transcript; speech
+    over the reply stops it and sends conversation.item.truncate with the time played, and the
+    next prompt holds only the start of the reply."""
+    script.hear(TRANSCRIPT)
+    script.say(LONG_REPLY)
+    script.hear("Stop, please.")
+    script.say("Sorry, go ahead.")
+    silence = np.zeros(16000 * 60, dtype=np.int16)
+    # The question, a pause long enough for the spoken reply to start, then the interruption.
+    mic = [silence[:8000], speech_16k, silence[: 16000 * 7], synthesize("Stop, please."), silence]
+    wav = Path(write_wav(str(tmp_path / "mic.wav"), np.concatenate(mic)))
+    shown = await asyncio.to_thread(
+        _interrupt_page,
+        f"http://127.0.0.1:{server.port}/",
+        wav,
+        tmp_path / "profile",
+        ARTIFACTS / "browser_barge_in.png",
+    )
+    stats = shown["stats"]
+    assert stats["audioDeltas"] > 0
+    assert stats["scheduledMs"] > 2000
+    (truncate,) = stats["truncates"]
+    # Played from shortly after the question until the interruption was heard, about 7 s on.
+    assert 300 < truncate["audio_end_ms"] < 8000
+    # The page shows each sentence as it is heard: the cut reply ends with what was played.
+    assert shown["replies"][0].startswith("Here is sentence number 1 of my answer.")
+    assert shown["replies"][0].endswith("…") and "number 6" not in shown["replies"][0]
+    assert shown["errors"] == ""
+    prompt = script.prompts[-1]
+    assert "Here is sentence number 1" in prompt
+    # Sentences take over 2 s each: the sixth was sent (the audio runs ahead) but not played.
+    assert "number 6" not in prompt

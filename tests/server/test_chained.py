@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,6 +33,7 @@ from assistant.server.assistant_server import AssistantServer
 from assistant.testing.forced import ScriptedReplies
 from assistant.tools import ToolRegistry
 from tests.server.conftest import get_weather
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -156,18 +156,12 @@ async def test_cancelling_stops_the_inner_generation(remote, scripted_worker) ->
     assert script.decode_steps < 1500
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_an_outage_fails_the_turn_and_the_next_one_works(
     scripted_worker, script, tiny_model_dir
 ) -> None:
     """Inner server gone: a model_unavailable error naming it; back on its port: a reply."""
     local, _ = scripted_worker
-    port = _free_port()
+    port = free_port()
     settings = ServerSettings(port=port, close_timeout_s=1.0, shutdown_grace_s=1.0)
     inner = AssistantServer(local, settings=settings)
     await inner.start()
@@ -197,7 +191,7 @@ async def test_an_outage_fails_the_turn_and_the_next_one_works(
 
 async def test_an_unreachable_server_fails_at_connect(tiny_model_dir) -> None:
     """Nothing listening: one sentence naming the URL and the flag."""
-    port = _free_port()
+    port = free_port()
     with pytest.raises(BackendUnavailableError) as caught:
         await asyncio.to_thread(RemoteWorker.connect, _settings(tiny_model_dir, port))
     message = str(caught.value)

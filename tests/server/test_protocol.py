@@ -13,12 +13,12 @@ from assistant.server.realtime.protocol import (
     FunctionCallOutputItem,
     InputAudioBufferAppend,
     ProtocolError,
-    SessionState,
     SessionUpdate,
     decode_pcm16,
     error_event,
     parse_client_event,
 )
+from assistant.server.realtime.session_state import SessionState
 
 
 def _error(frame: str | bytes) -> ProtocolError:

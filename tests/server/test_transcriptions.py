@@ -198,3 +198,26 @@ async def test_get_is_not_allowed(server) -> None:
         )
     assert response.status_code == 405
     assert json.loads(response.text)["error"]["message"] == "use POST here"
+
+
+async def test_a_temperature_above_zero_is_refused(server, talk_wav) -> None:
+    """Transcription is greedy: temperature 0.4 is a 400, not silently ignored."""
+    with pytest.raises(BadRequestError, match="greedy"):
+        await client(server).audio.transcriptions.create(
+            file=("talk.wav", talk_wav), model="voxtral", temperature=0.4
+        )
+
+
+async def test_max_completion_tokens_cuts_every_piece(server, talk_wav) -> None:
+    """vLLM's max_completion_tokens (what a chained RemoteWorker sends) limits each piece."""
+    result = await client(server).audio.transcriptions.create(
+        file=("talk.wav", talk_wav),
+        model="voxtral",
+        temperature=0.0,
+        response_format="verbose_json",
+        extra_body={"max_completion_tokens": 3},
+    )
+    segments = result.segments or []
+    assert segments
+    assert all(s.model_extra["finish_reason"] == "length" for s in segments)  # type: ignore[index]
+    assert "Fourth sentence." not in result.text

@@ -17,11 +17,11 @@ from __future__ import annotations
 import subprocess
 import threading
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 
 from assistant.events import SAMPLE_RATE_HZ
+from tests.support.processes import Service
 from tests.support.pulse import PulseAudioError, VirtualAudio, _die_with_parent
 from tests.support.room import Room, RoomFilter, to_pcm16
 
@@ -29,7 +29,7 @@ CHUNK_SAMPLES = SAMPLE_RATE_HZ // 100
 """The rig moves sound in 10 ms chunks."""
 
 
-class EchoRig:
+class EchoRig(Service):
     """The speaker → room → microphone path of ``audio``, simulated while it runs."""
 
     def __init__(self, audio: VirtualAudio, room: Room, *, latency_ms: int = 50) -> None:
@@ -102,14 +102,3 @@ class EchoRig:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._record = self._play = self._thread = None
-
-    def __enter__(self) -> EchoRig:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

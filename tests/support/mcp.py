@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 
 from tests.support import mcp_server
+from tests.support.processes import Service
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -48,7 +49,7 @@ class _Bearer:
         await self.app(scope, receive, send)
 
 
-class McpHttpServer:
+class McpHttpServer(Service):
     """``with McpHttpServer(token) as server:`` serves ``server.url`` until the block ends.
 
     The server runs on its own thread and event loop, so a test's (or ``load_tools``'s)
@@ -93,10 +94,3 @@ class McpHttpServer:
             self._server.should_exit = True
             self._thread.join(10)
             self._server = None
-
-    def __enter__(self) -> McpHttpServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -21,6 +21,8 @@ from types import TracebackType
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.support.processes import Service, free_port
+
 START_TIMEOUT_S = 10.0
 _PORT_ATTEMPTS = 5
 
@@ -29,13 +31,7 @@ class BrokerError(RuntimeError):
     """mosquitto is missing or did not start; the message includes its log."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class MosquittoBroker:
+class MosquittoBroker(Service):
     """mosquitto listening on ``127.0.0.1:port``; use as a context manager."""
 
     host = "127.0.0.1"
@@ -57,7 +53,7 @@ class MosquittoBroker:
         folder = Path(self._dir.name)
         for _ in range(_PORT_ATTEMPTS):
             if not self._fixed_port:
-                self.port = _free_port()
+                self.port = free_port()
             config = self._write_config(folder)
             log_path = folder / "mosquitto.log"
             with log_path.open("wb") as log:
@@ -134,17 +130,6 @@ class MosquittoBroker:
     ) -> MqttRecorder:
         """A subscriber to ``topic`` on this broker (use as a context manager)."""
         return MqttRecorder(self.host, self.port, topic, username=username, password=password)
-
-    def __enter__(self) -> MosquittoBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+
+from tests.support.processes import Service
 
 _PR_SET_PDEATHSIG = 1
 _PROGRAMS = ("pulseaudio", "pactl", "paplay", "parec", "pacat")
@@ -57,7 +58,7 @@ class Recording:
         return self.path
 
 
-class VirtualAudio:
+class VirtualAudio(Service):
     """A private PulseAudio server: ``sink_name`` is the speaker, ``source_name`` the microphone.
 
     ``room_sink_name``: the microphone hears a second null sink of that name instead of the
@@ -275,14 +276,3 @@ class VirtualAudio:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
-
-    def __enter__(self) -> VirtualAudio:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -14,14 +14,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
 import httpx
+
+from tests.support.processes import Service, free_port
 
 PYTHON_ENV = "VOXTRAL_TEST_VLLM_PYTHON"
 """The Python of vLLM's virtual environment (a ``.../bin/python`` path)."""
@@ -46,13 +46,7 @@ def vllm_python() -> Path | None:
     return path if path.is_file() else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class VllmServer:
+class VllmServer(Service):
     """``vllm.entrypoints.openai.api_server`` on ``127.0.0.1:port``; use as a context manager."""
 
     host = "127.0.0.1"
@@ -131,7 +125,7 @@ class VllmServer:
     def start(self) -> VllmServer:
         """Start vLLM and wait until ``/health`` answers 200."""
         self._dir = tempfile.TemporaryDirectory(prefix="vllm-")
-        self.port = _free_port()
+        self.port = free_port()
         env = {
             **os.environ,
             # KV cache in GiB: the default (4) is too much for a shared 24 GiB machine.
@@ -218,14 +212,3 @@ class VllmServer:
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
-
-    def __enter__(self) -> VllmServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -13,7 +13,6 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import pytest
 import soxr
 from openai import AsyncOpenAI
 
+from tests.support.processes import free_port
 from tests.support.vllm_server import VllmServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -40,12 +40,6 @@ plugins: none
 tools:
   - handler: {python: "assistant.tools.builtin:get_time"}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +59,7 @@ def serve_process(
         ],
     }
     (folder / "replies.json").write_text(json.dumps(script))
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable,
         "-m",

@@ -11,7 +11,6 @@ import base64
 import binascii
 import json
 import uuid
-from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -72,6 +71,15 @@ class AudioFormat(_Wire):
     type: Literal["audio/pcm"] = "audio/pcm"
     rate: Literal[16000, 24000] = 24000
 
+    @field_validator("type", mode="before")
+    @classmethod
+    def _pcm_only(cls, value: Any) -> Any:
+        if value in ("audio/pcmu", "audio/pcma"):
+            raise ValueError(
+                f"{value} (G.711) is not supported: use audio/pcm (PCM16 at 24000 or 16000 Hz)"
+            )
+        return value
+
 
 class InputTranscription(_Wire):
     """Asking for ``conversation.item.input_audio_transcription.completed`` events."""
@@ -94,10 +102,40 @@ class AudioInputConfig(_Wire):
     transcription: InputTranscription | None = None
 
 
+class AudioOutputConfig(_Wire):
+    """``session.audio.output``: the format, voice and speed of spoken replies."""
+
+    format: AudioFormat | None = None
+    voice: str | None = Field(None, min_length=1, max_length=64)
+    """One of OpenAI's voice names (the server's voice) or a voice of the server's engine."""
+    speed: float | None = Field(None, ge=0.25, le=1.5)
+
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _named_voice(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            raise ValueError(
+                "custom voices ({'id': ...}) are not supported: name one of OpenAI's voices "
+                "(spoken by the server's voice) or an espeak-ng voice such as 'fr-fr'"
+            )
+        return value
+
+
 class AudioConfig(_Wire):
-    """``session.audio`` (output settings are accepted and ignored: replies are text)."""
+    """``session.audio``."""
 
     input: AudioInputConfig | None = None
+    output: AudioOutputConfig | None = None
+
+
+OutputModality = Literal["text", "audio"]
+
+
+def _single_modality(value: list[OutputModality] | None) -> list[OutputModality] | None:
+    """``output_modalities`` holds one of text or audio (OpenAI does not give both)."""
+    if value is not None and len(set(value)) != 1:
+        raise ValueError('must be ["text"] or ["audio"] (audio replies carry their transcript)')
+    return value
 
 
 class FunctionTool(_Wire):
@@ -113,6 +151,8 @@ class SessionConfig(_Wire):
     """``session.update``'s ``session``: only the fields that are present change."""
 
     type: Literal["realtime"] = "realtime"
+    output_modalities: list[OutputModality] | None = None
+    """``["text"]`` or ``["audio"]`` (spoken replies with their transcript)."""
     instructions: str | None = Field(None, max_length=100_000)
     tools: list[FunctionTool] | None = Field(None, max_length=128)
     audio: AudioConfig | None = None
@@ -131,6 +171,11 @@ class SessionConfig(_Wire):
         ):
             raise ValueError(f"must be an integer from 1 to {MAX_OUTPUT_TOKENS}, or 'inf'")
         return value
+
+    @field_validator("output_modalities")
+    @classmethod
+    def _one_modality(cls, value: list[OutputModality] | None) -> list[OutputModality] | None:
+        return _single_modality(value)
 
 
 class SessionUpdate(_Wire):
@@ -206,13 +251,24 @@ class ConversationItemCreate(_Wire):
     item: Annotated[UserMessageItem | FunctionCallOutputItem, Field(discriminator="type")]
 
 
+class ResponseParams(_Wire):
+    """``response.create``'s ``response``: ``output_modalities`` applies to this response;
+    the other overrides are ignored (the session's settings apply)."""
+
+    output_modalities: list[OutputModality] | None = None
+
+    @field_validator("output_modalities")
+    @classmethod
+    def _one_modality(cls, value: list[OutputModality] | None) -> list[OutputModality] | None:
+        return _single_modality(value)
+
+
 class ResponseCreate(_Wire):
     """``response.create``."""
 
     type: Literal["response.create"]
     event_id: str | None = Field(None, max_length=MAX_EVENT_ID_CHARS)
-    response: dict[str, Any] | None = None
-    """Per-response overrides; accepted and ignored (the session's settings apply)."""
+    response: ResponseParams | None = None
 
 
 class ResponseCancel(_Wire):
@@ -223,12 +279,23 @@ class ResponseCancel(_Wire):
     response_id: str | None = None
 
 
+class ConversationItemTruncate(_Wire):
+    """``conversation.item.truncate``: the client played only ``audio_end_ms`` of an item."""
+
+    type: Literal["conversation.item.truncate"]
+    event_id: str | None = Field(None, max_length=MAX_EVENT_ID_CHARS)
+    item_id: str = Field(min_length=1, max_length=64)
+    content_index: int = Field(ge=0)
+    audio_end_ms: int = Field(ge=0)
+
+
 ClientEvent = (
     SessionUpdate
     | InputAudioBufferAppend
     | InputAudioBufferCommit
     | InputAudioBufferClear
     | ConversationItemCreate
+    | ConversationItemTruncate
     | ResponseCreate
     | ResponseCancel
 )
@@ -240,10 +307,58 @@ _EVENT_TYPES: dict[str, TypeAdapter[Any]] = {
     "input_audio_buffer.commit": TypeAdapter(InputAudioBufferCommit),
     "input_audio_buffer.clear": TypeAdapter(InputAudioBufferClear),
     "conversation.item.create": TypeAdapter(ConversationItemCreate),
+    "conversation.item.truncate": TypeAdapter(ConversationItemTruncate),
     "response.create": TypeAdapter(ResponseCreate),
     "response.cancel": TypeAdapter(ResponseCancel),
 }
 SUPPORTED_CLIENT_EVENTS = tuple(_EVENT_TYPES)
+
+_BETA_FIELDS: dict[str, tuple[str, dict[str, str]]] = {
+    "session.update": (
+        "session",
+        {
+            "modalities": "output_modalities",
+            "voice": "audio.output.voice",
+            "speed": "audio.output.speed",
+            "input_audio_format": "audio.input.format",
+            "output_audio_format": "audio.output.format",
+            "turn_detection": "audio.input.turn_detection",
+            "input_audio_transcription": "audio.input.transcription",
+            "input_audio_noise_reduction": "audio.input.noise_reduction",
+            "max_response_output_tokens": "max_output_tokens",
+        },
+    ),
+    "response.create": (
+        "response",
+        {
+            "modalities": "output_modalities",
+            "voice": "audio.output.voice",
+            "output_audio_format": "audio.output.format",
+            "max_response_output_tokens": "max_output_tokens",
+        },
+    ),
+}
+"""Fields of the beta Realtime API's client events, by event: the object holding them and each
+field's GA name. Ignoring them would silently change what the client asked for."""
+
+
+def _refuse_beta_fields(kind: str, raw: dict[str, Any], event_id: str | None) -> None:
+    where = _BETA_FIELDS.get(kind)
+    if where is None:
+        return
+    key, renamed = where
+    body = raw.get(key)
+    if not isinstance(body, dict):
+        return
+    for beta, ga in renamed.items():
+        if beta in body:
+            raise ProtocolError(
+                "unknown_parameter",
+                f"{key}.{beta} is the beta Realtime API's field; this server speaks the GA "
+                f"API: use {key}.{ga}",
+                event_id=event_id,
+                param=f"{key}.{beta}",
+            )
 
 
 def parse_client_event(data: str | bytes) -> ClientEvent:
@@ -272,6 +387,7 @@ def parse_client_event(data: str | bytes) -> ClientEvent:
             event_id=event_id,
             param="type",
         )
+    _refuse_beta_fields(kind, raw, event_id)
     try:
         event: ClientEvent = adapter.validate_python(raw)
     except ValidationError as exc:
@@ -302,95 +418,6 @@ def decode_pcm16(
             param=param,
         )
     return np.frombuffer(raw, dtype="<i2").astype(np.int16)
-
-
-# --- session state -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TurnDetection:
-    """Server VAD settings of a session (``None`` on the session means manual commits)."""
-
-    threshold: float | None = None
-    prefix_padding_ms: int | None = None
-    silence_duration_ms: int | None = None
-    create_response: bool = True
-    interrupt_response: bool = True
-
-
-@dataclass(frozen=True)
-class SessionState:
-    """What a client configured with ``session.update``; ``apply`` returns the next state."""
-
-    model: str
-    instructions: str | None = None
-    tools: tuple[dict[str, Any], ...] = ()
-    """Client-side tools as Realtime function dicts (``type``, ``name``, ``description``...)."""
-    input_rate_hz: int = 24_000
-    turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
-    transcription_language: str | None = None
-    transcribe: bool = False
-    max_output_tokens: int | None = None
-
-    def apply(self, update: SessionConfig) -> SessionState:
-        """The state after ``update``: absent fields keep their values, ``null`` clears."""
-        changes: dict[str, Any] = {}
-        if "instructions" in update.model_fields_set:
-            changes["instructions"] = update.instructions
-        if update.tools is not None:
-            changes["tools"] = tuple(t.model_dump() for t in update.tools)
-        if "max_output_tokens" in update.model_fields_set:
-            limit = update.max_output_tokens
-            changes["max_output_tokens"] = limit if isinstance(limit, int) else None
-        audio_in = update.audio.input if update.audio else None
-        if audio_in is not None:
-            if audio_in.format is not None:
-                changes["input_rate_hz"] = audio_in.format.rate
-            if "turn_detection" in audio_in.model_fields_set:
-                vad = audio_in.turn_detection
-                changes["turn_detection"] = (
-                    None if vad is None else TurnDetection(**vad.model_dump(exclude={"type"}))
-                )
-            if "transcription" in audio_in.model_fields_set:
-                changes["transcribe"] = audio_in.transcription is not None
-                if audio_in.transcription is not None:
-                    changes["transcription_language"] = audio_in.transcription.language
-        return replace(self, **changes)
-
-    def to_wire(self, session_id: str, vad_defaults: dict[str, Any]) -> dict[str, Any]:
-        """The ``session`` object of ``session.created`` / ``session.updated``."""
-        vad = self.turn_detection
-        turn_detection = None
-        if vad is not None:
-            turn_detection = {"type": "server_vad", **vad_defaults}
-            turn_detection.update(
-                {k: v for k, v in vars(vad).items() if v is not None},
-            )
-        transcription = (
-            {"model": self.model, "language": self.transcription_language}
-            if self.transcribe
-            else None
-        )
-        return {
-            "type": "realtime",
-            "object": "realtime.session",
-            "id": session_id,
-            "model": self.model,
-            "output_modalities": ["text"],
-            "instructions": self.instructions or "",
-            "tools": list(self.tools),
-            "tool_choice": "auto",
-            "max_output_tokens": (
-                "inf" if self.max_output_tokens is None else self.max_output_tokens
-            ),
-            "audio": {
-                "input": {
-                    "format": {"type": "audio/pcm", "rate": self.input_rate_hz},
-                    "turn_detection": turn_detection,
-                    "transcription": transcription,
-                }
-            },
-        }
 
 
 # --- server events -------------------------------------------------------------------------
@@ -432,9 +459,17 @@ def user_message_item(item_id: str, content: list[dict[str, Any]]) -> dict[str, 
     }
 
 
-def assistant_message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
-    """An assistant ``message`` item with one ``output_text`` part."""
-    content = [{"type": "output_text", "text": text}] if text or status != "in_progress" else []
+def assistant_message_item(
+    item_id: str, text: str, status: str, *, spoken: bool = False
+) -> dict[str, Any]:
+    """An assistant ``message`` item with one ``output_text`` part, or (``spoken``) one
+    ``output_audio`` part whose ``transcript`` is ``text`` (the audio went out as deltas)."""
+    part = (
+        {"type": "output_audio", "transcript": text}
+        if spoken
+        else {"type": "output_text", "text": text}
+    )
+    content = [part] if text or status != "in_progress" else []
     return {
         "id": item_id,
         "object": "realtime.item",
@@ -480,6 +515,7 @@ def response_object(
     status_details: dict[str, Any] | None = None,
     usage: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    spoken: bool = False,
 ) -> dict[str, Any]:
     """The ``response`` of ``response.created`` / ``response.done``.
 
@@ -491,7 +527,7 @@ def response_object(
         "status": status,
         "status_details": status_details,
         "output": output,
-        "output_modalities": ["text"],
+        "output_modalities": ["audio" if spoken else "text"],
         "conversation_id": None,
         "usage": usage,
     }

@@ -3,7 +3,9 @@
 The writer keeps the response's output items (assistant messages and function calls) and
 their indexes, and guarantees exactly one ``response.done`` per ``response.created``.
 Server-side tool results are this server's extension: each appears as a
-``conversation.item.created`` holding a ``function_call_output`` item.
+``conversation.item.created`` holding a ``function_call_output`` item. A spoken response
+(``speech``) streams each message's audio and transcript instead of its text, and a message
+ends (``response.output_audio.done`` ...) only once its audio has all been sent.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from assistant import events as ev
+from assistant.server.realtime.audio_out import ResponseSpeech
 from assistant.server.realtime.protocol import (
     assistant_message_item,
     function_call_item,
@@ -31,17 +34,31 @@ ChainItem = Callable[[str], "str | None"]
 
 
 class ResponseWriter:
-    """Emits the server events of one response, in order, from dialogue events."""
+    """Emits the server events of one response, in order, from dialogue events.
 
-    def __init__(self, send: SendEvent, chain: ChainItem) -> None:
+    ``speech`` makes it a spoken response (built with this writer's ``response_id``).
+    """
+
+    def __init__(
+        self,
+        send: SendEvent,
+        chain: ChainItem,
+        speech: Callable[[str], ResponseSpeech] | None = None,
+    ) -> None:
         self.response_id = new_id("resp")
         self.cancel_reason: str | None = None
         """Why the response is being cancelled (``client_cancelled``, ``turn_detected``...)."""
         self._send = send
         self._chain = chain
+        self.speech = speech(self.response_id) if speech is not None else None
+        """The response's audio output (None: a text response)."""
         self._output: list[dict[str, Any]] = []
         self._message_id: str | None = None
         self._message_text = ""
+        self._text_before = ""
+        """The text of the response's earlier messages."""
+        self._said_less = False
+        """A spoken message ended with less said than written (a cancel cut it)."""
         self._calls: set[str] = set()
         self._error: dict[str, Any] | None = None
         self._done = False
@@ -51,28 +68,40 @@ class ResponseWriter:
         """Whether ``response.done`` was sent."""
         return self._done
 
+    @property
+    def delivered_text(self) -> str | None:
+        """The text that reached the client: what was spoken of a spoken response; None (all
+        of it) for a text response, whose deltas all went out at once."""
+        return self.speech.spoken_text if self.speech is not None else None
+
     def created(self) -> None:
         """Send ``response.created``."""
         self._send(
             server_event(
-                "response.created", response=response_object(self.response_id, "in_progress", [])
+                "response.created",
+                response=response_object(
+                    self.response_id, "in_progress", [], spoken=self.speech is not None
+                ),
             )
         )
 
-    def handle(self, event: ev.DialogueEvent) -> None:
-        """Translate one dialogue event (transcripts and client tools are the session's)."""
+    async def handle(self, event: ev.DialogueEvent) -> None:
+        """Translate one dialogue event (transcripts and client tools are the session's).
+
+        Returns at once but where a spoken message ends: then once its audio is all sent.
+        """
         if isinstance(event, ev.TextDelta):
             self._text(event.text)
         elif isinstance(event, ev.ToolCall):
-            self._function_call(event)
+            await self._function_call(event)
         elif isinstance(event, ev.ToolResult):
             self._tool_result(event)
         elif isinstance(event, ev.ConfirmationRequested):
-            self._function_call(event.call)
+            await self._function_call(event.call)
         elif isinstance(event, ev.ErrorEvent):
             self.failed(event.code, event.message)
         elif isinstance(event, ev.TurnDone):
-            self._finish(event)
+            await self._finish(event)
         elif isinstance(event, ev.MalformedToolCall):
             log.info("response %s: malformed tool call (%s)", self.response_id, event.reason)
 
@@ -80,9 +109,14 @@ class ResponseWriter:
         """Whether this response's output holds the ``function_call`` item of ``call_id``."""
         return call_id in self._calls
 
-    def done_waiting_for_client(self) -> None:
+    def stop_speaking(self) -> None:
+        """A cancel: send no more audio, now (the message then ends with what was said)."""
+        if self.speech is not None:
+            self.speech.stop()
+
+    async def done_waiting_for_client(self) -> None:
         """End this response at a client tool call (the client answers, then resumes)."""
-        self._close_message("completed")
+        await self._end_message("completed")
         self._send_done("completed", None, None, None)
 
     def failed(self, code: str, message: str) -> None:
@@ -95,17 +129,24 @@ class ResponseWriter:
         if self._done:
             return
         status = "failed" if self._error else "cancelled"
+        self.stop_speaking()
         self._close_message("incomplete")
         self._send_done(status, self._status_details(status), None, None)
 
     # --- items -----------------------------------------------------------------------------
 
     def _text(self, delta: str) -> None:
+        spoken = self.speech is not None
         if self._message_id is None:
             self._message_id = new_id("item")
             self._message_text = ""
-            item = assistant_message_item(self._message_id, "", "in_progress")
+            item = assistant_message_item(self._message_id, "", "in_progress", spoken=spoken)
             self._item_added(item)
+            part = (
+                {"type": "audio", "transcript": ""}
+                if spoken
+                else {"type": "output_text", "text": ""}
+            )
             self._send(
                 server_event(
                     "response.content_part.added",
@@ -113,10 +154,15 @@ class ResponseWriter:
                     item_id=self._message_id,
                     output_index=len(self._output),
                     content_index=0,
-                    part={"type": "output_text", "text": ""},
+                    part=part,
                 )
             )
+            if self.speech is not None:
+                self.speech.begin_item(self._message_id, len(self._output), self._text_before)
         self._message_text += delta
+        if self.speech is not None:
+            self.speech.feed(delta)
+            return
         self._send(
             server_event(
                 "response.output_text.delta",
@@ -128,27 +174,49 @@ class ResponseWriter:
             )
         )
 
+    async def _end_message(self, status: str) -> None:
+        """Close the open message, once its audio has all been sent (a spoken response)."""
+        if self._message_id is not None and self.speech is not None:
+            await self.speech.end_item()
+        self._close_message(status)
+
     def _close_message(self, status: str) -> None:
         if self._message_id is None:
             return
         item_id, text = self._message_id, self._message_text
         self._message_id = None
+        self._text_before += text
         where = {
             "response_id": self.response_id,
             "item_id": item_id,
             "output_index": len(self._output),
             "content_index": 0,
         }
-        self._send(server_event("response.output_text.done", **where, text=text))
-        part = {"type": "output_text", "text": text}
+        if self.speech is None:
+            self._send(server_event("response.output_text.done", **where, text=text))
+            part = {"type": "output_text", "text": text}
+            self._send(server_event("response.content_part.done", **where, part=part))
+            self._item_done(assistant_message_item(item_id, text, status))
+            return
+        # What the client got is what was spoken: after a cancel, less than was written.
+        speech = self.speech.items.get(item_id)
+        transcript = speech.transcript if speech is not None else ""
+        if transcript != text:
+            self._said_less = True
+            status = "incomplete"
+        self._send(server_event("response.output_audio.done", **where))
+        self._send(
+            server_event("response.output_audio_transcript.done", **where, transcript=transcript)
+        )
+        part = {"type": "audio", "transcript": transcript}
         self._send(server_event("response.content_part.done", **where, part=part))
-        self._item_done(assistant_message_item(item_id, text, status))
+        self._item_done(assistant_message_item(item_id, transcript, status, spoken=True))
 
-    def _function_call(self, call: ev.ToolCall) -> None:
+    async def _function_call(self, call: ev.ToolCall) -> None:
         if call.id in self._calls:
             return
         self._calls.add(call.id)
-        self._close_message("completed")
+        await self._end_message("completed")
         item_id = new_id("item")
         self._item_added(function_call_item(item_id, call.id, call.name, "", "in_progress"))
         where = {
@@ -207,7 +275,9 @@ class ResponseWriter:
 
     # --- the end ---------------------------------------------------------------------------
 
-    def _finish(self, done: ev.TurnDone) -> None:
+    async def _finish(self, done: ev.TurnDone) -> None:
+        if self._message_id is not None and self.speech is not None:
+            await self.speech.end_item()
         status = {
             "stop": "completed",
             "tool_calls": "completed",
@@ -218,6 +288,8 @@ class ResponseWriter:
         if self._error is not None:
             status = "failed"
         self._close_message("completed" if status == "completed" else "incomplete")
+        if status == "completed" and self._said_less:
+            status = "cancelled"  # written in full, and cut while it was being said
         metrics = done.metrics
         usage = {
             "total_tokens": metrics.prompt_tokens + metrics.generated_tokens,
@@ -245,6 +317,7 @@ class ResponseWriter:
         metrics: dict[str, Any] | None,
     ) -> None:
         self._done = True
+        self.stop_speaking()  # its task ends with the response (all was said, or cut)
         response = response_object(
             self.response_id,
             status,
@@ -252,5 +325,6 @@ class ResponseWriter:
             status_details=details,
             usage=usage,
             metrics=metrics,
+            spoken=self.speech is not None,
         )
         self._send(server_event("response.done", response=response))

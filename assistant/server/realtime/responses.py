@@ -15,6 +15,7 @@ from typing import Any
 
 from assistant import events as ev
 from assistant.conversation.dialogue import Dialogue
+from assistant.server.realtime.audio_out import ItemSpeech, ResponseSpeech
 from assistant.server.realtime.protocol import ProtocolError
 from assistant.server.realtime.response import ChainItem, ResponseWriter, SendEvent
 
@@ -59,8 +60,21 @@ class Responses:
         """Whether a turn waits for the client's tool outputs and a ``response.create``."""
         return self._suspended_turn is not None
 
-    def create(self, event_id: str | None) -> None:
-        """Start a response: a new turn, or the suspended one resumed."""
+    @property
+    def cancelled(self) -> bool:
+        """Whether the running response was cancelled (it may still be winding down)."""
+        return self._writer is not None and self._writer.cancel_reason is not None
+
+    def spoken_item(self, item_id: str) -> ItemSpeech | None:
+        """The speech of message ``item_id`` of the latest response, if it was spoken."""
+        speech = self._writer.speech if self._writer is not None else None
+        return speech.items.get(item_id) if speech is not None else None
+
+    def create(
+        self, event_id: str | None, speech: Callable[[str], ResponseSpeech] | None = None
+    ) -> None:
+        """Start a response: a new turn, or the suspended one resumed; ``speech`` builds the
+        audio output of a spoken one (from its response id)."""
         if self.running:
             raise ProtocolError(
                 "conversation_already_has_active_response",
@@ -73,7 +87,7 @@ class Responses:
                 "nothing to respond to: add a user message or commit audio first",
                 event_id=event_id,
             )
-        writer = ResponseWriter(self._send, self._chain)
+        writer = ResponseWriter(self._send, self._chain, speech)
         self._writer = writer
         turn, self._suspended_turn = self._suspended_turn, None
         self._task = asyncio.create_task(
@@ -103,12 +117,12 @@ class Responses:
                     # function_call_output for each (one sent early counts too), then
                     # response.create resumes this turn.
                     self._suspended_turn = turn
-                    writer.done_waiting_for_client()
+                    await writer.done_waiting_for_client()
                     return
                 elif isinstance(event, ev.ToolResult) and event.call_id in self.client_outputs:
                     continue  # the client created that output item itself
                 else:
-                    writer.handle(event)
+                    await writer.handle(event)
         except Exception:
             log.exception("response %s failed", writer.response_id)
             writer.failed("server_error", "the response failed; see the server log")
@@ -123,8 +137,10 @@ class Responses:
         if writer is None or task is None or task.done() or writer.cancel_reason is not None:
             return
         writer.cancel_reason = reason
-        # Every delta already went out to the client, so the reply keeps all text sent.
-        self._dialogue.stop()
+        writer.stop_speaking()
+        # The reply keeps the text that went out: every text delta, or what was spoken (a
+        # later conversation.item.truncate can cut it to what was played).
+        self._dialogue.stop(writer.delivered_text)
         deadline = asyncio.get_running_loop().call_later(
             self.cancel_wait_s, self._end_stuck, writer, task
         )

@@ -15,7 +15,7 @@ import numpy as np
 
 from assistant.audio.vad import VadSegmenter
 from assistant.config import VadSettings
-from assistant.server.realtime.protocol import TurnDetection
+from assistant.server.realtime.session_state import TurnDetection
 
 
 def vad_overrides(turn_detection: TurnDetection | None) -> dict[str, Any] | None:

@@ -20,12 +20,13 @@ import soxr
 
 from assistant import events as ev
 from assistant.audio.io import AudioError, stream_resampler
-from assistant.config import ServerSettings, VadSettings
+from assistant.config import ServerSettings, SpeechSettings, VadSettings
 from assistant.conversation.dialogue import Dialogue
 from assistant.server.realtime.input_buffer import InputAudioBuffer
 from assistant.server.realtime.protocol import (
     ClientEvent,
     ConversationItemCreate,
+    ConversationItemTruncate,
     FunctionCallOutputItem,
     InputAudioBufferAppend,
     InputAudioBufferClear,
@@ -34,9 +35,7 @@ from assistant.server.realtime.protocol import (
     ProtocolError,
     ResponseCancel,
     ResponseCreate,
-    SessionState,
     SessionUpdate,
-    TurnDetection,
     assistant_message_item,
     decode_pcm16,
     error_event,
@@ -48,6 +47,8 @@ from assistant.server.realtime.protocol import (
 from assistant.server.realtime.response import SendEvent
 from assistant.server.realtime.responses import Responses
 from assistant.server.realtime.server_vad import ServerVad, vad_overrides
+from assistant.server.realtime.session_state import SessionState, TurnDetection
+from assistant.server.realtime.spoken import SpokenReplies
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class RealtimeSession:
         model_name: str,
         vad_settings: VadSettings | None = None,
         limits: ServerSettings | None = None,
+        speech_settings: SpeechSettings | None = None,
+        speech_unavailable: str | None = None,
     ) -> None:
         self.id = dialogue.conversation_id
         """The session id on the wire, which is also the dialogue's conversation id."""
@@ -92,6 +95,15 @@ class RealtimeSession:
             self._chain,
             on_done=self._answer_speech_heard_meanwhile,
             cancel_wait_s=limits.cancel_wait_s,
+        )
+        self._spoken = SpokenReplies(
+            speech_settings or SpeechSettings(),
+            self.id,
+            unavailable=speech_unavailable,
+            lead_s=limits.audio_lead_s,
+            send=send,
+            responses=self._responses,
+            dialogue=dialogue,
         )
         self._closed = False
         dialogue.on_transcript = self._send_transcript
@@ -131,6 +143,7 @@ class RealtimeSession:
         deadline_s = loop.time() + wait_s
         self._vad.cancel()
         await self._responses.close(wait_s)
+        self._spoken.close()
         await self._dialogue.aclose(max(0.0, deadline_s - loop.time()))
 
     def announce(self, announcement: ev.Announcement) -> None:
@@ -162,15 +175,19 @@ class RealtimeSession:
         if isinstance(event, InputAudioBufferAppend):
             await self._append(event)
         elif isinstance(event, SessionUpdate):
-            self._update(event)
+            await self._update(event)
         elif isinstance(event, InputAudioBufferCommit):
             await self._commit_manually(event)
         elif isinstance(event, InputAudioBufferClear):
             self._clear()
         elif isinstance(event, ConversationItemCreate):
             await self._create_item(event)
+        elif isinstance(event, ConversationItemTruncate):
+            self._spoken.truncate(event)
         elif isinstance(event, ResponseCreate):
-            self._create_response(event.event_id)
+            modalities = event.response.output_modalities if event.response else None
+            speak = self.state.speak if modalities is None else modalities == ["audio"]
+            self._create_response(event.event_id, speak)
         elif isinstance(event, ResponseCancel):
             if not self.responding:
                 raise ProtocolError(
@@ -182,7 +199,7 @@ class RealtimeSession:
 
     # --- session configuration -------------------------------------------------------------
 
-    def _update(self, event: SessionUpdate) -> None:
+    async def _update(self, event: SessionUpdate) -> None:
         before = self.state
         after = before.apply(event.session)
         settings = self._dialogue.settings
@@ -199,6 +216,7 @@ class RealtimeSession:
         resampler = self._audio.resampler
         if after.input_rate_hz != before.input_rate_hz:
             resampler = stream_resampler(after.input_rate_hz)
+        synthesizer = await self._spoken.prepare(before, after, event.event_id)
         if after.tools != before.tools:
             try:
                 self._dialogue.set_client_tools([dict(t) for t in after.tools])
@@ -207,10 +225,13 @@ class RealtimeSession:
                     "invalid_value", str(exc), event_id=event.event_id, param="session.tools"
                 ) from None
         self.state = after
+        self._spoken.use(synthesizer)
         if after.instructions != before.instructions:
             self._dialogue.set_instructions(after.instructions)
         settings.transcribe_user = after.transcribe
         settings.transcription_language = after.transcription_language
+        if after.transcription_language != before.transcription_language:
+            self._spoken.prefer_language(after.transcription_language)
         self._dialogue.params = params
         self._audio.resampler = resampler
         overrides = vad_overrides(after.turn_detection)
@@ -431,7 +452,8 @@ class RealtimeSession:
 
     # --- responses -------------------------------------------------------------------------
 
-    def _create_response(self, event_id: str | None) -> None:
+    def _create_response(self, event_id: str | None, speak: bool | None = None) -> None:
+        """Start a response, spoken when ``speak`` (None: as the session says)."""
         if self._closed:
             # Reached after an await (a VAD utterance) that close() ran during.
             raise ProtocolError(
@@ -439,7 +461,9 @@ class RealtimeSession:
                 "the session is closing: no new response starts",
                 event_id=event_id,
             )
-        self._responses.create(event_id)
+        spoken = self.state.speak if speak is None else speak
+        speech = self._spoken.speech_for(self.state, event_id) if spoken else None
+        self._responses.create(event_id, speech)
         self._speech_unanswered = False
 
     def _answer_speech_heard_meanwhile(self) -> None:
@@ -469,6 +493,7 @@ class RealtimeSession:
                 )
             )
             return
+        self._spoken.prefer_language(event.language)
         self._send(
             server_event(
                 "conversation.item.input_audio_transcription.completed",

@@ -26,15 +26,14 @@ async def run_wyoming(settings: Settings, *, forced_replies: Path | None = None)
     Raises ``WyomingServeError`` (or ``ToolsFileError``, ``SpeechError``) with one sentence
     when it cannot start; the address and the voices are checked before the model loads.
     """
-    from assistant.speech.synthesis import EspeakSynthesizer
+    from assistant.speech.synthesis import make_synthesizer
     from assistant.testing.forced import load_scripted
     from assistant.tools import load_configured_tools
 
     w = settings.wyoming
     await _check_can_listen(w.uri)
-    rate = settings.speech.words_per_minute
-    names = w.voices or [settings.speech.voice]
-    voices = Voices({voice: EspeakSynthesizer(voice, rate) for voice in names})
+    names = w.voices or [settings.speech.default_voice]
+    voices = Voices({voice: make_synthesizer(settings.speech, voice=voice) for voice in names})
     await asyncio.to_thread(_check_voices, voices)
     script = _forced_script(forced_replies)
     tools = await asyncio.to_thread(load_configured_tools, settings.tools_file)
