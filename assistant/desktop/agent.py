@@ -169,7 +169,10 @@ class VoiceAgent:
         dialogue.on_transcript = self._transcribed
 
     def _transcribed(self, event: TranscriptEvent) -> None:
+        # Transcripts come on their own, after the reply has started (not among its events).
         self.display.show(event)
+        if isinstance(event, UserTranscript):
+            self._follow_language(event.language)
 
     def _spoken(self, sentence: SpokenSentence) -> None:
         self.display.show(sentence)
@@ -354,8 +357,6 @@ class VoiceAgent:
             self._tools.pop(event.call_id, None)
         elif isinstance(event, TurnDone):
             self._say(splitter.flush())
-        elif isinstance(event, UserTranscript):
-            self._follow_language(event.language)
         self._update_status()
 
     def _follow_language(self, language: str | None) -> None:
