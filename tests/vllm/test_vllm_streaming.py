@@ -309,6 +309,8 @@ def test_closing_the_stream_stops_the_generation(
     vLLM aborts when its HTTP server notices the disconnect: measured 0.03-0.2 s and 7-181
     tokens later on 2 cores, idle or busy; two runs of a cruder version counted 353 and 1720.
     """
+    # Earlier tests' requests (a cancelled one may still be winding down) must not count here.
+    _wait_for(vllm_server, "vllm:num_requests_running", lambda v: v == 0, 60.0)
     generated = _settled_metric(vllm_server, "vllm:generation_tokens_total")
     stream = client.chat.completions.create(
         model=vllm_server.model,
