@@ -306,8 +306,9 @@ def test_closing_the_stream_stops_the_generation(
 ) -> None:
     """A client that closes its stream ends the request long before its max_tokens.
 
-    vLLM aborts when its HTTP server notices the disconnect: measured 0.03-0.2 s and 7-181
-    tokens later on 2 cores, idle or busy; two runs of a cruder version counted 353 and 1720.
+    vLLM aborts when its HTTP server notices the disconnect: measured 0.03-0.2 s later on 2
+    cores, idle or busy. Each step waits 10 ms (the test kit's processor): unslowed, the tiny
+    model once decoded all 4,000 tokens before a busy client had read its fourth chunk.
     """
     # Earlier tests' requests (a cancelled one may still be winding down) must not count here.
     _wait_for(vllm_server, "vllm:num_requests_running", lambda v: v == 0, 60.0)
@@ -316,9 +317,9 @@ def test_closing_the_stream_stops_the_generation(
         model=vllm_server.model,
         messages=[{"role": "user", "content": "Talk."}],
         stream=True,
-        max_tokens=4000,  # 8-20 s of decoding on one core
+        max_tokens=4000,  # 40 s at 10 ms a step: it can only end sooner by the abort
         temperature=0,
-        extra_body={"ignore_eos": True},
+        extra_body={"ignore_eos": True, "vllm_xargs": {"step_delay_s": 0.01}},
     )
     for count, _ in enumerate(stream):
         if count == 4:
