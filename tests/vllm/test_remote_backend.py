@@ -100,6 +100,9 @@ async def test_cancelling_stops_the_generation_on_the_server(
 ) -> None:
     """cancel() after the first delta: the stream ends cancelled and vLLM stops running it."""
     remote_script.extra["ignore_eos"] = True
+    # 10 ms a step (the test kit's processor): unslowed, the tiny model can decode all 4,000
+    # tokens before the first delta reaches a busy client, leaving nothing to cancel.
+    remote_script.extra["vllm_xargs"] = {"step_delay_s": 0.01}
     before = _metric(vllm_server, "vllm:generation_tokens_total")
     stream = remote.respond(
         [UserMessage(content="Talk.")], params=GenerationParams(max_new_tokens=4000)
