@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from typing import Any
 
 import numpy as np
 import pytest
-from openai import AsyncOpenAI
 
-TOKEN = "sdk-test-token"
+from tests.support.realtime_sdk import TOKEN, events_until, sdk_client
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _client(server) -> AsyncOpenAI:
-    return AsyncOpenAI(
-        api_key=TOKEN,
-        base_url=f"http://127.0.0.1:{server.port}/v1",
-        websocket_base_url=f"ws://127.0.0.1:{server.port}/v1",
-    )
-
-
-async def _events_until(conn: Any, kind: str, timeout_s: float = 60.0) -> list[Any]:
-    seen = []
-    async with asyncio.timeout(timeout_s):
-        while True:
-            event = await conn.recv()
-            seen.append(event)
-            if event.type == kind:
-                return seen
 
 
 def _types(events: list[Any]) -> list[str]:
@@ -49,7 +29,7 @@ async def test_server_vad_turn_with_a_server_side_tool(sdk_server, script, speec
     """24 kHz speech → server VAD commit → tool call, its result, and the final text."""
     script.say(tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}])
     script.say("It is 21 degrees and clear in Paris.")
-    async with _client(sdk_server).realtime.connect(model="voxtral") as conn:
+    async with sdk_client(sdk_server).realtime.connect(model="voxtral") as conn:
         created = await conn.recv()
         assert created.type == "session.created"
         await conn.session.update(
@@ -64,13 +44,13 @@ async def test_server_vad_turn_with_a_server_side_tool(sdk_server, script, speec
                 },
             }
         )
-        updated = (await _events_until(conn, "session.updated"))[-1]
+        updated = (await events_until(conn, "session.updated"))[-1]
         assert updated.session.audio.input.format.rate == 24000
         audio = np.concatenate([speech_24k, np.zeros(24000 * 2, dtype=np.int16)])
         for start in range(0, len(audio), 2400):
             chunk = audio[start : start + 2400].astype("<i2").tobytes()
             await conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
-        events = await _events_until(conn, "response.done")
+        events = await events_until(conn, "response.done")
 
     kinds = _types(events)
     order = [
@@ -118,9 +98,9 @@ async def test_client_side_tool_round_trip(sdk_server, script) -> None:
             "required": ["zone"],
         },
     }
-    async with _client(sdk_server).realtime.connect(model="voxtral") as conn:
+    async with sdk_client(sdk_server).realtime.connect(model="voxtral") as conn:
         await conn.session.update(session={"type": "realtime", "tools": [tool]})
-        await _events_until(conn, "session.updated")
+        await events_until(conn, "session.updated")
         await conn.conversation.item.create(
             item={
                 "type": "message",
@@ -129,7 +109,7 @@ async def test_client_side_tool_round_trip(sdk_server, script) -> None:
             }
         )
         await conn.response.create()
-        first = await _events_until(conn, "response.done")
+        first = await events_until(conn, "response.done")
         call = next(e for e in first if e.type == "response.function_call_arguments.done")
         assert (call.name, json.loads(call.arguments)) == ("get_time", {"zone": "UTC"})
         assert first[-1].response.status == "completed"
@@ -139,7 +119,7 @@ async def test_client_side_tool_round_trip(sdk_server, script) -> None:
             item={"type": "function_call_output", "call_id": call.call_id, "output": '"12:00"'}
         )
         await conn.response.create()
-        second = await _events_until(conn, "response.done")
+        second = await events_until(conn, "response.done")
 
     created = next(e for e in second if e.type == "conversation.item.created")
     assert created.item.type == "function_call_output"
@@ -150,7 +130,7 @@ async def test_client_side_tool_round_trip(sdk_server, script) -> None:
 async def test_response_cancel_mid_reply(sdk_server, script) -> None:
     """response.cancel during a long reply ends it with status cancelled."""
     script.say("la " * 400)
-    async with _client(sdk_server).realtime.connect(model="voxtral") as conn:
+    async with sdk_client(sdk_server).realtime.connect(model="voxtral") as conn:
         await conn.conversation.item.create(
             item={
                 "type": "message",
@@ -159,9 +139,9 @@ async def test_response_cancel_mid_reply(sdk_server, script) -> None:
             }
         )
         await conn.response.create()
-        await _events_until(conn, "response.output_text.delta")
+        await events_until(conn, "response.output_text.delta")
         await conn.response.cancel()
-        events = await _events_until(conn, "response.done")
+        events = await events_until(conn, "response.done")
     done = events[-1].response
     assert done.status == "cancelled"
     assert done.status_details.reason == "client_cancelled"

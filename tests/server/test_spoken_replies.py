@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from typing import Any
 
 import numpy as np
 import pytest
-from openai import AsyncOpenAI
 
-TOKEN = "sdk-test-token"
+from tests.support.realtime_sdk import TOKEN, events_until, sdk_client
+
 REPLY = "The kitchen light is on now. The oven is still warm. Dinner is ready at seven tonight."
 FIRST_SENTENCE = "The kitchen light is on now."
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _client(server) -> AsyncOpenAI:
-    return AsyncOpenAI(
-        api_key=TOKEN,
-        base_url=f"http://127.0.0.1:{server.port}/v1",
-        websocket_base_url=f"ws://127.0.0.1:{server.port}/v1",
-    )
-
-
-async def _events_until(conn: Any, kind: str, timeout_s: float = 60.0) -> list[Any]:
-    seen = []
-    async with asyncio.timeout(timeout_s):
-        while True:
-            event = await conn.recv()
-            seen.append(event)
-            if event.type == kind:
-                return seen
 
 
 async def _ask(conn: Any, text: str) -> list[Any]:
@@ -40,14 +21,14 @@ async def _ask(conn: Any, text: str) -> list[Any]:
         item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
     )
     await conn.response.create()
-    return await _events_until(conn, "response.done")
+    return await events_until(conn, "response.done")
 
 
 async def _speak_session(conn: Any, **output: Any) -> Any:
     await conn.session.update(
         session={"type": "realtime", "output_modalities": ["audio"], "audio": {"output": output}}
     )
-    return (await _events_until(conn, "session.updated"))[-1]
+    return (await events_until(conn, "session.updated"))[-1]
 
 
 def _pcm(events: list[Any], item_id: str | None = None) -> np.ndarray:
@@ -70,7 +51,7 @@ async def test_an_audio_reply_is_playable_speech_at_24_khz(sdk_server, script) -
     """Asking for audio: PCM16 deltas at 24 kHz that sound (not silence) for about as long as
     the reply takes to say, its transcript, and no output_text events."""
     script.say(REPLY)
-    async with _client(sdk_server).realtime.connect(model="voxtral") as conn:
+    async with sdk_client(sdk_server).realtime.connect(model="voxtral") as conn:
         updated = await _speak_session(conn)
         events = await _ask(conn, "Is dinner ready?")
     assert updated.session.output_modalities == ["audio"]
@@ -89,7 +70,7 @@ async def test_an_audio_reply_carries_its_transcript_in_openai_shapes(sdk_server
     """The transcript deltas add up to the reply; the item holds an output_audio part with that
     transcript; response.created and response.done say the output is audio."""
     script.say(REPLY)
-    async with _client(sdk_server).realtime.connect(model="voxtral") as conn:
+    async with sdk_client(sdk_server).realtime.connect(model="voxtral") as conn:
         await _speak_session(conn)
         events = await _ask(conn, "Is dinner ready?")
     kinds = [e.type for e in events]
@@ -125,7 +106,7 @@ async def test_output_at_16_khz_when_the_session_asks(sdk_server, script) -> Non
     """audio.output.format rate 16000: the same speech comes at 16 kHz (two thirds the bytes)."""
     script.say(FIRST_SENTENCE)
     script.say(FIRST_SENTENCE)
-    async with _client(sdk_server).realtime.connect(model="voxtral") as conn:
+    async with sdk_client(sdk_server).realtime.connect(model="voxtral") as conn:
         await _speak_session(conn)
         at_24k = _pcm(await _ask(conn, "The light?"))
         updated = await _speak_session(conn, format={"type": "audio/pcm", "rate": 16000})
@@ -139,7 +120,7 @@ async def test_a_truncate_leaves_only_the_heard_words_in_the_history(sdk_server,
     conversation.item.truncated and the next prompt holds the first sentence, not the rest."""
     script.say(REPLY)
     script.say("You are welcome.")
-    async with _client(sdk_server).realtime.connect(model="voxtral") as conn:
+    async with sdk_client(sdk_server).realtime.connect(model="voxtral") as conn:
         await _speak_session(conn)
         events = await _ask(conn, "Is dinner ready?")
         item_id = events[-1].response.output[0].id
@@ -154,7 +135,7 @@ async def test_a_truncate_leaves_only_the_heard_words_in_the_history(sdk_server,
         await conn.conversation.item.truncate(
             item_id=item_id, content_index=0, audio_end_ms=played_ms
         )
-        truncated = (await _events_until(conn, "conversation.item.truncated"))[-1]
+        truncated = (await events_until(conn, "conversation.item.truncated"))[-1]
         await _ask(conn, "Thanks.")
     assert (truncated.item_id, truncated.audio_end_ms) == (item_id, played_ms)
     assert FIRST_SENTENCE in script.prompts[-1]
@@ -168,14 +149,14 @@ async def test_a_truncate_in_the_middle_of_a_sentence_keeps_its_first_words(
     sentence = "one two three four five six seven eight nine ten"
     script.say(sentence)
     script.say("Fine.")
-    async with _client(sdk_server).realtime.connect(model="voxtral") as conn:
+    async with sdk_client(sdk_server).realtime.connect(model="voxtral") as conn:
         await _speak_session(conn)
         events = await _ask(conn, "Count.")
         half_ms = len(_pcm(events)) * 1000 // 24000 // 2
         await conn.conversation.item.truncate(
             item_id=events[-1].response.output[0].id, content_index=0, audio_end_ms=half_ms
         )
-        await _events_until(conn, "conversation.item.truncated")
+        await events_until(conn, "conversation.item.truncated")
         await _ask(conn, "Go on.")
     prompt = script.prompts[-1]
     assert "one two three four" in prompt
@@ -186,13 +167,13 @@ async def test_response_create_may_ask_for_audio_in_a_text_session(sdk_server, s
     """response.create with output_modalities ["audio"] speaks that response only."""
     script.say(FIRST_SENTENCE)
     script.say(FIRST_SENTENCE)
-    async with _client(sdk_server).realtime.connect(model="voxtral") as conn:
+    async with sdk_client(sdk_server).realtime.connect(model="voxtral") as conn:
         content = [{"type": "input_text", "text": "The light?"}]
         await conn.conversation.item.create(
             item={"type": "message", "role": "user", "content": content}
         )
         await conn.response.create(response={"output_modalities": ["audio"]})
-        spoken = await _events_until(conn, "response.done")
+        spoken = await events_until(conn, "response.done")
         written = await _ask(conn, "And now?")
     assert len(_pcm(spoken)) > 0
     assert spoken[-1].response.output_modalities == ["audio"]
@@ -204,7 +185,7 @@ async def test_an_espeak_voice_named_by_the_client_speaks(sdk_server, script) ->
     """voice "fr-fr" (an installed espeak-ng voice) is accepted and echoed in session.updated;
     OpenAI's "marin" is accepted too (the server's own voice)."""
     script.say("Il fait beau à Paris aujourd'hui.")
-    async with _client(sdk_server).realtime.connect(model="voxtral") as conn:
+    async with sdk_client(sdk_server).realtime.connect(model="voxtral") as conn:
         french = await _speak_session(conn, voice="fr-fr")
         events = await _ask(conn, "Quel temps fait-il ?")
         openai_voice = await _speak_session(conn, voice="marin")
@@ -220,7 +201,7 @@ async def test_a_reply_with_control_characters_is_spoken_and_so_is_the_next(
     and the next reply is spoken too."""
     script.say("The oven\x00 is warm.\x1b Dinner is ready.")
     script.say(FIRST_SENTENCE)
-    async with _client(sdk_server).realtime.connect(model="voxtral") as conn:
+    async with sdk_client(sdk_server).realtime.connect(model="voxtral") as conn:
         await _speak_session(conn)
         first = await _ask(conn, "Is dinner ready?")
         second = await _ask(conn, "And the light?")
