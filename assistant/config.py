@@ -509,11 +509,11 @@ class ListenSettings(_Group):
     )
     speak: bool = Field(True, description="Say the replies aloud.")
     echo_cancellation: Literal["auto", "on", "off"] = Field(
-        "off",
-        description="Remove the assistant's own voice from the microphone (WebRTC AEC3; "
-        "experimental, see the README): auto runs it whenever replies are spoken and falls "
-        "back to half-duplex where it cannot load; on refuses to start without it; off: "
-        "half-duplex (or barge_in for headphones).",
+        "auto",
+        description="Remove the assistant's own voice from the microphone (WebRTC AEC3), so "
+        "that speech can interrupt a reply on open speakers: auto runs it whenever replies "
+        "are spoken into a microphone and falls back to half-duplex where it cannot load; on "
+        "refuses to start without it; off: half-duplex (or barge_in for headphones).",
     )
     barge_in: bool | None = Field(
         None,

@@ -56,11 +56,11 @@ def _add_listen(sub: Any) -> None:
         description="The desktop voice agent: listens to the microphone (or --input FILE.wav), "
         "detects when you have finished a sentence, answers (running the tools of --tools; "
         "without it ./tools.yaml when present, else the built-in tools, plus installed "
-        "plugins), and shows and speaks the reply. Echo: by default the agent is half-duplex, "
-        "it does not listen while it speaks (plus --echo-tail-ms), so a loudspeaker's sound is "
-        "never taken for you; --echo-cancellation on (experimental) removes its own voice from "
-        "the microphone with an echo canceller (WebRTC AEC3) and lets you interrupt it; "
-        "without it --barge-in is for headphones only. With --wake-word it "
+        "plugins), and shows and speaks the reply. Echo: by default an echo canceller (WebRTC "
+        "AEC3) removes the assistant's own voice from the microphone, so you can interrupt it "
+        "on open speakers; with --echo-cancellation off (or where the canceller cannot load) "
+        "it is half-duplex, it does not listen while it speaks (plus --echo-tail-ms), and "
+        "--barge-in is for headphones only. With --wake-word it "
         "answers only after its wake word (then follow-ups for --follow-up-s). Ctrl-C quits.",
     )
     add_model_options(p)
@@ -120,9 +120,9 @@ def _add_listen(sub: Any) -> None:
         "--echo-cancellation",
         setting="listen.echo_cancellation",
         choices=["auto", "on", "off"],
-        help="remove the assistant's voice from the microphone: auto (whenever it speaks; "
-        "half-duplex where the canceller cannot load), on (refuse to start without it), off "
-        "(half-duplex)",
+        help="remove the assistant's voice from the microphone: auto (the default: whenever it "
+        "speaks into a microphone; half-duplex where the canceller cannot load), on (refuse to "
+        "start without it), off (half-duplex)",
     )
     setting_flag(
         audio,

@@ -40,6 +40,11 @@ NO_ECHO_CANCELLER_WARNING = (
     "cannot interrupt it (pass --echo-cancellation off to hide this warning)"
 )
 
+ECHO_CANCELLER_ON = (
+    "echo cancellation on (WebRTC AEC3): you can interrupt a reply by speaking, even on open "
+    "speakers (--echo-cancellation off for half-duplex)"
+)
+
 NO_SPEAKER_WARNING = (
     "cannot play speech (%s): replies are shown as text only; connect a speaker or pick one "
     "with --output-device, or pass --no-speak to hide this warning"
@@ -194,12 +199,14 @@ def _echo_canceller(mode: str) -> Any:
     from assistant.audio.echo import EchoCancellerUnavailable, WebRtcEchoCanceller
 
     try:
-        return WebRtcEchoCanceller()
+        canceller = WebRtcEchoCanceller()
     except EchoCancellerUnavailable as exc:
         if mode == "on":
             raise ListenError(f"{exc} (or pass --echo-cancellation auto or off)") from None
         log.warning(NO_ECHO_CANCELLER_WARNING, exc)
         return None
+    log.info(ECHO_CANCELLER_ON)
+    return canceller
 
 
 def _check_session_log(path: Path) -> None:

@@ -5,10 +5,8 @@ room (40 ms of delay, reverberation, 6 dB of attenuation) into the virtual micro
 the user's voice is mixed in. With echo cancellation the agent must never interrupt itself,
 and the user must be able to interrupt it.
 
-Known gap (issue 18, point 4): on this rig, on a loaded two-core machine, the agent with echo
-cancellation still interrupts itself after its warm-up (the output stream underruns and the
-room relay jitters, and AEC3 loses the delay); the two tests that say what it must do are
-marked xfail until it does. The control test shows the rig's echo is real.
+Echo cancellation is ``listen``'s default (``auto``): the first test runs the agent as a user
+would, with no echo option. The control test shows the rig's echo is real.
 """
 
 from __future__ import annotations
@@ -94,13 +92,6 @@ def _spoken_after(listen: ListenProcess, count: int) -> float:
     return at_s
 
 
-KNOWN_GAP = pytest.mark.xfail(
-    reason="AEC on the PulseAudio rig still lets echo through after warm-up (module docstring)",
-    strict=False,
-)
-
-
-@KNOWN_GAP
 def test_over_many_replies_on_open_speakers_the_agent_never_interrupts_itself(
     room_audio: VirtualAudio,
     rig: EchoRig,
@@ -108,12 +99,12 @@ def test_over_many_replies_on_open_speakers_the_agent_never_interrupts_itself(
     question_wav: Path,
     forced_replies: ScriptWriter,
 ) -> None:
-    """Echo cancellation keeps every reply's echo from starting a turn."""
+    """By default, echo cancellation keeps every reply's echo from starting a turn."""
     script = forced_replies(
         transcripts=["Tell me about the room."] * REPLIES,
         replies=[{"text": " ".join(LONG_REPLY)}] * REPLIES,
     )
-    listen = _listen(room_audio, tiny_model_dir, script, "--echo-cancellation", "on")
+    listen = _listen(room_audio, tiny_model_dir, script)
     try:
         listen.wait_for(lambda e: e.get("state") == "listening", timeout_s=60)
         for turn in range(1, REPLIES + 1):
@@ -123,6 +114,7 @@ def test_over_many_replies_on_open_speakers_the_agent_never_interrupts_itself(
         assert listen.interrupt() == 0
     finally:
         listen.kill()
+    assert "echo cancellation on" in listen.stderr  # not half-duplex, which never hears echo
     events = listen.events
     spoken = [e for e in events if e["type"] == "spoken_sentence"]
     assert [s["text"] for s in spoken] == list(LONG_REPLY) * REPLIES
@@ -131,7 +123,6 @@ def test_over_many_replies_on_open_speakers_the_agent_never_interrupts_itself(
     assert len([e for e in events if e["type"] == "utterance"]) == REPLIES
 
 
-@KNOWN_GAP
 def test_on_open_speakers_the_user_interrupts_the_reply(
     room_audio: VirtualAudio,
     rig: EchoRig,

@@ -30,9 +30,11 @@ def test_a_spoken_command_runs_the_tool_and_the_reply_is_spoken_without_echo(
     forced_replies: ScriptWriter,
     tmp_path: Path,
 ) -> None:
-    """The tool runs, the reply is heard on the speaker, and its echo starts no new turn."""
+    """Half-duplex: the tool runs, the reply is heard on the speaker, and its echo starts no
+    new turn."""
     listen = ListenProcess(
         "--model", tiny_model_dir, "--tools", tools_file, "--forced-replies", forced_replies(),
+        "--echo-cancellation", "off",
         env={"PULSE_SERVER": virtual_audio.server},
     )  # fmt: skip
     try:
