@@ -228,6 +228,15 @@ class VadSettings(_Group):
     max_utterance_s: float = Field(
         30.0, gt=0.0, le=600.0, description="Longer speech is cut here; the rest follows."
     )
+    eager_silence_ms: int | None = Field(
+        None,
+        ge=0,
+        le=10000,
+        description="Eager end of turn: end speech after this much silence, instead of "
+        "silence_duration_ms, once the preemptive reply (dialogue.preemptive) has called a "
+        "tool, a sign that the command was complete; None: always wait "
+        "silence_duration_ms. Speech after an eager end is a new turn (barge-in).",
+    )
 
 
 DEFAULT_YES_WORDS: tuple[str, ...] = (

@@ -1,12 +1,17 @@
 """End to end through the real server: speech end -> first text delta and -> tool started.
 
 A server process (``AssistantServer`` on 127.0.0.1, port 0, the tiny offline model with scripted
-replies) serves two ``/v1/realtime`` endpoints that differ only in ``dialogue.preemptive``. This
-process is the client: one WebSocket session per endpoint, server VAD on, transcription on (as
-the browser page asks), and turns alternating between the two so that both see the same machine
-load. Each turn streams real espeak-ng speech in 20 ms chunks paced in real time — a command in
-two halves with a 250 ms pause between them (a speculation started at the pause is discarded
+replies) serves one ``/v1/realtime`` endpoint per mode: ``dialogue.preemptive`` off, on, and
+(with ``--eager-ms N``) on with ``vad.eager_silence_ms`` N. This process is the client: one
+WebSocket session per endpoint, server VAD on, transcription on (as the browser page asks), and
+turns alternating between the endpoints so that all see the same machine load. Each turn
+streams real espeak-ng speech in 20 ms chunks paced in real time — a command in two halves with
+a ``--pause-ms`` pause (250 ms) between them (a speculation started at the pause is discarded
 when the second half begins) — then silence until the turn is over.
+
+The eager end of turn trusts the model: a speculation that ends with a tool call ends the turn.
+The scripted model calls the tool whatever it hears, half a command included, so measure the
+eager mode with ``--pause-ms 0`` (whole commands); with a pause it would act on the first half.
 
 Measured per turn, on the ``time.monotonic`` clock that both processes share:
 
@@ -21,7 +26,7 @@ output before the turn's commit, a tool run more or less than one per turn, or a
 differs from the script.
 
 Run: ``python benchmarks/e2e_latency.py --turns 20`` (prints a table and writes
-``benchmarks/out/e2e_latency.json``).
+``benchmarks/out/e2e_latency.json``); ``--pause-ms 0 --eager-ms 100`` adds the eager mode.
 """
 
 from __future__ import annotations
@@ -50,19 +55,34 @@ PAUSE_MS = 250
 """Inside each command: shorter than the 500 ms hangover, so one utterance, one discard."""
 LEAD_MS = 300
 REPLY = ("One moment.", "Done.")
-MODES = {"preemptive off": False, "preemptive on": True}
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One endpoint's settings."""
+
+    preemptive: bool
+    eager_ms: int | None = None
+
+
+def modes(eager_ms: int | None) -> dict[str, Mode]:
+    """The modes compared: preemption off and on, and on with an eager end when asked."""
+    found = {"preemptive off": Mode(False), "preemptive on": Mode(True)}
+    if eager_ms is not None:
+        found[f"eager {eager_ms} ms"] = Mode(True, eager_ms)
+    return found
 
 
 # --- the server process ------------------------------------------------------------------
 
 
-def serve(conn: Connection, turns: int) -> None:
-    """Run both servers until the client says stop (in a child process)."""
-    asyncio.run(_serve(conn, turns))
+def serve(conn: Connection, turns: int, eager_ms: int | None) -> None:
+    """Run one server per mode until the client says stop (in a child process)."""
+    asyncio.run(_serve(conn, turns, modes(eager_ms)))
 
 
-async def _serve(conn: Connection, turns: int) -> None:
-    from assistant.config import DialogueSettings, ServerSettings
+async def _serve(conn: Connection, turns: int, compared: dict[str, Mode]) -> None:
+    from assistant.config import DialogueSettings, ServerSettings, VadSettings
     from assistant.model.worker import ModelWorker
     from assistant.server.assistant_server import AssistantServer
     from assistant.testing.forced import ScriptedReplies
@@ -84,7 +104,7 @@ async def _serve(conn: Connection, turns: int) -> None:
         )
     script = ScriptedReplies(worker.tokenizer, default_transcript="hello")
     holder.append(script)
-    for _ in range(turns * len(MODES)):
+    for _ in range(turns * len(compared)):
         script.say(REPLY[0], [{"name": "note_time", "arguments": {}}])
         script.say(REPLY[1])
     tools = ToolRegistry.from_functions([note_time])
@@ -93,9 +113,10 @@ async def _serve(conn: Connection, turns: int) -> None:
             worker,
             settings=ServerSettings(port=0),
             tools=tools,
-            dialogue_settings=DialogueSettings(preemptive=preemptive),
+            dialogue_settings=DialogueSettings(preemptive=mode.preemptive),
+            vad_settings=VadSettings(eager_silence_ms=mode.eager_ms),
         )
-        for preemptive in MODES.values()
+        for mode in compared.values()
     ]
     for server in servers:
         await server.start()
@@ -145,8 +166,9 @@ def _trimmed(speech: np.ndarray) -> np.ndarray:
     return speech[loud[0] : loud[-1] + 1]
 
 
-def command_clips(count: int) -> list[tuple[np.ndarray, int]]:
-    """Commands of two halves with a pause between them, and where the speech ends."""
+def command_clips(count: int, pause_ms: int = PAUSE_MS) -> list[tuple[np.ndarray, int]]:
+    """Commands of two halves with a pause between them (none: 0), and where the speech
+    ends."""
     from assistant.testing.speech import synthesize
 
     clips = []
@@ -156,7 +178,7 @@ def command_clips(count: int) -> list[tuple[np.ndarray, int]]:
             _trimmed(synthesize(" ".join(part)))
             for part in (words[: len(words) // 2], words[len(words) // 2 :])
         ]
-        pause = np.zeros(RATE_HZ * PAUSE_MS // 1000, dtype=np.int16)
+        pause = np.zeros(RATE_HZ * pause_ms // 1000, dtype=np.int16)
         lead = np.zeros(RATE_HZ * LEAD_MS // 1000, dtype=np.int16)
         clip = np.concatenate([lead, halves[0], pause, halves[1]])
         loud = np.flatnonzero(np.abs(clip.astype(np.int32)) > 64)
@@ -278,11 +300,13 @@ def summarize(turns: list[Turn]) -> dict[str, Any]:
     return out
 
 
-async def client(ports: list[int], turns: int) -> dict[str, list[Turn]]:
-    """Alternate turns between the two endpoints; every turn's figures."""
-    clips = command_clips(turns)
-    sessions = {mode: await open_session(port) for mode, port in zip(MODES, ports, strict=True)}
-    seen: dict[str, list[Turn]] = {mode: [] for mode in MODES}
+async def client(
+    ports: list[int], turns: int, names: list[str], pause_ms: int
+) -> dict[str, list[Turn]]:
+    """Alternate turns between the endpoints; every turn's figures."""
+    clips = command_clips(turns, pause_ms)
+    sessions = {mode: await open_session(port) for mode, port in zip(names, ports, strict=True)}
+    seen: dict[str, list[Turn]] = {mode: [] for mode in names}
     runs = 0
     try:
         for clip, end_sample in clips:
@@ -304,14 +328,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=20, help="turns per mode")
     parser.add_argument("--json", type=Path, help="where to write the figures (default out/)")
+    parser.add_argument(
+        "--pause-ms", type=int, default=PAUSE_MS, help="pause inside each command (0: none)"
+    )
+    parser.add_argument(
+        "--eager-ms", type=int, help="also measure vad.eager_silence_ms at this value"
+    )
     args = parser.parse_args()
+    names = list(modes(args.eager_ms))
     context = multiprocessing.get_context("spawn")
     here, there = context.Pipe()
-    server = context.Process(target=serve, args=(there, args.turns), name="e2e-server")
+    server = context.Process(
+        target=serve, args=(there, args.turns, args.eager_ms), name="e2e-server"
+    )
     server.start()
     try:
         ports = here.recv()
-        seen = asyncio.run(client(ports, args.turns))
+        seen = asyncio.run(client(ports, args.turns, names, args.pause_ms))
         here.send("stop")
         engine = here.recv()
     finally:
@@ -319,7 +352,7 @@ def main() -> None:
         if server.is_alive():
             server.terminate()
     figures = {mode: summarize(turns) for mode, turns in seen.items()}
-    print(f"\n{machine()}; {args.turns} turns per mode; engine {engine}")
+    print(f"\n{machine()}; {args.turns} turns per mode; pause {args.pause_ms} ms; engine {engine}")
     print(f"{'':>15} | {'commit p50/p95':>16} | {'first delta p50/p95':>20} | {'tool p50/p95':>16}")
     for mode, f in figures.items():
         cells = [
@@ -335,7 +368,9 @@ def main() -> None:
         )
     raw = {mode: [asdict(t) | t.figures() for t in turns] for mode, turns in seen.items()}
     path = write_json(
-        "e2e_latency", args.json, {"summary": figures, "engine": engine, "turns": raw}
+        "e2e_latency",
+        args.json,
+        {"summary": figures, "pause_ms": args.pause_ms, "engine": engine, "turns": raw},
     )
     print(f"figures written to {path}")
 

@@ -243,6 +243,17 @@ class VadSegmenter:
             self._abandon()
         return []
 
+    def end_early(self, min_silence_ms: int) -> list[VadEvent]:
+        """End the speech now if it has been silent for at least ``min_silence_ms`` (an eager
+        end of turn, before ``silence_duration_ms``); else nothing.
+
+        The utterance is the one ``SpeechEndLikely`` announced, as at the end of the hangover.
+        """
+        silent_ms = self._silent_run * 1000 // SAMPLE_RATE_HZ
+        if self._state != "speech" or self._likely_end is None or silent_ms < min_silence_ms:
+            return []
+        return self._finish(truncated=False)
+
     # --- the state machine -----------------------------------------------------------------
 
     def _frame(self, frame: np.ndarray) -> list[VadEvent]:

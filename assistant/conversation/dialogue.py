@@ -274,6 +274,13 @@ class Dialogue:
         """Drop the preemptive turn (the user spoke on); False if none was pending."""
         return self._speculator.discard()
 
+    @property
+    def speculation_acts(self) -> bool:
+        """Whether the preemptive turn's first model call has called a tool (well-formed): the
+        model took the utterance for a complete command, so a front-end may end the turn
+        before its full silence (``vad.eager_silence_ms``)."""
+        return self._speculator.acts
+
     def _may_speculate(self) -> bool:
         return not (
             self.is_responding or self._starting or self._waiting or self._confirmation.pending

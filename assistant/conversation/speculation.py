@@ -9,6 +9,10 @@ touched. When the turn is committed, its first model call takes the speculation 
 exactly the same thing (same messages, so the same samples, the same tools and sampling) and
 reads the events that waited; otherwise, or if the user spoke on, the speculation is cancelled
 and leaves nothing behind but a KV cache that serves the next request of the conversation.
+
+A speculation that has called a tool (well-formed; ``Speculator.acts``) says the
+model took the utterance for a complete command: front-ends with ``vad.eager_silence_ms`` then
+end the turn early instead of waiting for the whole hangover (the eager end of turn).
 """
 
 from __future__ import annotations
@@ -66,6 +70,17 @@ class Speculator:
     def pending(self) -> bool:
         """Whether a speculation waits to be adopted or discarded."""
         return self._current is not None
+
+    @property
+    def acts(self) -> bool:
+        """Whether the pending speculation has called a tool, well-formed (and nothing
+        malformed): the model took the utterance for a complete command (an eager end of turn
+        may follow)."""
+        current = self._current
+        if current is None:
+            return False
+        stream = current.stream
+        return stream.tool_calls > 0 and stream.malformed_calls == 0
 
     def start(self, messages: list[Any], tools: list[Any], params: GenerationParams) -> None:
         """Ask the model for the reply to ``messages`` speculatively (any older one discarded)."""

@@ -7,8 +7,10 @@ dialogue, shows its events, and speaks the reply sentence by sentence as it stre
 
 Preemptive turns: at the first silent frame after speech the hearing loop hands the dialogue the
 utterance the VAD will commit if the user stays silent (``Dialogue.speculate``), so that the
-reply is ready when the hangover ends; more speech discards it. Transcripts come on their own,
-after the reply has started; the display keeps the user's line first.
+reply is ready when the hangover ends; more speech discards it. With ``vad.eager_silence_ms``
+the turn ends after that much silence once the preemptive reply has called a tool
+(``Dialogue.speculation_acts``), without waiting for the whole hangover. Transcripts come on
+their own, after the reply has started; the display keeps the user's line first.
 
 Echo: a loudspeaker's sound reaches the microphone, and the assistant must not take its own
 voice for the user. With an ``EchoCanceller`` (``listen``'s default when it speaks) every
@@ -240,6 +242,12 @@ class VoiceAgent:
                 frame = np.zeros_like(frame)
             for event in self.segmenter.process(frame):
                 await self._on_vad(event, turn_by_turn)
+            eager_ms = self.segmenter.settings.eager_silence_ms
+            if eager_ms is not None and self.dialogue.speculation_acts:
+                # The preemptive reply holds a complete command: end the turn before the
+                # hangover.
+                for event in self.segmenter.end_early(eager_ms):
+                    await self._on_vad(event, turn_by_turn)
         for event in self.segmenter.flush():
             await self._on_vad(event, turn_by_turn)
 

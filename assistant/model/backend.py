@@ -14,7 +14,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from assistant.config import GenerationParams, TranscriptionSettings
-from assistant.events import ModelEvent, ResponseDone, Transcription
+from assistant.events import (
+    MalformedToolCall,
+    ModelEvent,
+    ResponseDone,
+    ToolCall,
+    Transcription,
+)
 
 DEFAULT_CONTEXT_TOKENS = 32_768
 TRANSCRIPTION_MAX_TOKENS: int = TranscriptionSettings.model_fields["max_new_tokens"].default
@@ -74,6 +80,10 @@ class ResponseStream:
         self._finished = False
         self._done_pushed = False
         """Set on the model thread once the final ``ResponseDone`` was handed over."""
+        self.tool_calls = 0
+        """``ToolCall`` events handed over so far (known before anyone reads the stream)."""
+        self.malformed_calls = 0
+        """``MalformedToolCall`` events handed over so far."""
 
     def cancel(self) -> None:
         """Stop the generation within one decode step; the stream ends ``cancelled``.
@@ -122,6 +132,10 @@ class ResponseStream:
         """Thread-safe: hand an event to the stream's event loop."""
         if isinstance(event, ResponseDone):
             self._done_pushed = True
+        elif isinstance(event, ToolCall):
+            self.tool_calls += 1
+        elif isinstance(event, MalformedToolCall):
+            self.malformed_calls += 1
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
             self._loop.call_soon_threadsafe(self._events.put_nowait, event)
 

@@ -235,6 +235,45 @@ async def test_an_utterance_is_answered_with_a_tool_call_and_a_reply(
     assert done["metrics"]["speech_end_to_first_delta_ms"] > 0
 
 
+async def test_with_an_eager_end_a_complete_command_is_answered_before_the_hangover(
+    make_worker: WorkerFactory, tools_file: Path
+) -> None:
+    """vad.eager_silence_ms: once the preemptive reply holds the tool call, the turn ends after
+    that much silence instead of the 500 ms hangover, and runs as usual."""
+    script = _script([TRANSCRIPT], [{"tool_calls": [TOOL_CALL]}, {"text": REPLY_TEXT}])
+    dialogue = Dialogue(make_worker(script), load_tools(tools_file), DialogueSettings())
+    agent = VoiceAgent(
+        dialogue,
+        VadSegmenter(silence_duration_ms=500, eager_silence_ms=100),
+        JsonDisplay(io.StringIO()),
+        None,
+        settings=ListenSettings(),
+    )
+    fed_ms: list[int] = []
+
+    async def microphone() -> AsyncIterator[np.ndarray]:
+        speech = _recording(0.5, "What time is it")
+        async for frame in file_frames(speech, realtime=False, trailing_silence_ms=0):
+            yield frame
+        sent_ms = len(speech) // 16
+        # Silence 20 ms at a time, slowly: the speculation has time to finish in between.
+        while not _shown(agent, "speech_stopped"):
+            assert sent_ms < len(speech) // 16 + 2000, "speech never stopped"
+            await asyncio.sleep(0.25)
+            yield _silence(0.02)
+            sent_ms += 20
+        fed_ms.append(sent_ms)
+        yield _silence(1.0)
+
+    records = await _run(agent, microphone(), turn_by_turn=True)
+    (stopped,) = _types(records, "speech_stopped")
+    assert fed_ms[0] - stopped["end_ms"] < 500  # the hangover never ran out
+    (result,) = _types(records, "tool_result")
+    assert result["name"] == "get_time" and result["ok"]
+    (done,) = _types(records, "turn_done")
+    assert done["text"] == REPLY_TEXT and done["metrics"]["preempted"]
+
+
 async def test_the_status_line_follows_the_turn(
     make_worker: WorkerFactory, tools_file: Path
 ) -> None:

@@ -190,6 +190,34 @@ def test_end_of_speech_is_announced_early_and_confirmed_after_the_hangover() -> 
     assert stopped.end_ms <= likely.at_ms
 
 
+def test_an_eager_end_ends_speech_after_its_silence_with_the_announced_utterance() -> None:
+    """end_early gives nothing during speech or before its silence; after it, the utterance that
+    SpeechEndLikely announced, without waiting for silence_duration_ms."""
+    track = lay_out([1.0, speech("Switch off the television"), 1.5])
+    segmenter = VadSegmenter(silence_duration_ms=500)
+    likely: SpeechEndLikely | None = None
+    ended: list[object] = []
+    for offset in range(0, len(track.pcm), 320):
+        for event in segmenter.process(track.pcm[offset : offset + 320]):
+            if isinstance(event, SpeechEndLikely) and likely is None:
+                likely = event
+        if likely is None:
+            assert segmenter.end_early(0) == []  # still speaking, or not yet started
+            continue
+        ended = segmenter.end_early(120)
+        if ended:
+            break
+    assert likely is not None and likely.utterance is not None
+    assert [type(e) for e in ended] == [SpeechStopped, Utterance]
+    # 120 ms of silence after the last voiced frame, to the frame (not 500).
+    assert segmenter.stream_ms == likely.at_ms + 120
+    assert ended[1].end_ms == likely.utterance.end_ms  # type: ignore[attr-defined]
+    assert np.array_equal(ended[1].pcm, likely.utterance.pcm)  # type: ignore[attr-defined]
+    # Nothing is left open: the rest of the silence gives no event, and a flush none either.
+    rest = run(segmenter, track.pcm[offset + 320 :])
+    assert rest == []
+
+
 def test_a_pause_within_the_hangover_hints_an_end_but_does_not_stop() -> None:
     """A 300 ms pause yields a SpeechEndLikely, but speech resumes without a SpeechStopped."""
     track = lay_out([1.0, speech("Turn on"), 0.3, speech("the lights"), 1.0])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from typing import Any
 
 import numpy as np
 
-from assistant.config import DialogueSettings
+from assistant.config import DialogueSettings, VadSettings
 from tests.server.wire import events_until, next_event, open_session, pcm16_b64
 
 
@@ -81,3 +83,64 @@ async def test_preemptive_off_answers_after_the_hangover(start_server, script, s
         events = await _spoken_turn(server, speech_16k)
     done = events[-1]["response"]
     assert done["status"] == "completed" and not done["metrics"]["preempted"]
+
+
+async def _silence_until_stopped(server: Any, audio: np.ndarray) -> tuple[int, list[dict]]:
+    """Send ``audio``, then 20 ms of silence at a time, slowly (250 ms apart: time for the
+    speculation to finish), until ``speech_stopped``; return how much audio had been sent after
+    the end of speech by then (ms), and every event until the reply's ``response.done``."""
+    ws = await open_session(server)
+    await ws.send(_server_vad())
+    await next_event(ws, "session.updated")
+    sent = np.concatenate([_silence(300), audio])
+    await ws.send(_append(sent))
+    sent_ms = len(sent) // 16
+    events: list[dict[str, Any]] = []
+    stopped: list[dict[str, Any]] = []
+    while not stopped:
+        assert sent_ms < 300 + len(audio) // 16 + 2000, [e["type"] for e in events]
+        await ws.send(_append(_silence(20)))
+        sent_ms += 20
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.25):
+                while True:
+                    events.append(json.loads(await ws.recv()))
+        stopped = [e for e in events if e["type"] == "input_audio_buffer.speech_stopped"]
+    after_speech_ms = sent_ms - stopped[0]["audio_end_ms"]
+    await ws.send(_append(_silence(1000)))
+    if not any(e["type"] == "response.done" for e in events):
+        events += await events_until(ws, "response.done")
+    await ws.close()
+    return after_speech_ms, events
+
+
+async def test_an_eager_end_of_turn_commits_a_complete_command_before_the_hangover(
+    start_server, script, speech_16k
+) -> None:
+    """With vad.eager_silence_ms, a speculation that ends with a tool call ends the turn after
+    that much silence, not the 500 ms hangover; the turn then runs as usual."""
+    script.say("Let me see.", [{"name": "get_weather", "arguments": {"city": "Paris"}}])
+    script.say("Sunny.")
+    vad = VadSettings(eager_silence_ms=100)
+    async with start_server(vad_settings=vad) as server:
+        after_speech_ms, events = await _silence_until_stopped(server, speech_16k)
+    assert after_speech_ms < 500  # the hangover (500 ms) never ran out
+    assert _before_commit(events) == []
+    kinds = [e["type"] for e in events]
+    assert kinds.count("input_audio_buffer.committed") == 1
+    done = events[-1]["response"]
+    assert done["status"] == "completed" and done["metrics"]["preempted"]
+    outputs = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    assert [o["name"] for o in outputs if o["type"] == "function_call"] == ["get_weather"]
+
+
+async def test_without_a_tool_call_the_turn_waits_for_the_whole_hangover(
+    start_server, script, speech_16k
+) -> None:
+    """A speculation that only talks is no sign that the user has finished: the eager end
+    waits for silence_duration_ms as always."""
+    script.say("Sunny.")
+    async with start_server(vad_settings=VadSettings(eager_silence_ms=100)) as server:
+        after_speech_ms, events = await _silence_until_stopped(server, speech_16k)
+    assert after_speech_ms >= 500
+    assert events[-1]["response"]["status"] == "completed"

@@ -90,6 +90,12 @@ class ServerVad:
             return await asyncio.to_thread(vad.process, pcm)
         return vad.process(pcm)
 
+    async def end_early(self, min_silence_ms: int) -> list[Any]:
+        """End the speech now if it has been silent that long (an eager end of turn)."""
+        if self._segmenter is None:
+            return []
+        return (await self._segmenter).end_early(min_silence_ms)
+
     async def flush(self) -> list[Any]:
         """End the current speech now (a manual commit): its remaining events."""
         if self._segmenter is None:
