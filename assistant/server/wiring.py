@@ -24,24 +24,16 @@ async def run_server(settings: Settings, *, forced_replies: ScriptedReplies | No
     the address is checked before the model loads, which takes minutes for a real checkpoint.
     ``forced_replies`` (a test aid) is what the model is made to say, on either backend.
     """
-    from assistant.model.factory import open_backend
+    from assistant.testing.forced import load_scripted
     from assistant.tools import load_configured_tools
 
     await check_can_listen(settings.server.host, settings.server.port)
     tools = load_configured_tools(settings.tools_file)
-    script = forced_replies
     try:
         try:
-            worker = await asyncio.to_thread(
-                open_backend,
-                settings.model,
-                logits_processor_factory=script.logits_processors if script is not None else None,
-                request_extras=script.request_extras if script is not None else None,
-            )
+            worker = await asyncio.to_thread(load_scripted, forced_replies, settings.model)
         except ValueError as exc:
             raise ServeError(str(exc)) from None
-        if script is not None:
-            script.bind(worker.tokenizer)
         server = AssistantServer(
             worker,
             settings=settings.server,
