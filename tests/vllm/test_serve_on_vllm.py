@@ -9,7 +9,6 @@ clips per request. Then the same process answers the openai SDK's chat completio
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -27,12 +26,15 @@ import soxr
 from openai import AsyncOpenAI
 
 from tests.support.processes import free_port
+from tests.support.realtime_sdk import events_until
 from tests.support.vllm_server import VllmServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 TURNS = 7
 """Two more spoken turns than vLLM takes clips per request."""
+VLLM_EVENT_TIMEOUT_S = 180.0
+"""How long one awaited event may take: the CPU vLLM answers a turn in seconds, more when busy."""
 
 TOOLS_YAML = """\
 version: 1
@@ -109,16 +111,6 @@ def _pcm24k_b64_chunks(pcm_16k: np.ndarray, silence_s: float = 1.5) -> list[str]
     ]
 
 
-async def _until(conn: Any, kind: str, timeout_s: float = 180.0) -> list[Any]:
-    seen = []
-    async with asyncio.timeout(timeout_s):
-        while True:
-            event = await conn.recv()
-            seen.append(event)
-            if event.type == kind:
-                return seen
-
-
 async def test_a_spoken_conversation_with_tools_on_vllm(
     serve_process: str, speech: dict[str, Any]
 ) -> None:
@@ -143,11 +135,11 @@ async def test_a_spoken_conversation_with_tools_on_vllm(
                 },
             }
         )
-        await _until(conn, "session.updated")
+        await events_until(conn, "session.updated", VLLM_EVENT_TIMEOUT_S)
         for _ in range(TURNS):
             for chunk in chunks:
                 await conn.input_audio_buffer.append(audio=chunk)
-            turns.append(await _until(conn, "response.done"))
+            turns.append(await events_until(conn, "response.done", VLLM_EVENT_TIMEOUT_S))
 
     kinds = [e.type for e in turns[0]]
     assert kinds.index("input_audio_buffer.speech_started") < kinds.index(
