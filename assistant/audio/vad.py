@@ -243,14 +243,22 @@ class VadSegmenter:
             self._abandon()
         return []
 
-    def end_early(self, min_silence_ms: int) -> list[VadEvent]:
-        """End the speech now if it has been silent for at least ``min_silence_ms`` (an eager
-        end of turn, before ``silence_duration_ms``); else nothing.
+    def end_early(self, min_silence_ms: int | None = None) -> list[VadEvent]:
+        """End the speech now if it has been silent for at least ``min_silence_ms`` (by default
+        the settings' ``eager_silence_ms``; None there: never) — an eager end of turn, before
+        ``silence_duration_ms``; else nothing.
 
         The utterance is the one ``SpeechEndLikely`` announced, as at the end of the hangover.
         """
+        if min_silence_ms is None:
+            min_silence_ms = self.settings.eager_silence_ms
         silent_ms = self._silent_run * 1000 // SAMPLE_RATE_HZ
-        if self._state != "speech" or self._likely_end is None or silent_ms < min_silence_ms:
+        if (
+            min_silence_ms is None
+            or self._state != "speech"
+            or self._likely_end is None
+            or silent_ms < min_silence_ms
+        ):
             return []
         return self._finish(truncated=False)
 

@@ -242,11 +242,10 @@ class VoiceAgent:
                 frame = np.zeros_like(frame)
             for event in self.segmenter.process(frame):
                 await self._on_vad(event, turn_by_turn)
-            eager_ms = self.segmenter.settings.eager_silence_ms
-            if eager_ms is not None and self.dialogue.speculation_acts:
+            if self.dialogue.speculation_acts:
                 # The preemptive reply holds a complete command: end the turn before the
-                # hangover.
-                for event in self.segmenter.end_early(eager_ms):
+                # hangover (with vad.eager_silence_ms).
+                for event in self.segmenter.end_early():
                     await self._on_vad(event, turn_by_turn)
         for event in self.segmenter.flush():
             await self._on_vad(event, turn_by_turn)

@@ -101,12 +101,36 @@ def test_function_call_output_item_parses() -> None:
     assert event.item.call_id == "abc123XYZ"
 
 
-def test_semantic_vad_is_refused() -> None:
-    """Only server_vad turn detection is offered."""
-    frame = {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}}
-    error = _error(json.dumps({"type": "session.update", "session": frame}))
-    assert error.code == "invalid_value"
-    assert "turn_detection" in (error.param or "")
+def test_an_unknown_turn_detection_is_refused() -> None:
+    """Only server_vad and semantic_vad turn detection are offered; bad eagerness is refused."""
+    for vad in ({"type": "magic_vad"}, {"type": "semantic_vad", "eagerness": "very"}):
+        frame = {"type": "realtime", "audio": {"input": {"turn_detection": vad}}}
+        error = _error(json.dumps({"type": "session.update", "session": frame}))
+        assert error.code == "invalid_value"
+        assert "turn_detection" in (error.param or "")
+
+
+def test_semantic_vad_is_the_server_vad_with_an_eager_end_of_turn() -> None:
+    """semantic_vad's eagerness reaches the session and its VAD (high: 100 ms after a tool
+    call; low: no eager end), and session.updated says semantic_vad back."""
+    from assistant.server.realtime.server_vad import vad_overrides
+
+    state = SessionState(model="voxtral")
+    for eagerness, eager_ms in (("high", 100), ("auto", 250), ("low", None)):
+        vad = {"type": "semantic_vad", "eagerness": eagerness, "interrupt_response": False}
+        after = state.apply(_session({"audio": {"input": {"turn_detection": vad}}}).session)
+        assert vad_overrides(after.turn_detection) == {"eager_silence_ms": eager_ms}
+        wire = after.to_wire("sess_1", {"silence_duration_ms": 500})["audio"]["input"]
+        assert wire["turn_detection"] == {
+            "type": "semantic_vad",
+            "eagerness": eagerness,
+            "create_response": True,
+            "interrupt_response": False,
+        }
+    server = state.apply(
+        _session({"audio": {"input": {"turn_detection": {"type": "server_vad"}}}}).session
+    )
+    assert vad_overrides(server.turn_detection) == {}
 
 
 def test_unsupported_input_rate_is_refused() -> None:

@@ -13,10 +13,10 @@ from assistant.config import DialogueSettings, VadSettings
 from tests.server.wire import events_until, next_event, open_session, pcm16_b64
 
 
-def _server_vad() -> str:
+def _server_vad(turn_detection: dict[str, Any] | None = None) -> str:
     audio_input = {
         "format": {"type": "audio/pcm", "rate": 16000},
-        "turn_detection": {"type": "server_vad", "silence_duration_ms": 500},
+        "turn_detection": turn_detection or {"type": "server_vad", "silence_duration_ms": 500},
     }
     session = {"type": "realtime", "audio": {"input": audio_input}}
     return json.dumps({"type": "session.update", "session": session})
@@ -85,12 +85,14 @@ async def test_preemptive_off_answers_after_the_hangover(start_server, script, s
     assert done["status"] == "completed" and not done["metrics"]["preempted"]
 
 
-async def _silence_until_stopped(server: Any, audio: np.ndarray) -> tuple[int, list[dict]]:
+async def _silence_until_stopped(
+    server: Any, audio: np.ndarray, turn_detection: dict[str, Any] | None = None
+) -> tuple[int, list[dict]]:
     """Send ``audio``, then 20 ms of silence at a time, slowly (250 ms apart: time for the
     speculation to finish), until ``speech_stopped``; return how much audio had been sent after
     the end of speech by then (ms), and every event until the reply's ``response.done``."""
     ws = await open_session(server)
-    await ws.send(_server_vad())
+    await ws.send(_server_vad(turn_detection))
     await next_event(ws, "session.updated")
     sent = np.concatenate([_silence(300), audio])
     await ws.send(_append(sent))
@@ -143,4 +145,17 @@ async def test_without_a_tool_call_the_turn_waits_for_the_whole_hangover(
     async with start_server(vad_settings=VadSettings(eager_silence_ms=100)) as server:
         after_speech_ms, events = await _silence_until_stopped(server, speech_16k)
     assert after_speech_ms >= 500
+    assert events[-1]["response"]["status"] == "completed"
+
+
+async def test_a_client_asking_for_semantic_vad_gets_the_eager_end(
+    server, script, speech_16k
+) -> None:
+    """OpenAI's semantic_vad (eagerness high) turns the eager end on for that session, on a
+    server whose own setting leaves it off."""
+    script.say("Let me see.", [{"name": "get_weather", "arguments": {"city": "Paris"}}])
+    script.say("Sunny.")
+    semantic = {"type": "semantic_vad", "eagerness": "high"}
+    after_speech_ms, events = await _silence_until_stopped(server, speech_16k, semantic)
+    assert after_speech_ms < 500
     assert events[-1]["response"]["status"] == "completed"

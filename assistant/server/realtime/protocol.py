@@ -65,6 +65,19 @@ class ServerVad(_Wire):
     interrupt_response: bool = True
 
 
+class SemanticVad(_Wire):
+    """``turn_detection`` of type ``semantic_vad``: the server's VAD with the eager end of turn,
+    the model's judgement that a command is complete (``eagerness``: how soon it may end)."""
+
+    type: Literal["semantic_vad"]
+    eagerness: Literal["low", "medium", "high", "auto"] = "auto"
+    create_response: bool = True
+    interrupt_response: bool = True
+
+
+TurnDetectionConfig = Annotated[ServerVad | SemanticVad, Field(discriminator="type")]
+
+
 class AudioFormat(_Wire):
     """``audio/pcm``: little-endian PCM16 mono at 24 kHz (OpenAI) or 16 kHz."""
 
@@ -98,7 +111,7 @@ class AudioInputConfig(_Wire):
     """``session.audio.input``."""
 
     format: AudioFormat | None = None
-    turn_detection: ServerVad | None = None
+    turn_detection: TurnDetectionConfig | None = None
     transcription: InputTranscription | None = None
 
 

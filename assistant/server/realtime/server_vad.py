@@ -15,13 +15,15 @@ import numpy as np
 
 from assistant.audio.vad import VadSegmenter
 from assistant.config import VadSettings
-from assistant.server.realtime.session_state import TurnDetection
+from assistant.server.realtime.session_state import EAGER_SILENCE_MS, TurnDetection
 
 
 def vad_overrides(turn_detection: TurnDetection | None) -> dict[str, Any] | None:
     """The client's VAD settings that differ from the server's (None: manual commits)."""
     if turn_detection is None:
         return None
+    if turn_detection.eagerness is not None:  # semantic_vad: the server's VAD, eager or not
+        return {"eager_silence_ms": EAGER_SILENCE_MS[turn_detection.eagerness]}
     return {
         k: v
         for k, v in (
@@ -90,11 +92,12 @@ class ServerVad:
             return await asyncio.to_thread(vad.process, pcm)
         return vad.process(pcm)
 
-    async def end_early(self, min_silence_ms: int) -> list[Any]:
-        """End the speech now if it has been silent that long (an eager end of turn)."""
+    async def end_early(self) -> list[Any]:
+        """End the speech now if it has been silent for the session's ``eager_silence_ms`` (an
+        eager end of turn; nothing when the session has none)."""
         if self._segmenter is None:
             return []
-        return (await self._segmenter).end_early(min_silence_ms)
+        return (await self._segmenter).end_early()
 
     async def flush(self) -> list[Any]:
         """End the current speech now (a manual commit): its remaining events."""

@@ -260,10 +260,10 @@ class RealtimeSession:
         self._audio.advance(len(pcm))
         for vad_event in await self._vad.detect(pcm):
             await self._on_vad_event(vad_event, vad)
-        eager_ms = self._vad.base.eager_silence_ms
-        if eager_ms is not None and self._dialogue.speculation_acts:
-            # The preemptive reply holds a complete command: end the turn before the hangover.
-            for vad_event in await self._vad.end_early(eager_ms):
+        if self._dialogue.speculation_acts:
+            # The preemptive reply holds a complete command: end the turn before the hangover
+            # (with vad.eager_silence_ms, or semantic_vad).
+            for vad_event in await self._vad.end_early():
                 await self._on_vad_event(vad_event, vad)
 
     async def _on_vad_event(self, vad_event: Any, vad: TurnDetection) -> None:

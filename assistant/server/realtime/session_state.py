@@ -18,6 +18,11 @@ OPENAI_VOICES = frozenset(
 """OpenAI's built-in voice names: accepted, and spoken by the server's own voice."""
 
 
+EAGER_SILENCE_MS: dict[str, int | None] = {"low": None, "medium": 250, "auto": 250, "high": 100}
+"""``semantic_vad``'s eagerness → the eager end of turn (``vad.eager_silence_ms``): how much
+silence ends a turn once the preemptive reply has called a tool (None: no eager end)."""
+
+
 @dataclass(frozen=True)
 class TurnDetection:
     """Server VAD settings of a session (``None`` on the session means manual commits)."""
@@ -27,6 +32,9 @@ class TurnDetection:
     silence_duration_ms: int | None = None
     create_response: bool = True
     interrupt_response: bool = True
+    eagerness: str | None = None
+    """``semantic_vad``'s eagerness (``low``, ``medium``, ``high``, ``auto``); None for
+    ``server_vad``."""
 
 
 @dataclass(frozen=True)
@@ -92,11 +100,18 @@ class SessionState:
     def to_wire(self, session_id: str, vad_defaults: dict[str, Any]) -> dict[str, Any]:
         """The ``session`` object of ``session.created`` / ``session.updated``."""
         vad = self.turn_detection
-        turn_detection = None
-        if vad is not None:
+        turn_detection: dict[str, Any] | None = None
+        if vad is not None and vad.eagerness is not None:
+            turn_detection = {
+                "type": "semantic_vad",
+                "eagerness": vad.eagerness,
+                "create_response": vad.create_response,
+                "interrupt_response": vad.interrupt_response,
+            }
+        elif vad is not None:
             turn_detection = {"type": "server_vad", **vad_defaults}
             turn_detection.update(
-                {k: v for k, v in vars(vad).items() if v is not None},
+                {k: v for k, v in vars(vad).items() if v is not None and k != "eagerness"},
             )
         transcription = (
             {"model": self.model, "language": self.transcription_language}
