@@ -159,6 +159,8 @@ class VoiceAgent:
         self._idle = asyncio.Event()
         self._idle.set()
         self._hearing = False
+        self._speculating = False
+        """A speculation started for the speech being heard now (not an earlier turn's)."""
         self._responding = False
         self._tools: dict[str, str] = {}
         self._muted = False
@@ -242,9 +244,9 @@ class VoiceAgent:
                 frame = np.zeros_like(frame)
             for event in self.segmenter.process(frame):
                 await self._on_vad(event, turn_by_turn)
-            if self.dialogue.speculation_acts:
-                # The preemptive reply holds a complete command: end the turn before the
-                # hangover (with vad.eager_silence_ms).
+            if self._speculating and self.dialogue.speculation_acts:
+                # The preemptive reply to this speech holds a complete command: end the turn
+                # before the hangover (with vad.eager_silence_ms).
                 for event in self.segmenter.end_early():
                     await self._on_vad(event, turn_by_turn)
         for event in self.segmenter.flush():
@@ -286,6 +288,8 @@ class VoiceAgent:
 
     async def _on_vad(self, event: VadEvent, turn_by_turn: bool) -> None:
         self.display.show(event)
+        if not isinstance(event, SpeechEndLikely):
+            self._speculating = False  # any other event ends what a speculation was for
         if isinstance(event, SpeechStarted):
             self._hearing = True
             self._update_status()
@@ -294,7 +298,7 @@ class VoiceAgent:
         elif isinstance(event, SpeechEndLikely):
             # Only when the utterance would be answered at once: nothing queued or running.
             if event.utterance is not None and not self._responding and self._turns.empty():
-                self.dialogue.speculate(event.utterance)
+                self._speculating = self.dialogue.speculate(event.utterance)
         elif isinstance(event, SpeechResumed):
             self.dialogue.discard_speculation()
         elif isinstance(event, SpeechStopped):

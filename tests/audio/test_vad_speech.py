@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from assistant.audio.vad import VadSegmenter
-from assistant.events import SpeechEndLikely, SpeechStarted, SpeechStopped, Utterance
+from assistant.events import (
+    SpeechEndLikely,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechStopped,
+    Utterance,
+)
 
 from .tracks import SAMPLES_PER_MS, lay_out, noise, run, speech, speech_events, utterances
 
@@ -216,6 +222,23 @@ def test_an_eager_end_ends_speech_after_its_silence_with_the_announced_utterance
     # Nothing is left open: the rest of the silence gives no event, and a flush none either.
     rest = run(segmenter, track.pcm[offset + 320 :])
     assert rest == []
+
+
+def test_no_eager_end_once_speech_has_resumed() -> None:
+    """After SpeechResumed the announced end is off: end_early gives nothing until the next
+    SpeechEndLikely, however long it is asked to wait."""
+    track = lay_out([1.0, speech("Turn on"), 0.3, speech("the lights"), 1.0])
+    segmenter = VadSegmenter(eager_silence_ms=0)
+    resumed = False
+    for offset in range(0, len(track.pcm), 320):
+        events = segmenter.process(track.pcm[offset : offset + 320])
+        if any(isinstance(e, SpeechResumed) for e in events):
+            resumed = True
+        if resumed and not any(isinstance(e, SpeechEndLikely) for e in events):
+            assert segmenter.end_early() == []
+        if resumed and any(isinstance(e, SpeechEndLikely) for e in events):
+            break
+    assert resumed
 
 
 def test_a_pause_within_the_hangover_hints_an_end_but_does_not_stop() -> None:
