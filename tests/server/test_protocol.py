@@ -110,6 +110,17 @@ def test_an_unknown_turn_detection_is_refused() -> None:
         assert "turn_detection" in (error.param or "")
 
 
+def test_a_bad_turn_detection_field_is_named_as_the_client_wrote_it() -> None:
+    """param is the field's path in the event, without the union's type tag."""
+    for vad, field in (
+        ({"type": "server_vad", "silence_duration_ms": -1}, "silence_duration_ms"),
+        ({"type": "semantic_vad", "eagerness": "very"}, "eagerness"),
+    ):
+        frame = {"type": "realtime", "audio": {"input": {"turn_detection": vad}}}
+        error = _error(json.dumps({"type": "session.update", "session": frame}))
+        assert error.param == f"session.audio.input.turn_detection.{field}"
+
+
 def test_semantic_vad_is_the_server_vad_with_an_eager_end_of_turn() -> None:
     """semantic_vad's eagerness reaches the session and its VAD (high: 100 ms after a tool
     call; low: no eager end), and session.updated says semantic_vad back."""
@@ -127,10 +138,12 @@ def test_semantic_vad_is_the_server_vad_with_an_eager_end_of_turn() -> None:
             "create_response": True,
             "interrupt_response": False,
         }
-    server = state.apply(
+    # Back to server_vad: no eager end is left over.
+    server = after.apply(
         _session({"audio": {"input": {"turn_detection": {"type": "server_vad"}}}}).session
     )
     assert vad_overrides(server.turn_detection) == {}
+    assert server.to_wire("sess_1", {})["audio"]["input"]["turn_detection"]["type"] == "server_vad"
 
 
 def test_unsupported_input_rate_is_refused() -> None:

@@ -326,6 +326,12 @@ _EVENT_TYPES: dict[str, TypeAdapter[Any]] = {
 }
 SUPPORTED_CLIENT_EVENTS = tuple(_EVENT_TYPES)
 
+_UNION_TAGS = frozenset(
+    {"message", "function_call_output", "input_text", "input_audio", "server_vad", "semantic_vad"}
+)
+"""The ``type`` tags of the tagged unions, which pydantic puts in an error's location: left out
+of ``param``, which names the field as the client wrote it."""
+
 _BETA_FIELDS: dict[str, tuple[str, dict[str, str]]] = {
     "session.update": (
         "session",
@@ -405,7 +411,11 @@ def parse_client_event(data: str | bytes) -> ClientEvent:
         event: ClientEvent = adapter.validate_python(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+        param = ".".join(
+            str(p)
+            for p in first["loc"]
+            if not str(p).startswith("function-") and p not in _UNION_TAGS
+        )
         code = "missing_required_parameter" if first["type"] == "missing" else "invalid_value"
         raise ProtocolError(
             code, f"{kind}: {param}: {first['msg']}", event_id=event_id, param=param
