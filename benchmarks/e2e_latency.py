@@ -335,6 +335,8 @@ def main() -> None:
         "--eager-ms", type=int, help="also measure vad.eager_silence_ms at this value"
     )
     args = parser.parse_args()
+    if args.pause_ms < 0 or (args.eager_ms is not None and args.eager_ms < 0):
+        parser.error("--pause-ms and --eager-ms are durations: 0 or more")
     names = list(modes(args.eager_ms))
     context = multiprocessing.get_context("spawn")
     here, there = context.Pipe()

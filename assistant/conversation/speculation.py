@@ -80,7 +80,7 @@ class Speculator:
         if current is None:
             return False
         stream = current.stream
-        return stream.tool_calls > 0 and stream.malformed_calls == 0
+        return stream.tool_calls_seen > 0 and stream.malformed_calls_seen == 0
 
     def start(self, messages: list[Any], tools: list[Any], params: GenerationParams) -> None:
         """Ask the model for the reply to ``messages`` speculatively (any older one discarded)."""

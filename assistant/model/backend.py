@@ -80,9 +80,9 @@ class ResponseStream:
         self._finished = False
         self._done_pushed = False
         """Set on the model thread once the final ``ResponseDone`` was handed over."""
-        self.tool_calls = 0
+        self.tool_calls_seen = 0
         """``ToolCall`` events handed over so far (known before anyone reads the stream)."""
-        self.malformed_calls = 0
+        self.malformed_calls_seen = 0
         """``MalformedToolCall`` events handed over so far."""
 
     def cancel(self) -> None:
@@ -133,9 +133,9 @@ class ResponseStream:
         if isinstance(event, ResponseDone):
             self._done_pushed = True
         elif isinstance(event, ToolCall):
-            self.tool_calls += 1
+            self.tool_calls_seen += 1
         elif isinstance(event, MalformedToolCall):
-            self.malformed_calls += 1
+            self.malformed_calls_seen += 1
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
             self._loop.call_soon_threadsafe(self._events.put_nowait, event)
 

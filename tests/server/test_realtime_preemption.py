@@ -88,7 +88,7 @@ async def test_preemptive_off_answers_after_the_hangover(start_server, script, s
 async def _silence_until_stopped(
     server: Any, audio: np.ndarray, turn_detection: dict[str, Any] | None = None
 ) -> tuple[int, list[dict]]:
-    """Send ``audio``, then 20 ms of silence at a time, slowly (250 ms apart: time for the
+    """Send ``audio``, then 20 ms of silence at a time, slowly (400 ms apart: time for the
     speculation to finish), until ``speech_stopped``; return how much audio had been sent after
     the end of speech by then (ms), and every event until the reply's ``response.done``."""
     ws = await open_session(server)
@@ -104,7 +104,7 @@ async def _silence_until_stopped(
         await ws.send(_append(_silence(20)))
         sent_ms += 20
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(0.25):
+            async with asyncio.timeout(0.4):
                 while True:
                     events.append(json.loads(await ws.recv()))
         stopped = [e for e in events if e["type"] == "input_audio_buffer.speech_stopped"]
