@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.audio.closing import close_bounded
 from assistant.audio.io import StreamResampler, float_to_pcm16, stream_resampler
 from assistant.events import SAMPLE_RATE_HZ
 
@@ -285,8 +285,6 @@ class MicCapture:
         if stream is None:
             return
         self._stopping = True
-        loop = asyncio.get_running_loop()
-        closed: asyncio.Future[None] = loop.create_future()
 
         def close() -> None:
             try:
@@ -296,24 +294,10 @@ class MicCapture:
             except Exception as exc:  # a device already gone: closing is all that is left
                 log.debug("aborting the input stream failed: %s", exc)
             finally:
-                try:
-                    stream.close()
-                except Exception as exc:
-                    log.debug("closing the input stream failed: %s", exc)
-                with contextlib.suppress(RuntimeError):  # the loop may be closed by now
-                    loop.call_soon_threadsafe(_settle, closed)
+                stream.close()
 
-        # A daemon thread of its own, not the loop's executor: a PortAudio call stuck in a
-        # wedged sound server must not keep the loop (or the process) from shutting down.
-        threading.Thread(target=close, name="mic-close", daemon=True).start()
         try:
-            await asyncio.wait_for(asyncio.shield(closed), CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            log.warning(
-                "the microphone did not close within %g s (the sound server is stuck); "
-                "leaving it behind",
-                CLOSE_TIMEOUT_S,
-            )
+            await close_bounded(close, "the microphone", CLOSE_TIMEOUT_S)
         finally:
             self._end(None)
 
@@ -414,8 +398,3 @@ class MicCapture:
         self._ended = True
         self._failure = failure
         self._ready.set()
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

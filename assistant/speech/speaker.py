@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from assistant.audio.closing import close_bounded
 from assistant.events import SpokenSentence
 from assistant.speech.errors import SpeechError
 from assistant.speech.playback import AudioPlayer
@@ -24,6 +25,9 @@ from assistant.speech.sentences import heard_prefix, speakable
 from assistant.speech.synthesis import Synthesizer
 
 log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 5.0
+"""How long ``aclose()`` waits for an output kept open (``ContinuousPlayer``) to close."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +136,7 @@ class Speaker:
             await asyncio.gather(self._playback, return_exceptions=True)
         close = getattr(self.player, "close", None)
         if close is not None:  # a player that keeps its output open (ContinuousPlayer)
-            await asyncio.to_thread(close)
+            await close_bounded(close, "the speaker", CLOSE_TIMEOUT_S)
 
     async def __aenter__(self) -> Speaker:
         return await self.start()

@@ -88,8 +88,10 @@ class ListenProcess:
                     )
                 self._changed.wait(min(remaining_s, 0.2))
 
-    def interrupt(self, timeout_s: float = 10) -> int:
-        """Press Ctrl-C (SIGINT) and return the exit status."""
+    def interrupt(self, timeout_s: float = 20) -> int:
+        """Press Ctrl-C (SIGINT) and return the exit status. ``timeout_s`` allows for a stuck
+        sound server: closing the microphone and the speaker may take 5 s each before the
+        agent leaves them behind (``assistant.audio.closing``); it usually takes 0.2 s."""
         self.process.send_signal(signal.SIGINT)
         status = self.process.wait(timeout=timeout_s)
         for reader in self._readers:

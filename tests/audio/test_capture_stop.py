@@ -1,4 +1,5 @@
-"""MicCapture.stop() is bounded even when PortAudio never lets go of a wedged device."""
+"""Closing PortAudio streams is bounded: MicCapture.stop() and Speaker.aclose() return even
+when the sound server never lets go of a wedged device."""
 
 from __future__ import annotations
 
@@ -47,3 +48,33 @@ async def test_stop_waits_for_a_stream_that_closes(monkeypatch) -> None:
     mic._started = True
     await mic.stop()
     assert stream.closed.is_set()
+
+
+class _WedgedPlayer:
+    """An output kept open whose close() blocks until released, as on a stuck sound server."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.closed = threading.Event()
+
+    def play(self, pcm, sample_rate_hz, stop) -> float:  # never called here
+        raise AssertionError("nothing is said in this test")
+
+    def close(self) -> None:
+        self.release.wait(30)
+        self.closed.set()
+
+
+async def test_the_speaker_closes_within_its_bound_when_the_output_hangs(monkeypatch) -> None:
+    """Speaker.aclose() gives a stuck output CLOSE_TIMEOUT_S, then returns (the process can
+    exit); the output still closes when the sound server recovers."""
+    from assistant.speech import speaker
+    from assistant.speech.synthesis import EspeakSynthesizer
+
+    monkeypatch.setattr(speaker, "CLOSE_TIMEOUT_S", 0.2)
+    player = _WedgedPlayer()
+    voice = await speaker.Speaker(EspeakSynthesizer(), player).start()  # type: ignore[arg-type]
+    await asyncio.wait_for(voice.aclose(), 5)
+    assert not player.closed.is_set()
+    player.release.set()
+    assert await asyncio.to_thread(player.closed.wait, 5)
