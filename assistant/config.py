@@ -228,13 +228,22 @@ class VadSettings(_Group):
     max_utterance_s: float = Field(
         30.0, gt=0.0, le=600.0, description="Longer speech is cut here; the rest follows."
     )
+    quiet_db: float | None = Field(
+        35.0,
+        gt=0.0,
+        le=120.0,
+        description="During speech, 60 ms or more this many dB below the loudest frame of the "
+        "utterance count as silence even where the classifier still hears speech (webrtcvad "
+        "holds up to ~100 ms of speech after it ends): the end of speech, the preemptive "
+        "start and the hangover begin there. None: the classifier alone decides.",
+    )
     eager_silence_ms: int | None = Field(
         None,
         ge=0,
         le=10000,
         description="Eager end of turn: end speech after this much silence, instead of "
-        "silence_duration_ms, once the preemptive reply (dialogue.preemptive) has called a "
-        "tool, a sign that the command was complete; None: always wait "
+        "silence_duration_ms, once the preemptive reply (dialogue.preemptive) has begun a "
+        "tool call, a sign that the command was complete; None: always wait "
         "silence_duration_ms. Speech after an eager end is a new turn (barge-in).",
     )
 

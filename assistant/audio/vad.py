@@ -17,6 +17,12 @@ wall clock):
   start to the end of the last voiced frame. An utterance that reaches ``max_utterance_s`` is
   cut there with ``truncated=True`` and the speech that follows starts a new one.
 
+A frame is silent when the classifier says so or, once speech was confirmed, when it is
+``quiet_db`` below the loudest frame of the utterance for at least 60 ms: webrtcvad keeps
+reporting speech for up to ~100 ms after speech ends (its own hangover), and a clear drop in
+level ends speech sooner. Shorter quiet gaps (closures of stop consonants, a breath between
+words) stay inside the speech.
+
 The end of speech is decided at the first silent frame, so that the utterance announced with
 ``SpeechEndLikely`` and the one ``SpeechStopped`` brings hold the same samples: a later stage can
 start answering during the hangover and keep that work when the end is confirmed.
@@ -46,6 +52,10 @@ VadEvent = SpeechStarted | SpeechEndLikely | SpeechResumed | SpeechStopped | Utt
 
 SILERO_FRAME_SAMPLES = 512
 """Silero's model classifies windows of exactly 512 samples (32 ms) at 16 kHz."""
+
+QUIET_MIN_SAMPLES = SAMPLE_RATE_HZ * 60 // 1000
+"""A quiet stretch inside speech ends it only from this long: espeak-ng's speech holds gaps of
+20-40 ms at 40 dB below its loudest frame in most sentences, pauses of 80 ms and more rarely."""
 
 _REFINE_BLOCK_SAMPLES = SAMPLE_RATE_HZ // 100
 _REFINE_MAX_SAMPLES = SAMPLE_RATE_HZ * 200 // 1000
@@ -146,6 +156,11 @@ def to_int16(chunk: Any) -> np.ndarray:
     return float_to_pcm16(chunk)
 
 
+def _energy(frame: np.ndarray) -> float:
+    """Mean square of one int16 frame."""
+    return float(np.mean(np.square(frame, dtype=np.float64)))
+
+
 def _ms(samples: int) -> int:
     return samples * 1000 // SAMPLE_RATE_HZ
 
@@ -166,6 +181,8 @@ class VadSegmenter:
         self._prefix_samples = s.prefix_padding_ms * SAMPLE_RATE_HZ // 1000
         self._silence_samples = s.silence_duration_ms * SAMPLE_RATE_HZ // 1000
         self._min_speech_samples = s.min_speech_ms * SAMPLE_RATE_HZ // 1000
+        # On mean square energy: a frame at or below the loudest / this is quiet.
+        self._quiet_ratio = None if s.quiet_db is None else 10.0 ** (s.quiet_db / 10.0)
         # At least one frame, so that a cut always makes progress.
         self._max_samples = max(round(s.max_utterance_s * SAMPLE_RATE_HZ), self.frame_samples)
         if self._prefix_samples + self._min_speech_samples >= self._max_samples:
@@ -174,6 +191,12 @@ class VadSegmenter:
                 "utterance could be confirmed within its maximum length"
             )
         self.reset()
+
+    @property
+    def announced(self) -> Utterance | None:
+        """The utterance the standing ``SpeechEndLikely`` announced (the very object), until
+        speech resumes or ends; None when there is none."""
+        return self._announced
 
     @property
     def stream_ms(self) -> int:
@@ -199,8 +222,13 @@ class VadSegmenter:
         self._voiced_samples = 0
         self._silent_run = 0
         self._last_voiced_end = self._pos
+        self._loudest = 0.0
+        """The highest mean square energy of a voiced frame of the current stretch."""
+        self._quiet_run = 0
+        """Quiet frames after speech, not yet long enough to count as silence."""
         self._likely_end: int | None = None
         """The end of speech decided at the first silent frame of the current silent run."""
+        self._announced: Utterance | None = None
 
     def process(self, chunk: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> list[VadEvent]:
         """Feed one chunk of mono audio of any length; return the events it completes.
@@ -265,9 +293,16 @@ class VadSegmenter:
     # --- the state machine -----------------------------------------------------------------
 
     def _frame(self, frame: np.ndarray) -> list[VadEvent]:
-        return self._step(frame, self._classifier.is_speech(frame))
+        voiced = self._classifier.is_speech(frame)  # always: the classifier has state
+        quiet = (
+            voiced
+            and self._state == "speech"
+            and self._quiet_ratio is not None
+            and _energy(frame) * self._quiet_ratio <= self._loudest
+        )
+        return self._step(frame, voiced and not quiet, quiet)
 
-    def _step(self, frame: np.ndarray, voiced: bool) -> list[VadEvent]:
+    def _step(self, frame: np.ndarray, voiced: bool, quiet: bool = False) -> list[VadEvent]:
         if self._state == "silence":
             if not voiced:
                 self._remember(frame)
@@ -279,7 +314,7 @@ class VadSegmenter:
         ):
             cut = self._finish(truncated=True, speech_goes_on=voiced and self._silent_run == 0)
             return cut + self._step(frame, voiced)
-        return self._consume(frame, voiced)
+        return self._consume(frame, voiced, quiet)
 
     def _remember(self, audio: np.ndarray) -> None:
         recent = np.concatenate([self._recent, audio])
@@ -294,20 +329,39 @@ class VadSegmenter:
     def _utterance_start(self) -> int:
         return self._stretch_start - len(self._prefix)
 
-    def _consume(self, frame: np.ndarray, voiced: bool) -> list[VadEvent]:
-        """Add one frame to the open stretch (pending or speech)."""
+    def _consume(self, frame: np.ndarray, voiced: bool, quiet: bool = False) -> list[VadEvent]:
+        """Add one frame to the open stretch (pending or speech).
+
+        ``quiet``: the classifier heard speech in a frame ``quiet_db`` below the loudest; right
+        after speech it is held undecided until ``QUIET_MIN_SAMPLES`` of them make silence (from
+        the first), or a louder frame makes them speech.
+        """
         self._frames.append(frame)
         self._pos += len(frame)
         events: list[VadEvent] = []
+        held = 0
+        if not voiced:
+            if quiet and self._silent_run == 0:
+                self._quiet_run += len(frame)
+                if self._quiet_run < QUIET_MIN_SAMPLES:
+                    return events
+                held = self._quiet_run - len(frame)
+            else:
+                held = self._quiet_run  # quiet frames just before a silent one: silence too
+            self._quiet_run = 0
         if voiced:
+            self._quiet_run = 0
+            if self._quiet_ratio is not None:
+                self._loudest = max(self._loudest, _energy(frame))
             if self._likely_end is not None:
                 events.append(SpeechResumed(at_ms=_ms(self._pos - len(frame))))
                 self._likely_end = None
+                self._announced = None
             self._voiced_samples += len(frame)
             self._silent_run = 0
             self._last_voiced_end = self._pos
         else:
-            self._silent_run += len(frame)
+            self._silent_run += held + len(frame)
         if self._state == "pending":
             if self._voiced_samples >= self._min_speech_samples:
                 self._state = "speech"
@@ -315,7 +369,7 @@ class VadSegmenter:
             elif self._silent_run >= max(self._silence_samples, 1):
                 self._abandon()
                 return events
-        elif not voiced and self._silent_run == len(frame):
+        elif not voiced and self._likely_end is None:
             events.append(self._end_likely())
         if self._state == "speech" and self._silent_run >= max(self._silence_samples, 1):
             events.extend(self._finish(truncated=False))
@@ -328,6 +382,7 @@ class VadSegmenter:
         end = self._refined_end(audio, start)
         self._likely_end = end
         utterance = Utterance(pcm=audio[: end - start], start_ms=_ms(start), end_ms=_ms(end))
+        self._announced = utterance
         return SpeechEndLikely(at_ms=_ms(self._last_voiced_end), utterance=utterance)
 
     def _abandon(self) -> None:
