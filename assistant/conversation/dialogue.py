@@ -267,19 +267,19 @@ class Dialogue:
         messages = self._prompt([], tools, history)
         if messages is None:
             return False
-        self._speculator.start(messages, tools, self.params)
+        self._speculator.start(messages, tools, self.params, heard=audio)
         return True
 
     def discard_speculation(self) -> bool:
         """Drop the preemptive turn (the user spoke on); False if none was pending."""
         return self._speculator.discard()
 
-    @property
-    def speculation_acts(self) -> bool:
-        """Whether the preemptive turn's first model call has called a tool (well-formed): the
-        model took the utterance for a complete command, so a front-end may end the turn
-        before its full silence (``vad.eager_silence_ms``)."""
-        return self._speculator.acts
+    def speculation_acts_on(self, audio: object) -> bool:
+        """Whether the preemptive turn was started for ``audio`` (the very object handed to
+        ``speculate``, such as the VAD's announced utterance) and its first model call has
+        begun a tool call: the model took that utterance for a complete command, so a
+        front-end may end the turn before its full silence (``vad.eager_silence_ms``)."""
+        return self._speculator.acts_on(audio)
 
     def _may_speculate(self) -> bool:
         return not (

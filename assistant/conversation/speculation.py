@@ -10,9 +10,10 @@ exactly the same thing (same messages, so the same samples, the same tools and s
 reads the events that waited; otherwise, or if the user spoke on, the speculation is cancelled
 and leaves nothing behind but a KV cache that serves the next request of the conversation.
 
-A speculation that has called a tool (well-formed; ``Speculator.acts``) says the
-model took the utterance for a complete command: front-ends with ``vad.eager_silence_ms`` then
-end the turn early instead of waiting for the whole hangover (the eager end of turn).
+A speculation that has begun a tool call (``[TOOL_CALLS]``, nothing malformed so far;
+``Speculator.acts_on``) says the model took the utterance for a complete command: front-ends with
+``vad.eager_silence_ms`` then end the turn early instead of waiting for the whole hangover (the
+eager end of turn).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class Speculation:
     params: GenerationParams
     stream: ResponseStream
     started_s: float
+    heard: object = None
+    """What it answers, as the front-end handed it over (the VAD's announced utterance)."""
 
     def asked_for(self, messages: Sequence[Any], tools: Sequence[Any], params: Any) -> bool:
         """Whether a request for ``messages``, ``tools`` and ``params`` is this one's twin."""
@@ -71,19 +74,23 @@ class Speculator:
         """Whether a speculation waits to be adopted or discarded."""
         return self._current is not None
 
-    @property
-    def acts(self) -> bool:
-        """Whether the pending speculation has called a tool, well-formed (and nothing
-        malformed): the model took the utterance for a complete command (an eager end of turn
-        may follow)."""
+    def acts_on(self, heard: object) -> bool:
+        """Whether the pending speculation was started for ``heard`` (the very object) and has
+        begun a tool call, writing nothing malformed so far: the model took that utterance for
+        a complete command (an eager end of turn may follow). Its arguments may still be on
+        their way: the decision is the sign. A speculation for other speech (an earlier turn's,
+        not adopted yet) never acts on this one."""
         current = self._current
-        if current is None:
+        if current is None or heard is None or current.heard is not heard:
             return False
         stream = current.stream
-        return stream.tool_calls_seen > 0 and stream.malformed_calls_seen == 0
+        return stream.call_begun and stream.malformed_calls_seen == 0
 
-    def start(self, messages: list[Any], tools: list[Any], params: GenerationParams) -> None:
-        """Ask the model for the reply to ``messages`` speculatively (any older one discarded)."""
+    def start(
+        self, messages: list[Any], tools: list[Any], params: GenerationParams, heard: object = None
+    ) -> None:
+        """Ask the model for the reply to ``messages`` speculatively (any older one discarded);
+        ``heard``: the input it answers, for ``acts_on``."""
         self.discard()
         stream = self.worker.respond(
             messages,
@@ -92,7 +99,7 @@ class Speculator:
             conversation_id=self.conversation_id,
             speculative=True,
         )
-        self._current = Speculation(messages, tools, params, stream, time.monotonic())
+        self._current = Speculation(messages, tools, params, stream, time.monotonic(), heard)
         self.stats.started += 1
 
     def take(

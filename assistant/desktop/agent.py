@@ -8,8 +8,9 @@ dialogue, shows its events, and speaks the reply sentence by sentence as it stre
 Preemptive turns: at the first silent frame after speech the hearing loop hands the dialogue the
 utterance the VAD will commit if the user stays silent (``Dialogue.speculate``), so that the
 reply is ready when the hangover ends; more speech discards it. With ``vad.eager_silence_ms``
-the turn ends after that much silence once the preemptive reply has called a tool
-(``Dialogue.speculation_acts``), without waiting for the whole hangover. Transcripts come on
+the turn ends after that much silence once the preemptive reply to the speech being heard has
+begun a tool call (``Dialogue.speculation_acts_on`` the VAD's announced utterance), without
+waiting for the whole hangover. Transcripts come on
 their own, after the reply has started; the display keeps the user's line first.
 
 Echo: a loudspeaker's sound reaches the microphone, and the assistant must not take its own
@@ -159,8 +160,6 @@ class VoiceAgent:
         self._idle = asyncio.Event()
         self._idle.set()
         self._hearing = False
-        self._speculating = False
-        """A speculation started for the speech being heard now (not an earlier turn's)."""
         self._responding = False
         self._tools: dict[str, str] = {}
         self._muted = False
@@ -244,7 +243,7 @@ class VoiceAgent:
                 frame = np.zeros_like(frame)
             for event in self.segmenter.process(frame):
                 await self._on_vad(event, turn_by_turn)
-            if self._speculating and self.dialogue.speculation_acts:
+            if self.dialogue.speculation_acts_on(self.segmenter.announced):
                 # The preemptive reply to this speech holds a complete command: end the turn
                 # before the hangover (with vad.eager_silence_ms).
                 for event in self.segmenter.end_early():
@@ -288,8 +287,6 @@ class VoiceAgent:
 
     async def _on_vad(self, event: VadEvent, turn_by_turn: bool) -> None:
         self.display.show(event)
-        if not isinstance(event, SpeechEndLikely):
-            self._speculating = False  # any other event ends what a speculation was for
         if isinstance(event, SpeechStarted):
             self._hearing = True
             self._update_status()
@@ -298,7 +295,7 @@ class VoiceAgent:
         elif isinstance(event, SpeechEndLikely):
             # Only when the utterance would be answered at once: nothing queued or running.
             if event.utterance is not None and not self._responding and self._turns.empty():
-                self._speculating = self.dialogue.speculate(event.utterance)
+                self.dialogue.speculate(event.utterance)
         elif isinstance(event, SpeechResumed):
             self.dialogue.discard_speculation()
         elif isinstance(event, SpeechStopped):

@@ -18,7 +18,6 @@ from assistant.events import (
     MalformedToolCall,
     ModelEvent,
     ResponseDone,
-    ToolCall,
     Transcription,
 )
 
@@ -80,8 +79,9 @@ class ResponseStream:
         self._finished = False
         self._done_pushed = False
         """Set on the model thread once the final ``ResponseDone`` was handed over."""
-        self.tool_calls_seen = 0
-        """``ToolCall`` events handed over so far (known before anyone reads the stream)."""
+        self.call_begun = False
+        """Whether the reply has begun a tool call (``[TOOL_CALLS]``; set by the producer, known
+        before anyone reads the stream)."""
         self.malformed_calls_seen = 0
         """``MalformedToolCall`` events handed over so far."""
 
@@ -132,8 +132,6 @@ class ResponseStream:
         """Thread-safe: hand an event to the stream's event loop."""
         if isinstance(event, ResponseDone):
             self._done_pushed = True
-        elif isinstance(event, ToolCall):
-            self.tool_calls_seen += 1
         elif isinstance(event, MalformedToolCall):
             self.malformed_calls_seen += 1
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening

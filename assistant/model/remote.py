@@ -364,6 +364,7 @@ class RemoteWorker:
         async with response:
             async for chunk in response:
                 events = reader.feed(chunk.to_dict())
+                stream.call_begun = stream.call_begun or reader.call_begun
                 if events and first_s is None:
                     first_s = time.monotonic()
                 for event in events:

@@ -73,6 +73,13 @@ class ChunkReader:
             self.finish_reason = choice.get("finish_reason") or self.finish_reason
         return events
 
+    @property
+    def call_begun(self) -> bool:
+        """Whether the reply has begun a tool call (``[TOOL_CALLS]``, or a tool-call delta)."""
+        if self.mode == "tokens":
+            return self.parser.call_begun
+        return bool(self._calls or self.tool_calls or self.malformed)
+
     def finish(self) -> list[ParserEvent]:
         """The end of the stream: what the parser or the merged deltas still hold."""
         truncated = self.finish_reason == "length"

@@ -65,6 +65,9 @@ class ToolCallParser:
         """All reply text so far (outside tool calls)."""
         self.tool_calls: list[ToolCall] = []
         self.malformed: list[MalformedToolCall] = []
+        self.call_begun = False
+        """Whether a ``[TOOL_CALLS]`` came: the model has decided to call a tool (the call
+        itself is known only once its arguments are complete)."""
 
     @classmethod
     def for_tokenizer(cls, tokenizer: Any) -> ToolCallParser:
@@ -93,6 +96,7 @@ class ToolCallParser:
         """Take one generated token; return what became known."""
         events: list[ParserEvent] = []
         if token_id == self._tool_calls_id:
+            self.call_begun = True
             if self._segment is None:
                 events.extend(self._text(self._decoder.decode(b"", final=True)))
             else:

@@ -381,6 +381,7 @@ class ModelWorker:
         def on_token(token: int) -> None:
             for event in parser.feed(token):
                 stream._push(event)
+            stream.call_begun = parser.call_begun
 
         sampling = Sampling(
             max_new_tokens=min(params.max_new_tokens, budget),

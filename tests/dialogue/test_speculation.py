@@ -112,3 +112,30 @@ async def test_no_speculation_while_a_response_runs(scripted, speech) -> None:
     rest = [event async for event in events]
     assert isinstance(rest[-1], TurnDone) and rest[-1].text == "A long answer."
     assert dialogue.speculations.started == 0
+
+
+async def test_a_speculation_acts_once_its_tool_call_has_begun(scripted, speech) -> None:
+    """speculation_acts_on (the eager end of turn's sign) turns on at [TOOL_CALLS], while the
+    call's arguments are still being written (the call itself is known only at its end), and
+    only for the speech the speculation was started for; the adopted turn runs the whole call."""
+    worker, script = scripted
+    tokens = reply_tokens(worker.tokenizer, "Switching.", [LIGHT_CALL])
+    tool_calls_id = worker.tokenizer.instruct_tokenizer.tokenizer.get_special_token("[TOOL_CALLS]")
+    held = script.held_reply(tokens, after_tokens=tokens.index(tool_calls_id) + 2)
+    calls: list[str] = []
+    dialogue = Dialogue(worker, _recording_tools(calls))
+    audio = speech("turn on the light")
+    assert not dialogue.speculation_acts_on(audio)
+    assert dialogue.speculate(audio)
+    for _ in range(400):
+        if dialogue.speculation_acts_on(audio):
+            break
+        await asyncio.sleep(0.05)
+    assert dialogue.speculation_acts_on(audio) and calls == []  # begun, held in its arguments
+    assert not dialogue.speculation_acts_on(audio.copy())  # other speech, if the same samples
+    assert not dialogue.speculation_acts_on(None)
+    held.set()
+    dialogue.add_user_turn(audio=audio.copy())
+    events = await turn(dialogue)
+    await dialogue.drain()
+    assert calls == ["kitchen"] and events[-1].metrics.preempted

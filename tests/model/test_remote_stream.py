@@ -89,6 +89,25 @@ def test_deltas_without_ids_give_text_and_merged_calls(tokenizer: MistralTokeniz
     assert events == [TextDelta("Hi "), TextDelta("there."), ToolCall("abcDEF123", "f", {"a": 1})]
 
 
+def test_a_begun_call_shows_before_it_is_complete(tokenizer: MistralTokenizer) -> None:
+    """call_begun: at [TOOL_CALLS] in token ids, at the first tool-call delta without them;
+    not for text."""
+    tokens = reply_tokens(tokenizer, "Ok.", [{"name": "f", "arguments": {"a": 1}}])
+    tekken = tokenizer.instruct_tokenizer.tokenizer
+    at = tokens.index(tekken.get_special_token("[TOOL_CALLS]"))
+    by_ids = _reader(tokenizer)
+    by_ids.feed(_chunk({"token_ids": tokens[:at]}))
+    assert not by_ids.call_begun  # text so far, not a call
+    assert by_ids.feed(_chunk({"token_ids": tokens[at : at + 2]})) == []
+    assert by_ids.call_begun and by_ids.tool_calls == []
+    by_deltas = _reader(tokenizer)
+    by_deltas.feed(_chunk({"delta": {"content": "Ok."}}))
+    assert not by_deltas.call_begun
+    call = {"index": 0, "id": "abcDEF123", "function": {"name": "f", "arguments": '{"a": '}}
+    assert by_deltas.feed(_chunk({"delta": {"tool_calls": [call]}})) == []
+    assert by_deltas.call_begun
+
+
 def test_a_second_call_completes_the_first(tokenizer: MistralTokenizer) -> None:
     """A call is emitted as soon as the next one starts (its tool can start at once)."""
     reader = _reader(tokenizer)

@@ -131,3 +131,25 @@ def test_any_text_streams_back_exactly(text: str, tiny_model_dir: Path) -> None:
     tokenizer = _tokenizer(tiny_model_dir)
     _, events = _parse(tokenizer, reply_tokens(tokenizer, text))
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == text
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_call_is_known_begun_at_its_first_token_before_it_is_complete(
+    tokenizers, version: str
+) -> None:
+    """call_begun turns on at [TOOL_CALLS] (the eager end of turn reads it), while the call
+    itself is emitted only once its arguments are complete; text alone never sets it."""
+    tokenizer = tokenizers[version]
+    tokens = reply_tokens(tokenizer, "Sure.", CALLS[:1])
+    parser = ToolCallParser.for_tokenizer(tokenizer)
+    begun_at = None
+    for index, token in enumerate(tokens[:-1]):
+        parser.feed(token)
+        if parser.call_begun and begun_at is None:
+            begun_at = index
+            assert parser.tool_calls == []
+    assert begun_at == tokens.index(TOOL_CALLS_ID)
+    parser.finish()
+    assert [c.name for c in parser.tool_calls] == ["set_light"]
+    talker, _ = _parse(tokenizer, reply_tokens(tokenizer, "Just text.", []))
+    assert not talker.call_begun

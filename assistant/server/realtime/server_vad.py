@@ -92,6 +92,14 @@ class ServerVad:
             return await asyncio.to_thread(vad.process, pcm)
         return vad.process(pcm)
 
+    @property
+    def announced(self) -> Any:
+        """The utterance the segmenter's standing ``SpeechEndLikely`` announced (None: none)."""
+        vad = self._segmenter
+        if vad is None or not vad.done() or vad.cancelled():
+            return None
+        return vad.result().announced
+
     async def end_early(self) -> list[Any]:
         """End the speech now if it has been silent for the session's ``eager_silence_ms`` (an
         eager end of turn; nothing when the session has none)."""

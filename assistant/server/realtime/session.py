@@ -84,8 +84,6 @@ class RealtimeSession:
         self._vad = ServerVad(vad_settings or VadSettings(), self.id)
         self._speech_unanswered = False
         """Whether server VAD committed an utterance while a response ran (answered next)."""
-        self._speculating = False
-        """A speculation started for the speech the VAD is hearing now (not an earlier one's)."""
         self._last_item_id: str | None = None
         self._item_ids: dict[str, str] = {}
         """Dialogue item id → wire item id (for transcripts)."""
@@ -241,7 +239,6 @@ class RealtimeSession:
             # Only a change the VAD itself sees rebuilds it (create_response does not); the
             # speech it was hearing, and any speculation on it, are gone.
             self._dialogue.discard_speculation()
-            self._speculating = False
             self._vad.configure(overrides, self._audio.stream_ms)
         self._send(server_event("session.updated", session=self._wire_state()))
 
@@ -265,7 +262,7 @@ class RealtimeSession:
         self._audio.advance(len(pcm))
         for vad_event in await self._vad.detect(pcm):
             await self._on_vad_event(vad_event, vad)
-        if self._speculating and self._dialogue.speculation_acts:
+        if self._dialogue.speculation_acts_on(self._vad.announced):
             # The preemptive reply to this speech holds a complete command: end the turn before
             # the hangover (with vad.eager_silence_ms, or semantic_vad).
             for vad_event in await self._vad.end_early():
@@ -273,8 +270,6 @@ class RealtimeSession:
 
     async def _on_vad_event(self, vad_event: Any, vad: TurnDetection) -> None:
         offset = self._vad.offset_ms
-        if not isinstance(vad_event, ev.SpeechEndLikely):
-            self._speculating = False  # any other event ends what a speculation was for
         if isinstance(vad_event, ev.SpeechStarted):
             self._vad.speech_item_id = new_id("item")
             self._send(
@@ -318,16 +313,14 @@ class RealtimeSession:
 
     def _preempt(self, hint: ev.SpeechEndLikely, vad: TurnDetection) -> None:
         """Start answering the utterance the VAD announces, if it is to be answered at once."""
-        self._speculating = False
         if hint.utterance is None or not vad.create_response or self.responding:
             return
         if self._responses.suspended or self._closed:
             return  # the next commit abandons a client tool call: no response follows it
-        self._speculating = self._dialogue.speculate(hint.utterance)
+        self._dialogue.speculate(hint.utterance)
 
     async def _commit_manually(self, event: InputAudioBufferCommit) -> None:
         item_id = new_id("item")
-        self._speculating = False
         for vad_event in await self._vad.flush():
             if isinstance(vad_event, ev.Utterance):
                 # Into the buffer, which a refused commit keeps (the VAD has let go of it).
@@ -340,7 +333,6 @@ class RealtimeSession:
 
     def _clear(self) -> None:
         self._dialogue.discard_speculation()
-        self._speculating = False
         self._audio.clear()
         self._vad.reset(self._audio.stream_ms)
         self._send(server_event("input_audio_buffer.cleared"))

@@ -20,7 +20,7 @@ OPENAI_VOICES = frozenset(
 
 EAGER_SILENCE_MS: dict[str, int | None] = {"low": None, "medium": 250, "auto": 250, "high": 100}
 """``semantic_vad``'s eagerness → the eager end of turn (``vad.eager_silence_ms``): how much
-silence ends a turn once the preemptive reply has called a tool (None: no eager end)."""
+silence ends a turn once the preemptive reply has begun a tool call (None: no eager end)."""
 
 
 @dataclass(frozen=True)
