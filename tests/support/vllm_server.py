@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from assistant.testing.vllm_forced import STEP_DELAY_ARG
 from tests.support.processes import Service, free_port
 
 PYTHON_ENV = "VOXTRAL_TEST_VLLM_PYTHON"
@@ -35,6 +36,13 @@ STOP_TIMEOUT_S = 20.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SERVED_NAME = "tiny-voxtral"
+
+SLOW_STEPS = {STEP_DELAY_ARG: 0.01}
+"""``vllm_xargs`` for 10 ms a decode step (the test kit's processor): unslowed, the tiny model
+can decode thousands of tokens before the first delta reaches a busy client, leaving nothing to
+cut, cancel or crash in the middle of."""
+SLOW_LONG_REPLY = {"ignore_eos": True, "vllm_xargs": SLOW_STEPS}
+"""Request extras for a reply that runs to ``max_tokens`` at 10 ms a step."""
 
 
 class VllmServerError(RuntimeError):

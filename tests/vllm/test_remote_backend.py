@@ -19,7 +19,7 @@ from assistant.events import ErrorEvent, MalformedToolCall, ResponseDone, TextDe
 from assistant.model.remote import RemoteWorker
 from assistant.model.worker import ModelWorker
 from assistant.testing.forced import ScriptedReplies, reply_tokens
-from tests.support.vllm_server import VllmServer
+from tests.support.vllm_server import SLOW_STEPS, VllmServer
 from tests.vllm.conftest import LIGHT_TOOL, RemoteScript, audio_part, remote_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -100,9 +100,7 @@ async def test_cancelling_stops_the_generation_on_the_server(
 ) -> None:
     """cancel() after the first delta: the stream ends cancelled and vLLM stops running it."""
     remote_script.extra["ignore_eos"] = True
-    # 10 ms a step (the test kit's processor): unslowed, the tiny model can decode all 4,000
-    # tokens before the first delta reaches a busy client, leaving nothing to cancel.
-    remote_script.extra["vllm_xargs"] = {"step_delay_s": 0.01}
+    remote_script.extra["vllm_xargs"] = SLOW_STEPS  # else all 4,000 tokens may come at once
     before = _metric(vllm_server, "vllm:generation_tokens_total")
     stream = remote.respond(
         [UserMessage(content="Talk.")], params=GenerationParams(max_new_tokens=4000)

@@ -15,7 +15,7 @@ from assistant.events import ErrorEvent, TextDelta, ToolResult, TurnDone
 from assistant.model.remote import RemoteWorker
 from assistant.tools import ToolRegistry, tool
 from tests.support.tcp_proxy import TcpProxy
-from tests.support.vllm_server import VllmServer
+from tests.support.vllm_server import SLOW_STEPS, VllmServer
 from tests.vllm.conftest import RemoteScript, remote_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -100,7 +100,7 @@ async def test_an_outage_fails_one_turn_and_the_conversation_goes_on(
             assert (await _turn(dialogue))[-1].text == "Before."
 
             remote_script.extra["ignore_eos"] = True  # a long free reply, cut mid-way
-            remote_script.extra["vllm_xargs"] = {"step_delay_s": 0.01}  # still running then
+            remote_script.extra["vllm_xargs"] = SLOW_STEPS  # still running then
             dialogue.params = GenerationParams(max_new_tokens=3000)
             dialogue.add_user_turn(text="Talk.")
             events: list[Any] = []

@@ -18,14 +18,10 @@ from mistral_common.protocol.instruct.messages import UserMessage
 from assistant.config import GenerationParams
 from assistant.events import ErrorEvent, ResponseDone, TextDelta
 from assistant.model.remote import RemoteWorker
-from tests.support.vllm_server import VllmServer
+from tests.support.vllm_server import SLOW_LONG_REPLY, VllmServer
 from tests.vllm.conftest import remote_settings
 
 pytestmark = pytest.mark.slow
-
-
-_SLOW_LONG_REPLY = {"ignore_eos": True, "vllm_xargs": {"step_delay_s": 0.01}}
-"""A free reply of max_tokens, 10 ms a step: still generating when the server is killed."""
 
 
 async def _sdk_stream(client: openai.AsyncOpenAI, model: str, started: asyncio.Event) -> Any:
@@ -34,7 +30,7 @@ async def _sdk_stream(client: openai.AsyncOpenAI, model: str, started: asyncio.E
         messages=[{"role": "user", "content": "Talk."}],
         stream=True,
         max_tokens=3000,
-        extra_body=_SLOW_LONG_REPLY,
+        extra_body=SLOW_LONG_REPLY,
     )
     try:
         async for count, _ in _numbered(stream):
@@ -68,7 +64,7 @@ async def _scenario(server: VllmServer, model_dir: Path) -> dict[str, Any]:
     worker = await asyncio.to_thread(
         RemoteWorker.connect,
         remote_settings(model_dir, server.base_url),
-        request_extras=lambda kind: _SLOW_LONG_REPLY if kind == "chat" else {},
+        request_extras=lambda kind: SLOW_LONG_REPLY if kind == "chat" else {},
     )
     client = openai.AsyncOpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
     sdk_started, remote_started = asyncio.Event(), asyncio.Event()

@@ -19,7 +19,7 @@ from assistant.model.toolcall_parser import ToolCallParser
 from assistant.model.worker import ModelWorker
 from assistant.testing.forced import ScriptedReplies, reply_tokens
 from assistant.testing.tiny_model import EOS_ID
-from tests.support.vllm_server import VllmServer
+from tests.support.vllm_server import SLOW_LONG_REPLY, VllmServer
 from tests.vllm.conftest import LIGHT_TOOL, audio_part
 
 pytestmark = pytest.mark.slow
@@ -319,7 +319,7 @@ def test_closing_the_stream_stops_the_generation(
         stream=True,
         max_tokens=4000,  # 40 s at 10 ms a step: it can only end sooner by the abort
         temperature=0,
-        extra_body={"ignore_eos": True, "vllm_xargs": {"step_delay_s": 0.01}},
+        extra_body=SLOW_LONG_REPLY,
     )
     for count, _ in enumerate(stream):
         if count == 4:
