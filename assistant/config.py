@@ -234,7 +234,7 @@ class VadSettings(_Group):
         le=120.0,
         description="During speech, 60 ms or more this many dB below the loudest frame of the "
         "utterance count as silence even where the classifier still hears speech (webrtcvad "
-        "holds up to ~100 ms of speech after it ends): the end of speech, the preemptive "
+        "holds ~100 ms of speech after it ends): the end of speech, the preemptive "
         "start and the hangover begin there. None: the classifier alone decides.",
     )
     eager_silence_ms: int | None = Field(

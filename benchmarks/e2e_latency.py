@@ -9,9 +9,12 @@ streams real espeak-ng speech in 20 ms chunks paced in real time — a command i
 a ``--pause-ms`` pause (250 ms) between them (a speculation started at the pause is discarded
 when the second half begins) — then silence until the turn is over.
 
-The eager end of turn trusts the model: a speculation that ends with a tool call ends the turn.
+The eager end of turn trusts the model: a speculation that begins a tool call ends the turn.
 The scripted model calls the tool whatever it hears, half a command included, so measure the
 eager mode with ``--pause-ms 0`` (whole commands); with a pause it would act on the first half.
+Even so a comma can hold a pause long enough ("..., please."): a command committed before its
+speech ended is counted as cut and left out of the latency figures (its rest is another
+utterance, answered too).
 
 Measured per turn, on the ``time.monotonic`` clock that both processes share:
 
@@ -20,10 +23,16 @@ Measured per turn, on the ``time.monotonic`` clock that both processes share:
 - tool started: the tool handler's own clock reading, which it returns in its result;
 - commit: arrival of ``input_audio_buffer.committed`` (the end of the VAD hangover).
 
+The modes share one server process, so each hears its own copy of a command (one sample
+differs): otherwise only the first would pay for encoding the clip, the others reading it from
+the clip cache.
+
 Every reply is scripted: "One moment." and a call of ``note_time`` in the first model call, then
-"Done.". Side effects of discarded speculations are counted: any ``response.*`` event or tool
-output before the turn's commit, a tool run more or less than one per turn, or a reply text that
-differs from the script.
+"Done."; with ``--call-first`` the first model call is the tool call alone (as Mistral models
+answer a command), so the first text delta comes after the tool, from the second call. Side
+effects of discarded speculations are counted: any ``response.*`` event or tool output before
+the turn's commit, a tool run more or less than one per turn, or a reply text that differs from
+the script.
 
 Run: ``python benchmarks/e2e_latency.py --turns 20`` (prints a table and writes
 ``benchmarks/out/e2e_latency.json``); ``--pause-ms 0 --eager-ms 100`` adds the eager mode.
@@ -54,7 +63,14 @@ CHUNK_SAMPLES = RATE_HZ * CHUNK_MS // 1000
 PAUSE_MS = 250
 """Inside each command: shorter than the 500 ms hangover, so one utterance, one discard."""
 LEAD_MS = 300
+SETTLE_S = 0.8
+"""A turn ends no sooner than this after its speech: longer than the hangover, so that the rest of
+a command that an eager end cut is committed (and answered) within its turn."""
 REPLY = ("One moment.", "Done.")
+"""The scripted reply: text and the tool call in the first model call, then text."""
+CALL_FIRST_REPLY = (None, "Done.")
+"""With ``--call-first``: the tool call alone first (how Mistral models answer a command in
+the v7 format, ``[TOOL_CALLS][...]</s>``), then the text."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +92,14 @@ def modes(eager_ms: int | None) -> dict[str, Mode]:
 # --- the server process ------------------------------------------------------------------
 
 
-def serve(conn: Connection, turns: int, eager_ms: int | None) -> None:
+def serve(conn: Connection, turns: int, eager_ms: int | None, call_first: bool) -> None:
     """Run one server per mode until the client says stop (in a child process)."""
-    asyncio.run(_serve(conn, turns, modes(eager_ms)))
+    asyncio.run(_serve(conn, turns, modes(eager_ms), CALL_FIRST_REPLY if call_first else REPLY))
 
 
-async def _serve(conn: Connection, turns: int, compared: dict[str, Mode]) -> None:
+async def _serve(
+    conn: Connection, turns: int, compared: dict[str, Mode], reply: tuple[str | None, str]
+) -> None:
     from assistant.config import DialogueSettings, ServerSettings, VadSettings
     from assistant.model.worker import ModelWorker
     from assistant.server.assistant_server import AssistantServer
@@ -104,9 +122,9 @@ async def _serve(conn: Connection, turns: int, compared: dict[str, Mode]) -> Non
         )
     script = ScriptedReplies(worker.tokenizer, default_transcript="hello")
     holder.append(script)
-    for _ in range(turns * len(compared)):
-        script.say(REPLY[0], [{"name": "note_time", "arguments": {}}])
-        script.say(REPLY[1])
+    for _ in range(2 * turns * len(compared)):  # a cut command is answered twice
+        script.say(reply[0], [{"name": "note_time", "arguments": {}}])
+        script.say(reply[1])
     tools = ToolRegistry.from_functions([note_time])
     servers = [
         AssistantServer(
@@ -146,6 +164,11 @@ class Turn:
     server_first_delta_ms: float | None = None
     early_events: list[str] = field(default_factory=list)
     """Events of the response that arrived before the turn's commit (must stay empty)."""
+    cut: bool = False
+    """Committed before its speech ended: the eager end took a pause inside the command for its
+    end, and the rest was another utterance and reply (left out of the latency figures)."""
+    responses: int = 0
+    """Replies to the command (cancelled ones included): one, or more where it was cut."""
 
     def figures(self) -> dict[str, float | None]:
         """Milliseconds from the end of speech."""
@@ -160,29 +183,22 @@ class Turn:
         }
 
 
-def _trimmed(speech: np.ndarray) -> np.ndarray:
-    """Speech without the silence espeak-ng puts around it (the pause must be PAUSE_MS)."""
-    loud = np.flatnonzero(np.abs(speech.astype(np.int32)) > 64)
-    return speech[loud[0] : loud[-1] + 1]
-
-
 def command_clips(count: int, pause_ms: int = PAUSE_MS) -> list[tuple[np.ndarray, int]]:
     """Commands of two halves with a pause between them (none: 0), and where the speech
     ends."""
-    from assistant.testing.speech import synthesize
+    from assistant.testing.speech import sounding, synthesize
 
     clips = []
     for sentence in itertools.islice(itertools.cycle(SENTENCES), count):
         words = sentence.split()
         halves = [
-            _trimmed(synthesize(" ".join(part)))
+            sounding(synthesize(" ".join(part)))  # the pause must be pause_ms
             for part in (words[: len(words) // 2], words[len(words) // 2 :])
         ]
         pause = np.zeros(RATE_HZ * pause_ms // 1000, dtype=np.int16)
         lead = np.zeros(RATE_HZ * LEAD_MS // 1000, dtype=np.int16)
         clip = np.concatenate([lead, halves[0], pause, halves[1]])
-        loud = np.flatnonzero(np.abs(clip.astype(np.int32)) > 64)
-        clips.append((clip, int(loud[-1]) + 1))
+        clips.append((clip, len(clip)))  # the speech ends with the clip
     return clips
 
 
@@ -228,8 +244,11 @@ async def open_session(port: int) -> Session:
 
 
 async def run_turn(session: Session, clip: np.ndarray, end_sample: int) -> Turn:
-    """Stream one command in real time, then silence until its reply and transcript are in."""
+    """Stream one command in real time, then silence until every utterance the server committed
+    of it has its reply and its transcript (two, when an eager end cut the command at a pause
+    inside it)."""
     turn = Turn()
+    sent = asyncio.Event()
     finished = asyncio.Event()
 
     async def send() -> None:
@@ -248,14 +267,36 @@ async def run_turn(session: Session, clip: np.ndarray, end_sample: int) -> Turn:
             )
             if index * CHUNK_SAMPLES <= end_sample - 1 < (index + 1) * CHUNK_SAMPLES:
                 turn.speech_end_s = time.monotonic()
+                sent.set()
+
+    def settled(starts: int, commits: int, dones: int, transcripts: int) -> bool:
+        """Every utterance heard is committed, answered and transcribed, and the speech ended
+        longer ago than a hangover (no utterance of it is still to come)."""
+        return (
+            sent.is_set()
+            and time.monotonic() - turn.speech_end_s > SETTLE_S
+            and starts == commits == dones == transcripts > 0
+        )
 
     async def receive() -> None:
-        done = transcribed = False
-        while not (done and transcribed and turn.tool_runs):
-            at_s, event = await asyncio.wait_for(session.events.get(), 120)
+        starts = commits = dones = transcripts = 0
+        deadline_s = time.monotonic() + 120
+        while not settled(starts, commits, dones, transcripts):
+            try:
+                at_s, event = await asyncio.wait_for(session.events.get(), 0.1)
+            except TimeoutError:
+                if time.monotonic() > deadline_s:
+                    counts = f"{starts} started, {commits} committed, {dones} answered"
+                    turn.early_events.append(f"never settled: {counts}, {transcripts} transcribed")
+                    break
+                continue
             kind = event["type"]
-            if kind == "input_audio_buffer.committed":
-                turn.committed_s = at_s
+            if kind == "input_audio_buffer.speech_started":
+                starts += 1
+            elif kind == "input_audio_buffer.committed":
+                commits += 1
+                turn.committed_s = turn.committed_s or at_s
+                turn.cut = turn.cut or not sent.is_set()
             elif turn.committed_s is None and (
                 kind.startswith("response.") or kind == "conversation.item.created"
             ):
@@ -269,13 +310,20 @@ async def run_turn(session: Session, clip: np.ndarray, end_sample: int) -> Turn:
                 output = json.loads(event["item"]["output"])
                 turn.tool_started_s = turn.tool_started_s or output["started_s"]
                 turn.tool_runs.append(output["run"])
-            elif kind == "response.done" and event["response"]["status"] != "cancelled":
+            elif kind == "response.done":
+                # A cancelled one counts too: the rest of a cut command, heard while the first
+                # reply ran, interrupts it (barge-in) and is answered on its own.
                 metrics = event["response"].get("metrics") or {}
-                turn.preempted = metrics.get("preempted")
-                turn.server_first_delta_ms = metrics.get("speech_end_to_first_delta_ms")
-                done = True
-            elif kind.startswith("conversation.item.input_audio_transcription."):
-                transcribed = True
+                if not dones:
+                    turn.preempted = metrics.get("preempted")
+                    turn.server_first_delta_ms = metrics.get("speech_end_to_first_delta_ms")
+                dones += 1
+                turn.responses = dones
+            elif kind in (
+                "conversation.item.input_audio_transcription.completed",
+                "conversation.item.input_audio_transcription.failed",
+            ):
+                transcripts += 1
         finished.set()
 
     sender = asyncio.create_task(send(), name="send")
@@ -287,16 +335,20 @@ async def run_turn(session: Session, clip: np.ndarray, end_sample: int) -> Turn:
     return turn
 
 
-def summarize(turns: list[Turn]) -> dict[str, Any]:
+def summarize(turns: list[Turn], reply: tuple[str | None, str]) -> dict[str, Any]:
     """p50 / p95 per figure, adoption and side effects."""
-    out: dict[str, Any] = {"turns": len(turns)}
+    whole = [t for t in turns if not t.cut]
+    out: dict[str, Any] = {"turns": len(turns), "cut_commands": len(turns) - len(whole)}
     for name in ("commit_ms", "first_delta_ms", "tool_started_ms"):
-        values = [v for t in turns if (v := t.figures()[name]) is not None]
-        out[name] = {"p50": percentile(values, 50), "p95": percentile(values, 95)}
+        values = [v for t in whole if (v := t.figures()[name]) is not None]
+        out[name] = {
+            "p50": percentile(values, 50) if values else None,
+            "p95": percentile(values, 95) if values else None,
+        }
     out["preempted_turns"] = sum(1 for t in turns if t.preempted)
     out["early_events"] = sum(len(t.early_events) for t in turns)
-    out["wrong_texts"] = sum(1 for t in turns if t.text != "".join(REPLY))
-    out["tool_runs_per_turn"] = sorted({len(t.tool_runs) for t in turns})
+    out["wrong_texts"] = sum(1 for t in whole if t.text != "".join(filter(None, reply)))
+    out["tool_runs_per_turn"] = sorted({len(t.tool_runs) for t in whole})
     return out
 
 
@@ -309,14 +361,20 @@ async def client(
     seen: dict[str, list[Turn]] = {mode: [] for mode in names}
     runs = 0
     try:
-        for clip, end_sample in clips:
-            for mode, session in sessions.items():
+        for command, end_sample in clips:
+            for index, (mode, session) in enumerate(sessions.items()):
+                # One server, one clip cache: each mode hears its own copy of the command,
+                # different in one sample, so that none is served the encoding of another's.
+                clip = command.copy()
+                middle = end_sample // 2
+                clip[middle] += index if clip[middle] < 0 else -index  # never past int16
                 turn = await run_turn(session, clip, end_sample)
-                runs += 1
-                if turn.tool_runs != [runs]:
-                    turn.early_events.append(f"tool runs {turn.tool_runs}, expected [{runs}]")
+                if not turn.cut and turn.tool_runs != [runs + 1]:
+                    turn.early_events.append(f"tool runs {turn.tool_runs}, expected [{runs + 1}]")
+                runs = max([runs, *turn.tool_runs])
                 seen[mode].append(turn)
-                print(f"{mode:>15} turn {len(seen[mode]):2d}: {turn.figures()}", flush=True)
+                cut = " (cut at an inner pause)" if turn.cut else ""
+                print(f"{mode:>15} turn {len(seen[mode]):2d}: {turn.figures()}{cut}", flush=True)
     finally:
         for session in sessions.values():
             await session.close()
@@ -334,6 +392,11 @@ def main() -> None:
     parser.add_argument(
         "--eager-ms", type=int, help="also measure vad.eager_silence_ms at this value"
     )
+    parser.add_argument(
+        "--call-first",
+        action="store_true",
+        help="script the tool call alone first, then the text (default: text, call, text)",
+    )
     args = parser.parse_args()
     if args.pause_ms < 0 or (args.eager_ms is not None and args.eager_ms < 0):
         parser.error("--pause-ms and --eager-ms are durations: 0 or more")
@@ -341,7 +404,7 @@ def main() -> None:
     context = multiprocessing.get_context("spawn")
     here, there = context.Pipe()
     server = context.Process(
-        target=serve, args=(there, args.turns, args.eager_ms), name="e2e-server"
+        target=serve, args=(there, args.turns, args.eager_ms, args.call_first), name="e2e-server"
     )
     server.start()
     try:
@@ -353,12 +416,17 @@ def main() -> None:
         server.join(60)
         if server.is_alive():
             server.terminate()
-    figures = {mode: summarize(turns) for mode, turns in seen.items()}
-    print(f"\n{machine()}; {args.turns} turns per mode; pause {args.pause_ms} ms; engine {engine}")
+    reply = CALL_FIRST_REPLY if args.call_first else REPLY
+    figures = {mode: summarize(turns, reply) for mode, turns in seen.items()}
+    print(
+        f"\n{machine()}; {args.turns} turns per mode; pause {args.pause_ms} ms; "
+        f"reply {' + '.join(filter(None, reply))} with the call "
+        f"{'first' if args.call_first else 'after the first text'}; engine {engine}"
+    )
     print(f"{'':>15} | {'commit p50/p95':>16} | {'first delta p50/p95':>20} | {'tool p50/p95':>16}")
     for mode, f in figures.items():
         cells = [
-            f"{f[k]['p50']:7.0f} /{f[k]['p95']:6.0f}"
+            f"{f[k]['p50']:7.0f} /{f[k]['p95']:6.0f}" if f[k]["p50"] is not None else "n/a"
             for k in ("commit_ms", "first_delta_ms", "tool_started_ms")
         ]
         print(f"{mode:>15} | {cells[0]:>16} | {cells[1]:>20} | {cells[2]:>16}")
@@ -366,13 +434,19 @@ def main() -> None:
         print(
             f"{mode}: preempted {f['preempted_turns']}/{f['turns']}, events before commit "
             f"{f['early_events']}, wrong texts {f['wrong_texts']}, tool runs per turn "
-            f"{f['tool_runs_per_turn']}"
+            f"{f['tool_runs_per_turn']}, commands cut at an inner pause {f['cut_commands']}"
         )
     raw = {mode: [asdict(t) | t.figures() for t in turns] for mode, turns in seen.items()}
     path = write_json(
         "e2e_latency",
         args.json,
-        {"summary": figures, "pause_ms": args.pause_ms, "engine": engine, "turns": raw},
+        {
+            "summary": figures,
+            "pause_ms": args.pause_ms,
+            "call_first": args.call_first,
+            "engine": engine,
+            "turns": raw,
+        },
     )
     print(f"figures written to {path}")
 

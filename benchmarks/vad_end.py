@@ -22,18 +22,11 @@ from model_bench import SENTENCES, percentile, write_json
 
 from assistant.audio.vad import VadSegmenter
 from assistant.events import SAMPLE_RATE_HZ, SpeechEndLikely, SpeechStopped
-from assistant.testing.speech import synthesize
+from assistant.testing.speech import sounding, synthesize
 
 CHUNK_SAMPLES = SAMPLE_RATE_HZ // 50
 NOISE_DBFS = (-70.0, -55.0, -45.0, -35.0)
 QUIET_DB = (None, 35.0)
-
-
-def sounding(text: str) -> np.ndarray:
-    """espeak-ng speech without the silence it pads it with."""
-    pcm = synthesize(text)
-    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > 64)
-    return pcm[loud[0] : loud[-1] + 1]
 
 
 def track(speech: np.ndarray, noise_dbfs: float, seed: int) -> tuple[np.ndarray, int]:
@@ -67,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="where to write the figures (default out/)")
     args = parser.parse_args()
-    clips = [sounding(text) for text in SENTENCES]
+    clips = [sounding(synthesize(text)) for text in SENTENCES]
     figures: dict[str, Any] = {"commands": len(clips), "runs": []}
     print(f"{len(clips)} espeak-ng commands, webrtcvad defaults, 500 ms hangover; stream time")
     print(

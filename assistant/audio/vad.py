@@ -18,10 +18,11 @@ wall clock):
   cut there with ``truncated=True`` and the speech that follows starts a new one.
 
 A frame is silent when the classifier says so or, once speech was confirmed, when it is
-``quiet_db`` below the loudest frame of the utterance for at least 60 ms: webrtcvad keeps
-reporting speech for up to ~100 ms after speech ends (its own hangover), and a clear drop in
-level ends speech sooner. Shorter quiet gaps (closures of stop consonants, a breath between
-words) stay inside the speech.
+``quiet_db`` below the loudest frame of the utterance for at least 60 ms (whole frames: 64 ms
+with Silero's 32 ms windows): webrtcvad keeps reporting speech after speech ends (its own
+hangover: 100 ms with the default 20 ms frames and mode 3, up to ~140 ms in other modes), and
+a clear drop in level ends speech sooner. Shorter quiet gaps (closures of stop consonants, a
+breath between words) stay inside the speech.
 
 The end of speech is decided at the first silent frame, so that the utterance announced with
 ``SpeechEndLikely`` and the one ``SpeechStopped`` brings hold the same samples: a later stage can
@@ -312,6 +313,10 @@ class VadSegmenter:
         elif self._state == "speech" and (
             self._pos + len(frame) - self._utterance_start() > self._max_samples
         ):
+            # A quiet frame (held or not) at the cut ends the speech there, as a silent one
+            # does: taken for speech going on, the end of a command that ran out of time would
+            # become an utterance of its own silence. The price: speech after a closure that
+            # lands exactly on the cut must be confirmed again (min_speech_ms).
             cut = self._finish(truncated=True, speech_goes_on=voiced and self._silent_run == 0)
             return cut + self._step(frame, voiced)
         return self._consume(frame, voiced, quiet)
@@ -426,9 +431,10 @@ class VadSegmenter:
         """The end of the last voiced frame, pulled back over blocks as quiet as the silence after.
 
         Both classifiers smear the end of speech (webrtcvad keeps up to ~140 ms of internal
-        hangover, Silero looks at past context); the silent frame that follows tells how loud
-        "nothing" is, and trailing blocks no louder than that are not speech. Only that first
-        silent frame is measured: the end is decided there, before the hangover runs out.
+        hangover, Silero looks at past context); the audio after the last voiced frame (the
+        first silent frame, with the quiet frames held before it) tells how loud "nothing" is,
+        and trailing blocks no louder than that are not speech. Only that audio is measured:
+        the end is decided there, before the hangover runs out.
         """
         end = self._last_voiced_end
         after = audio[end - start :].astype(np.float64)

@@ -330,3 +330,73 @@ def test_a_cut_on_the_first_silent_frame_leaves_no_empty_utterance(backend: str)
     cut = utterances(run(VadSegmenter(backend=backend, max_utterance_s=max_utterance_s), track.pcm))
     assert [len(u.pcm) > 0 for u in cut] == [True]
     assert cut[0].end_ms == last_hint.at_ms
+
+
+class _HearsSpeechEverywhere:
+    """A classifier that reports speech in every frame (as webrtcvad does in its hangover)."""
+
+    frame_samples = 320
+
+    def is_speech(self, frame: np.ndarray) -> bool:
+        return True
+
+    def reset(self) -> None:
+        pass
+
+
+def _tone(ms: int, amplitude: float = 8000.0) -> np.ndarray:
+    t = np.arange(16 * ms) / 16000
+    return np.round(amplitude * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
+
+
+def _level_gated(**overrides: object) -> VadSegmenter:
+    """A segmenter whose only way to hear silence is the drop in level (quiet_db)."""
+    segmenter = VadSegmenter(**overrides)  # type: ignore[arg-type]
+    segmenter._classifier = _HearsSpeechEverywhere()
+    return segmenter
+
+
+def test_announced_is_the_hinted_utterance_until_speech_resumes_or_ends() -> None:
+    """VadSegmenter.announced: the very utterance SpeechEndLikely carried, then None after
+    SpeechResumed, after SpeechStopped, after flush and after reset."""
+    quiet = np.zeros(16 * 100, np.int16)
+    segmenter = _level_gated(silence_duration_ms=500)
+    assert segmenter.announced is None
+    events = segmenter.process(np.concatenate([_tone(400), quiet]))
+    hint = next(e for e in events if isinstance(e, SpeechEndLikely))
+    assert segmenter.announced is hint.utterance
+    events = segmenter.process(_tone(300))
+    assert SpeechResumed in [type(e) for e in events] and segmenter.announced is None
+    segmenter.process(quiet)
+    assert segmenter.announced is not None
+    events = segmenter.process(np.zeros(16 * 600, np.int16))
+    stopped = [e for e in events if isinstance(e, Utterance)]
+    assert stopped and segmenter.announced is None
+    segmenter.process(np.concatenate([_tone(400), quiet]))
+    assert segmenter.announced is not None
+    assert utterances(segmenter.flush()) and segmenter.announced is None
+    segmenter.process(np.concatenate([_tone(400), quiet]))
+    segmenter.reset()
+    assert segmenter.announced is None
+
+
+def test_quiet_frames_held_at_a_flush_are_left_out_of_the_utterance() -> None:
+    """Speech, then 40 ms of near silence (held, undecided), then flush: the utterance ends
+    with the tone, not with the held frames."""
+    segmenter = _level_gated(prefix_padding_ms=0)
+    events = segmenter.process(np.concatenate([_tone(400), np.zeros(16 * 40, np.int16)]))
+    assert not any(isinstance(e, SpeechEndLikely) for e in events)  # held, not yet silence
+    (utterance,) = utterances(segmenter.flush())
+    assert utterance.end_ms == 400
+
+
+def test_a_cut_at_max_utterance_on_a_held_quiet_frame_ends_the_speech_there() -> None:
+    """A quiet frame held at the max_utterance_s cut ends the speech like a silent frame (else
+    the end of a command that ran out of time would become an utterance of silence): the
+    speech after it starts a new utterance once confirmed again."""
+    segmenter = _level_gated(max_utterance_s=1.0, prefix_padding_ms=0, min_speech_ms=100)
+    pcm = np.concatenate([_tone(980), np.zeros(16 * 40, np.int16), _tone(300)])
+    events = segmenter.process(pcm) + segmenter.flush()
+    cut, rest = utterances(events)
+    assert cut.truncated and cut.end_ms == 980
+    assert not rest.truncated and rest.start_ms >= 1000 and rest.end_ms == 1320

@@ -10,7 +10,7 @@ import numpy as np
 
 from assistant.audio.vad import VadEvent, VadSegmenter
 from assistant.events import SAMPLE_RATE_HZ, SpeechStarted, SpeechStopped, Utterance
-from assistant.testing.speech import synthesize
+from assistant.testing.speech import sounding, synthesize
 
 SAMPLES_PER_MS = SAMPLE_RATE_HZ // 1000
 
@@ -21,9 +21,9 @@ SOUNDING_LEVEL = round(32767 * 10 ** (-50 / 20))
 
 @lru_cache(maxsize=64)
 def _spoken(text: str, voice: str, words_per_minute: int) -> np.ndarray:
-    pcm = synthesize(text, voice=voice, words_per_minute=words_per_minute)
-    sounding = np.flatnonzero(np.abs(pcm.astype(np.int32)) > SOUNDING_LEVEL)
-    return pcm[sounding[0] : sounding[-1] + 1]
+    return sounding(
+        synthesize(text, voice=voice, words_per_minute=words_per_minute), SOUNDING_LEVEL
+    )
 
 
 def speech(text: str, voice: str = "en-us", words_per_minute: int = 160) -> np.ndarray:

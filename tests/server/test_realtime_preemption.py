@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from assistant.config import DialogueSettings, VadSettings
+from assistant.testing.speech import sounding
 from tests.server.wire import events_until, next_event, open_session, pcm16_b64
 
 
@@ -67,7 +68,7 @@ async def test_a_pause_shorter_than_the_hangover_discards_the_speculation(
     script.say("Sunny.")
     script.say("Unused.")
     # espeak-ng ends its speech with 350 ms of silence: cut it, or the pause would be 600 ms.
-    voiced = speech_16k[: np.flatnonzero(np.abs(speech_16k) > 64)[-1] + 1]
+    voiced = sounding(speech_16k)
     audio = np.concatenate([voiced, _silence(250), voiced])
     events = await _spoken_turn(server, audio)
     kinds = [e["type"] for e in events]
