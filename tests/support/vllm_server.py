@@ -22,7 +22,6 @@ from pathlib import Path
 
 import httpx
 
-from assistant.testing.vllm_forced import STEP_DELAY_ARG
 from tests.support.processes import Service, free_port
 
 PYTHON_ENV = "VOXTRAL_TEST_VLLM_PYTHON"
@@ -37,8 +36,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SERVED_NAME = "tiny-voxtral"
 
-SLOW_STEPS = {STEP_DELAY_ARG: 0.01}
-"""``vllm_xargs`` for 10 ms a decode step (the test kit's processor): unslowed, the tiny model
+SLOW_STEPS = {"step_delay_s": 0.01}
+"""``vllm_xargs`` for 10 ms a decode step (the test kit's processor; the key is its
+``STEP_DELAY_ARG``, in a module only vLLM's own process can import): unslowed, the tiny model
 can decode thousands of tokens before the first delta reaches a busy client, leaving nothing to
 cut, cancel or crash in the middle of."""
 SLOW_LONG_REPLY = {"ignore_eos": True, "vllm_xargs": SLOW_STEPS}
