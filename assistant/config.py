@@ -235,7 +235,8 @@ class VadSettings(_Group):
         description="During speech, 60 ms or more this many dB below the loudest frame of the "
         "utterance count as silence even where the classifier still hears speech (webrtcvad "
         "holds ~100 ms of speech after it ends): the end of speech, the preemptive "
-        "start and the hangover begin there. None: the classifier alone decides.",
+        "start and the hangover begin there. None: the classifier alone decides (as in "
+        "listen while its echo canceller runs: it turns the user's voice down).",
     )
     eager_silence_ms: int | None = Field(
         None,

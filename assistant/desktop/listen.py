@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from assistant.config import Settings
+from assistant.config import Settings, VadSettings
 from assistant.desktop.agent import VoiceAgent, barge_in_enabled, file_frames
 from assistant.desktop.display import Display, make_display
 from assistant.events import AgentStatus
@@ -258,12 +258,12 @@ async def _session(options: ListenOptions, prepared: _Prepared, display: Display
         params = settings.model.generation_params()
         dialogue = Dialogue(worker, prepared.tools, dialogue_settings, params=params)
         speaker = None
+        canceller = prepared.echo_canceller
         if prepared.synthesizer is not None:
             from assistant.speech.duplex_playback import ContinuousPlayer
             from assistant.speech.playback import SoundDevicePlayer
 
             output_device = parse_device(settings.listen.output_device)
-            canceller = prepared.echo_canceller
             player = (
                 ContinuousPlayer(output_device, far_end=canceller.far_end)
                 if canceller is not None
@@ -272,7 +272,7 @@ async def _session(options: ListenOptions, prepared: _Prepared, display: Display
             speaker = Speaker(prepared.synthesizer, player)
         agent = VoiceAgent(
             dialogue,
-            VadSegmenter(settings.vad),
+            VadSegmenter(vad_settings(settings.vad, echo_cancelling=canceller is not None)),
             display,
             speaker,
             settings=settings.listen,
@@ -289,6 +289,19 @@ async def _session(options: ListenOptions, prepared: _Prepared, display: Display
         if prepared.tools is not None:
             await prepared.tools.aclose()
         await asyncio.to_thread(worker.close)
+
+
+def vad_settings(base: VadSettings, *, echo_cancelling: bool) -> VadSettings:
+    """The VAD's settings for ``listen``: with the echo canceller running, ``quiet_db`` is off.
+
+    The canceller's suppressor turns the user's voice down while the speaker plays, so the level
+    of what reaches the VAD says nothing about where speech ends: a barge-in would be cut into
+    pieces (measured on the PulseAudio echo rig beside two busy loops). The classifier alone
+    decides there, as before ``quiet_db``.
+    """
+    if echo_cancelling and base.quiet_db is not None:
+        return base.model_copy(update={"quiet_db": None})
+    return base
 
 
 async def _run_agent(

@@ -241,3 +241,15 @@ def test_without_a_gpu_asking_for_cuda_offers_the_cpu(
     assert status == 2
     (line,) = [line for line in err.splitlines() if line.startswith("voxtral-assistant:")]
     assert "no CUDA GPU" in line and "--device cpu" in line
+
+
+def test_with_the_echo_canceller_the_vad_ignores_the_level() -> None:
+    """listen's VAD keeps quiet_db without echo cancellation and drops it with it: the
+    canceller turns the user's voice down while the speaker plays."""
+    from assistant.config import VadSettings
+    from assistant.desktop.listen import vad_settings
+
+    base = VadSettings(quiet_db=30.0, silence_duration_ms=700)
+    assert vad_settings(base, echo_cancelling=False) == base
+    cancelling = vad_settings(base, echo_cancelling=True)
+    assert cancelling.quiet_db is None and cancelling.silence_duration_ms == 700
