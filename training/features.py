@@ -1,0 +1,70 @@
+"""Voxtral's mel features, kept compactly: only the frames that speech touches.
+
+Inference pads every clip with zeros to 30 s and computes 3000 log-mel frames
+(``WhisperFeatureExtractor``, 128 bins, hop 160, window 400). Every frame past the end of the
+speech is ``log10(1e-10)``, raised to the clip's floor (its loudest value minus 8), so the
+3000 frames are rebuilt exactly from the frames that overlap the speech and that floor
+(``tests/training/test_features.py`` checks it bit for bit). A 3 s clip then costs
+~300 frames instead of 3000, and the 30 s window is rebuilt when a batch is made.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+HOP = 160
+N_FFT = 400
+WINDOW_FRAMES = 3000
+WINDOW_SAMPLES = 480_000
+
+
+@functools.lru_cache(maxsize=1)
+def _mel_filters() -> torch.Tensor:
+    return torch.from_numpy(feature_extractor().mel_filters).to(torch.float32)
+
+
+def feature_extractor():  # type: ignore[no-untyped-def]
+    """The checkpoint's feature extractor (what ``tiny_model.py`` saves)."""
+    from transformers import WhisperFeatureExtractor
+
+    return WhisperFeatureExtractor(
+        feature_size=128, sampling_rate=16000, hop_length=HOP, chunk_length=30, n_fft=N_FFT
+    )
+
+
+def speech_features(pcm: np.ndarray) -> tuple[np.ndarray, float]:
+    """The speech frames of an int16 clip, ``(128, frames)`` float32, and the padding value.
+
+    The frames are clamped and normalized (``(x + 4) / 4``) exactly as the feature extractor
+    does over the full 30 s window; ``window`` rebuilds the rest from the padding value.
+    """
+    samples = pcm.astype(np.float32) / 32768.0
+    if len(samples) > WINDOW_SAMPLES:
+        raise ValueError("clips longer than one 30 s window are not supported here")
+    frames = len(samples) // HOP + 1
+    keep = min(frames + 2, WINDOW_FRAMES)
+    padded = np.zeros((keep + 1) * HOP + N_FFT, dtype=np.float32)
+    padded[: len(samples)] = samples
+    stft = torch.stft(
+        torch.from_numpy(padded), N_FFT, HOP, window=torch.hann_window(N_FFT), return_complex=True
+    )
+    power = stft[..., :-1].abs() ** 2
+    mel = _mel_filters().T @ power
+    log_spec = torch.clamp(mel, min=1e-10).log10()[:, :keep]
+    floor = float(log_spec.max()) - 8.0
+    log_spec = torch.maximum(log_spec, torch.tensor(floor))
+    return ((log_spec + 4.0) / 4.0).numpy(), float((max(-10.0, floor) + 4.0) / 4.0)
+
+
+def window(
+    speech: np.ndarray | torch.Tensor, floor: float, frames: int = WINDOW_FRAMES
+) -> torch.Tensor:
+    """The first ``frames`` frames of the 30 s window: the speech frames, then the floor."""
+    speech = torch.as_tensor(speech, dtype=torch.float32)
+    out = torch.full((speech.shape[0], frames), floor, dtype=torch.float32)
+    n = min(frames, speech.shape[1])
+    out[:, :n] = speech[:, :n]
+    return out

@@ -1,0 +1,197 @@
+"""The demo model: a small ``VoxtralForConditionalGeneration`` and its training-only heads.
+
+The checkpoint is the real architecture with small widths (``DemoSpec``); nothing of training
+is saved in it. Training adds two heads that inference never sees:
+
+- a character CTC head on the encoder output (50 frames a second): the encoder learns to hear;
+- a token CTC over the projected audio embeddings (12.5 a second) whose classifier IS the
+  decoder's input embedding matrix: each spoken word's audio embedding is pulled towards the
+  embedding of the word's token, so the decoder reads audio the way it reads text.
+
+``encode`` runs the encoder on the first ``frames`` mel frames of the 30 s window (the window
+inference uses is 3000 frames; fewer train faster and are adapted to the full window later);
+with 3000 frames it is exactly ``model.get_audio_features``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+AUDIO_TOKEN_ID = 24
+BOS_ID, EOS_ID, PAD_ID = 1, 2, 11
+BLANK_ID = 20
+"""``<SPECIAL_20>``, never used by the tokenizer: the token CTC's blank."""
+CHARS = " abcdefghijklmnopqrstuvwxyz'"
+"""The character CTC's alphabet (index 0 is its blank, so character i is class i + 1)."""
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """Widths of the demo model (vLLM-compatible: text head size 32)."""
+
+    audio_hidden: int = 64
+    audio_layers: int = 2
+    audio_heads: int = 2
+    text_hidden: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+    text_kv_heads: int = 2
+    text_intermediate: int = 384
+    max_position_embeddings: int = 8192
+
+
+def make_config(vocab_size: int, spec: DemoSpec) -> Any:
+    """The ``VoxtralConfig`` of the demo checkpoint."""
+    from transformers import VoxtralConfig
+
+    return VoxtralConfig(
+        audio_config={
+            "model_type": "voxtral_encoder",
+            "hidden_size": spec.audio_hidden,
+            "intermediate_size": 4 * spec.audio_hidden,
+            "num_hidden_layers": spec.audio_layers,
+            "num_attention_heads": spec.audio_heads,
+            "num_mel_bins": 128,
+            "max_source_positions": 1500,
+        },
+        text_config={
+            "model_type": "llama",
+            "vocab_size": vocab_size,
+            "hidden_size": spec.text_hidden,
+            "intermediate_size": spec.text_intermediate,
+            "num_hidden_layers": spec.text_layers,
+            "num_attention_heads": spec.text_heads,
+            "num_key_value_heads": spec.text_kv_heads,
+            "head_dim": spec.text_hidden // spec.text_heads,
+            "max_position_embeddings": spec.max_position_embeddings,
+            "rope_theta": 10000.0,
+            "bos_token_id": BOS_ID,
+            "eos_token_id": EOS_ID,
+            "pad_token_id": PAD_ID,
+            "tie_word_embeddings": False,
+        },
+        audio_token_id=AUDIO_TOKEN_ID,
+    )
+
+
+def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
+    """Whisper's sinusoidal position embeddings (the encoder's are frozen: they must mean
+    something from the start)."""
+    increment = math.log(max_timescale) / (channels // 2 - 1)
+    inv = torch.exp(-increment * torch.arange(channels // 2, dtype=torch.float32))
+    scaled = torch.arange(length, dtype=torch.float32)[:, None] * inv[None, :]
+    return torch.cat([torch.sin(scaled), torch.cos(scaled)], dim=1)
+
+
+RESIDUAL_OUTPUTS = ("out_proj", "fc2", "o_proj", "down_proj")
+"""Layers that add into a residual stream: initialized smaller, so the stream stays stable."""
+
+
+def init_weights(model: Any) -> None:
+    """Initialization for small widths: every linear and convolution with std 1/sqrt(fan in)
+    (transformers' fixed 0.02 suits widths near 2,500 and leaves a width-64 model nearly
+    silent: its first hundreds of steps only grow the weights), residual outputs divided by
+    sqrt(2 x layers), embeddings with std 1 (each decoder layer normalizes its input)."""
+    layers = {
+        "audio_tower": model.config.audio_config.num_hidden_layers,
+        "language_model": model.config.text_config.num_hidden_layers,
+    }
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, (nn.Linear, nn.Conv1d)):
+                fan_in = module.weight[0].numel()
+                std = fan_in**-0.5
+                if name.rsplit(".", 1)[-1] in RESIDUAL_OUTPUTS:
+                    depth = next((n for key, n in layers.items() if key in name), 1)
+                    std /= (2 * depth) ** 0.5
+                module.weight.normal_(0.0, std)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.Embedding) and "embed_positions" not in name:
+                module.weight.normal_(0.0, 1.0)
+
+
+def build_model(vocab_size: int, spec: DemoSpec, seed: int) -> Any:
+    """A freshly initialized demo model (sinusoidal encoder positions)."""
+    from transformers import GenerationConfig, VoxtralForConditionalGeneration
+
+    torch.manual_seed(seed)
+    config = make_config(vocab_size, spec)
+    model = VoxtralForConditionalGeneration._from_config(config, attn_implementation="sdpa")
+    init_weights(model)
+    tower = model.model.audio_tower
+    with torch.no_grad():
+        tower.embed_positions.weight.copy_(sinusoids(1500, spec.audio_hidden))
+    model.generation_config = GenerationConfig(
+        bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID
+    )
+    return model
+
+
+class TrainingHeads(nn.Module):
+    """The heads only training uses (never saved into the checkpoint)."""
+
+    def __init__(self, spec: DemoSpec) -> None:
+        super().__init__()
+        self.chars = nn.Linear(spec.audio_hidden, len(CHARS) + 1)
+        # Audio embeddings and token embeddings both have entries of size ~1: their dot
+        # product over the text width is ~sqrt(width) large; this brings the logits near 1.
+        self.token_scale = nn.Parameter(torch.tensor(-0.5 * math.log(spec.text_hidden)))
+
+
+def encode(model: Any, feats: torch.Tensor) -> torch.Tensor:
+    """Encoder output ``(batch, frames // 2, hidden)`` for mel features ``(batch, 128, frames)``.
+
+    Exactly the encoder's own forward for 3000 frames; for fewer, the same layers over the
+    first positions only (no attention mask: the product runs none either).
+    """
+    tower = model.model.audio_tower
+    x = nn.functional.gelu(tower.conv1(feats))
+    x = nn.functional.gelu(tower.conv2(x)).permute(0, 2, 1)
+    x = x + tower.embed_positions.weight[: x.shape[1]]
+    for layer in tower.layers:
+        x = layer(x, attention_mask=None)
+    return tower.layer_norm(x)
+
+
+def project(model: Any, encoded: torch.Tensor) -> torch.Tensor:
+    """Audio embeddings ``(batch, frames // 8, text hidden)``: 4 encoder frames per token."""
+    batch, positions, hidden = encoded.shape
+    packed = encoded.reshape(batch, positions // 4, 4 * hidden)
+    return model.model.multi_modal_projector(packed)
+
+
+def char_targets(text: str) -> list[int]:
+    """A transcript as character classes (lower case; other characters dropped)."""
+    out = []
+    for ch in text.lower().replace("-", " "):
+        index = CHARS.find(ch)
+        if index >= 0:
+            out.append(index + 1)
+    return out
+
+
+def spec_of(model: Any) -> DemoSpec:
+    """The ``DemoSpec`` a loaded model was built with."""
+    a, t = model.config.audio_config, model.config.text_config
+    return DemoSpec(
+        audio_hidden=a.hidden_size,
+        audio_layers=a.num_hidden_layers,
+        audio_heads=a.num_attention_heads,
+        text_hidden=t.hidden_size,
+        text_layers=t.num_hidden_layers,
+        text_heads=t.num_attention_heads,
+        text_kv_heads=t.num_key_value_heads,
+        text_intermediate=t.intermediate_size,
+        max_position_embeddings=t.max_position_embeddings,
+    )
+
+
+def describe(spec: DemoSpec) -> dict[str, Any]:
+    """The spec as a plain dict (for logs and checkpoints)."""
+    return asdict(spec)
