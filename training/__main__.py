@@ -20,6 +20,8 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from training.loop import Stage
+
 log = logging.getLogger("training")
 
 DEFAULTS = {
@@ -80,7 +82,7 @@ def step_hear(args: argparse.Namespace) -> Any:
     tokenizer = _tokenizer(args)
     model = _model(args, tokenizer)
     stage = stage_hear.HearConfig(**args.hear)
-    if (args.run / "hear.done.json").exists():
+    if Stage(args.run, "hear").done_at(stage.steps):
         model.load_state_dict(torch.load(args.run / "hear.ckpt", weights_only=False)["model"])
         return model
     train = load_split(args.data, "train")
@@ -100,7 +102,7 @@ def step_speak(args: argparse.Namespace) -> Any:
     model = step_hear(args)
     tokenizer = _tokenizer(args)
     config = stage_speak.SpeakConfig(**args.speak)
-    if (args.run / "speak.done.json").exists():
+    if Stage(args.run, "speak").done_at(config.steps):
         model.load_state_dict(torch.load(args.run / "speak.ckpt", weights_only=False)["model"])
         return model
     cache = args.run / "speak_inputs.pt"

@@ -77,6 +77,13 @@ class Stage:
         """The stage ran to its end in an earlier session."""
         return self.done_path.exists()
 
+    def done_at(self, steps: int) -> bool:
+        """The stage ran ``steps`` steps or more (asked for more, it resumes: ``--set
+        speak.steps=N`` extends a finished stage, its schedule stretched to the new end)."""
+        if not self.done_path.exists():
+            return False
+        return int(json.loads(self.done_path.read_text()).get("step", 0)) >= steps
+
     def load(self) -> dict[str, Any] | None:
         """The last checkpoint, if any."""
         if not self.path.exists():

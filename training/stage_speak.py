@@ -38,7 +38,7 @@ AUDIO_TOKENS = 375
 class SpeakConfig:
     """Settings of stage 2."""
 
-    steps: int = 2000
+    steps: int = 3000
     batch: int = 16
     lr: float = 1.5e-3
     warmup: int = 100

@@ -80,3 +80,14 @@ def test_replies_after_results_are_fixed_sentences() -> None:
     denied = '{"error": "cancelled", "reason": "the user did not confirm"}'
     door = grammar.Call("unlock_door", {"door": "back"})
     assert grammar.reply_after(door, denied) == "Okay, the back door stays locked."
+
+
+def test_a_finished_stage_resumes_when_asked_for_more_steps(tmp_path: Path) -> None:
+    """``--set speak.steps=N`` above the steps a stage finished with extends it."""
+    from training.loop import Stage
+
+    stage = Stage(tmp_path, "speak")
+    assert not stage.done_at(3000)
+    stage.finish({"step": 3000})
+    assert stage.done_at(3000) and stage.done_at(2000)
+    assert not stage.done_at(5500)
