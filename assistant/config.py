@@ -92,7 +92,11 @@ _SAMPLING = GenerationParams()
 class ModelSettings(_Group):
     """Which checkpoint to run, where, how it samples, and how the model thread works."""
 
-    id: str = Field(DEFAULT_MODEL, description="Hugging Face hub id or local folder.")
+    id: str = Field(
+        DEFAULT_MODEL,
+        description="Hugging Face hub id, local folder, or demo (the small demo model shipped "
+        "in the package: it knows only the shipped tools.yaml).",
+    )
     device: str = Field(
         "auto",
         description="'auto' (CUDA, else Apple's MPS, else the CPU), 'cpu', 'cuda', 'cuda:1', "

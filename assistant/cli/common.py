@@ -161,7 +161,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--device``, ``--dtype``, ``--backend`` and ``--model-url``: the model and
     where it computes."""
     group = parser.add_argument_group("model")
-    setting_flag(group, "--model", setting="model.id", help="hub id or local folder")
+    setting_flag(
+        group,
+        "--model",
+        setting="model.id",
+        help="hub id, local folder, or demo (the small demo model in the package)",
+    )
     setting_flag(
         group,
         "--device",

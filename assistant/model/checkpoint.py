@@ -34,6 +34,10 @@ WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
 
 
+DEMO_MODEL = "demo"
+"""The ``--model`` name of the demo checkpoint shipped inside the package (``demo/``): a small
+Voxtral trained by ``python -m training`` that knows only the shipped ``tools.yaml``."""
+
 HUB_PROBE_TIMEOUT_S = 5.0
 """How long the hub has to answer before it is taken to be unreachable; the environment
 variable HF_HUB_ETAG_TIMEOUT (seconds, as huggingface_hub reads it) replaces it."""
@@ -41,6 +45,22 @@ variable HF_HUB_ETAG_TIMEOUT (seconds, as huggingface_hub reads it) replaces it.
 
 class ModelNotFoundError(Exception):
     """The checkpoint is neither a local folder nor available from the hub cache or network."""
+
+
+DEMO_FOLDER = Path(__file__).with_name("demo")
+"""Where the package keeps the demo checkpoint (``python -m training ship`` writes it)."""
+
+
+def demo_checkpoint(folder: Path = DEMO_FOLDER) -> Path:
+    """The folder of the shipped demo checkpoint (package data; no network, no cache)."""
+    missing = missing_files(folder)
+    if missing:
+        raise ModelNotFoundError(
+            f"the demo model is not installed with this package ({folder} lacks "
+            f"{', '.join(missing)}): reinstall voxtral-assistant, or build it with "
+            "`python -m training all` from a source checkout"
+        )
+    return folder
 
 
 def missing_files(folder: Path) -> list[str]:
@@ -176,7 +196,11 @@ def resolve_checkpoint(model_id: str | os.PathLike[str]) -> Path:
     A hub id comes from the Hugging Face cache; what the cache lacks (an interrupted download)
     is downloaded unless HF_HUB_OFFLINE is set. Raises ``ModelNotFoundError`` naming the files
     that are still missing, or saying that the hub gave no answer (``HUB_PROBE_TIMEOUT_S``).
+    ``demo`` (``DEMO_MODEL``) is the checkpoint shipped in the package; a folder of that name
+    is ``./demo``.
     """
+    if str(model_id) == DEMO_MODEL:
+        return demo_checkpoint()
     path = Path(model_id).expanduser()
     if path.is_dir():
         missing = missing_files(path)
