@@ -118,7 +118,8 @@ def declared_tools(tools_file: str | Path) -> Any:
     data["plugins"] = "none"
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "tools.yaml"
-        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        # In the file's own order: the schemas' key order is part of the prompt.
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         return load_tools(path)
 
 

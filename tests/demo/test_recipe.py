@@ -91,3 +91,19 @@ def test_a_finished_stage_resumes_when_asked_for_more_steps(tmp_path: Path) -> N
     stage.finish({"step": 3000})
     assert stage.done_at(3000) and stage.done_at(2000)
     assert not stage.done_at(5500)
+
+
+def test_training_prompts_list_the_tools_exactly_as_the_product_does() -> None:
+    """The tools of the examples are tools.yaml's, in its own key order (the order is part of
+    the prompt): what the product sends, less any installed plugin's tools."""
+    import json
+
+    from assistant.tools.loader import load_tools
+    from training.conversations import declared_tools
+
+    shipped = Path(__file__).parents[2] / "tools.yaml"
+    declared = [t.model_dump() for t in declared_tools(shipped).mistral_tools()]
+    names = {t["function"]["name"] for t in declared}
+    product = [t.model_dump() for t in load_tools(shipped).mistral_tools()]
+    product = [t for t in product if t["function"]["name"] in names]
+    assert json.dumps(declared) == json.dumps(product)
