@@ -106,21 +106,26 @@ def call_id(rng: random.Random) -> str:
     return "".join(rng.choices(string.ascii_letters + string.digits, k=9))
 
 
+def without_plugins(tools_file: str | Path, folder: str | Path) -> Path:
+    """A copy of ``tools_file`` in ``folder`` that turns installed plugins off, in the file's
+    own order (the schemas' key order is part of the prompt)."""
+    import yaml
+
+    data = yaml.safe_load(Path(tools_file).read_text(encoding="utf-8"))
+    data["plugins"] = "none"
+    path = Path(folder) / "tools.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def declared_tools(tools_file: str | Path) -> Any:
     """The tools ``tools_file`` declares, without installed plugins: the data must not depend
     on what happens to be installed where it is built (plugin tools come from
     ``EXTRA_TOOLS``)."""
-    import yaml
-
     from assistant.tools.loader import load_tools
 
-    data = yaml.safe_load(Path(tools_file).read_text(encoding="utf-8"))
-    data["plugins"] = "none"
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "tools.yaml"
-        # In the file's own order: the schemas' key order is part of the prompt.
-        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-        return load_tools(path)
+        return load_tools(without_plugins(tools_file, folder))
 
 
 class ExampleMaker:

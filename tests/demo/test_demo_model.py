@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from assistant.config import ListenSettings
 from assistant.model.checkpoint import (
@@ -44,11 +43,9 @@ ECHO_TAIL_S = ListenSettings().echo_tail_ms / 1000
 def demo_tools(folder: Path) -> Path:
     """The shipped tools.yaml without installed plugins (the demo knows only the shipped
     tools); the broker comes from MQTT_HOST / MQTT_PORT as the file says."""
-    data = yaml.safe_load((REPO / "tools.yaml").read_text(encoding="utf-8"))
-    data["plugins"] = "none"
-    path = folder / "tools.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
+    from training.conversations import without_plugins
+
+    return without_plugins(REPO / "tools.yaml", folder)
 
 
 def broker_env(broker: MosquittoBroker) -> dict[str, str]:
