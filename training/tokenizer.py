@@ -14,8 +14,6 @@ section, and tokenizer version v7, as ``assistant.testing.tekken`` writes them.
 
 from __future__ import annotations
 
-import base64
-import itertools
 import json
 import random
 import tempfile
@@ -26,7 +24,8 @@ from typing import Any
 
 import regex
 
-from assistant.testing.tekken import AUDIO_SECTION, NUM_SPECIAL_TOKENS, PATTERN, SPECIAL_TOKENS
+from assistant.testing import tekken
+from assistant.testing.tekken import NUM_SPECIAL_TOKENS, PATTERN, TokenizerVersion
 
 MAX_MERGES = 2500
 MIN_PAIR_COUNT = 3
@@ -38,60 +37,14 @@ def learn_merges(texts: Iterable[str], max_merges: int = MAX_MERGES) -> list[byt
     pattern = regex.compile(PATTERN)
     for text in texts:
         words.update(piece.encode("utf-8") for piece in pattern.findall(text))
-    seqs = [[bytes([b]) for b in w] for w in words]
-    counts = list(words.values())
-    merges: list[bytes] = []
-    known = {bytes([i]) for i in range(256)}
-    while len(merges) < max_merges:
-        pairs: Counter[tuple[bytes, bytes]] = Counter()
-        for seq, n in zip(seqs, counts, strict=True):
-            for a, b in itertools.pairwise(seq):
-                pairs[(a, b)] += n
-        if not pairs:
-            break
-        (left, right), count = max(pairs.items(), key=lambda kv: (kv[1], kv[0]))
-        if count < MIN_PAIR_COUNT:
-            break
-        merged = left + right
-        if merged not in known:
-            known.add(merged)
-            merges.append(merged)
-        for seq in seqs:
-            i = 0
-            while i < len(seq) - 1:
-                if seq[i] == left and seq[i + 1] == right:
-                    seq[i : i + 2] = [merged]
-                i += 1
-    return merges
+    return tekken.learn_merges(
+        words.items(), max_merges=max_merges, min_count=MIN_PAIR_COUNT, ties="largest"
+    )
 
 
-def tekken_json(merges: list[bytes], version: str = "v7") -> dict[str, Any]:
+def tekken_json(merges: list[bytes], version: TokenizerVersion = "v7") -> dict[str, Any]:
     """The content of ``tekken.json`` for a vocabulary of single bytes + ``merges``."""
-    vocab = []
-    for rank, data in enumerate([bytes([i]) for i in range(256)] + merges):
-        try:
-            text: str | None = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        vocab.append(
-            {"rank": rank, "token_bytes": base64.b64encode(data).decode(), "token_str": text}
-        )
-    specials = [
-        {"rank": i, "token_str": SPECIAL_TOKENS.get(i, f"<SPECIAL_{i}>"), "is_control": True}
-        for i in range(NUM_SPECIAL_TOKENS)
-    ]
-    return {
-        "config": {
-            "pattern": PATTERN,
-            "num_vocab_tokens": len(vocab),
-            "default_vocab_size": len(vocab) + NUM_SPECIAL_TOKENS,
-            "default_num_special_tokens": NUM_SPECIAL_TOKENS,
-            "version": version,
-        },
-        "vocab": vocab,
-        "special_tokens": specials,
-        "audio": dict(AUDIO_SECTION),
-    }
+    return tekken.tekken_file(tekken.merges_vocab(merges), version)
 
 
 def write_tekken(folder: str | Path, merges: list[bytes]) -> Path:

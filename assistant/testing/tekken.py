@@ -14,6 +14,7 @@ import base64
 import itertools
 import json
 from collections import Counter
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -98,31 +99,56 @@ def _token(rank: int, data: bytes) -> dict[str, Any]:
     return {"rank": rank, "token_bytes": base64.b64encode(data).decode("ascii"), "token_str": text}
 
 
-def _tiny_vocab() -> list[dict[str, Any]]:
-    """Single bytes, then byte-pair merges learned from a small corpus (a real BPE)."""
-    vocab = [bytes([i]) for i in range(256)]
-    words = [[bytes([b]) for b in b" " + w] for w in _MERGE_CORPUS.encode().split()]
-    known = set(vocab)
-    for _ in range(_NUM_MERGES):
+def learn_merges(
+    words: Iterable[tuple[bytes, int]],
+    *,
+    max_merges: int,
+    min_count: int,
+    ties: Literal["first", "largest"] = "first",
+) -> list[bytes]:
+    """Byte-pair merges (the merged byte strings, in order) learned on ``words``, each a
+    pre-tokenized piece with its count: the most frequent adjacent pair is merged, again and
+    again, until ``max_merges`` or no pair is seen ``min_count`` times. Among pairs of equal
+    count ``ties`` picks the first seen or the largest (the demo's tokenizer, see
+    ``training/tokenizer.py``); the choice changes the vocabulary, not its quality."""
+    pieces = [([bytes([b]) for b in word], count) for word, count in words]
+    merges: list[bytes] = []
+    known = {bytes([i]) for i in range(256)}
+    while len(merges) < max_merges:
         pairs: Counter[tuple[bytes, bytes]] = Counter()
-        for w in words:
-            pairs.update(itertools.pairwise(w))
+        for seq, count in pieces:
+            for pair in itertools.pairwise(seq):
+                pairs[pair] += count
         if not pairs:
             break
-        (left, right), count = pairs.most_common(1)[0]
-        if count < 2:
+        if ties == "first":  # max keeps the first of equal keys: the first pair seen
+            (left, right), seen = max(pairs.items(), key=lambda kv: kv[1])
+        else:
+            (left, right), seen = max(pairs.items(), key=lambda kv: (kv[1], kv[0]))
+        if seen < min_count:
             break
         merged = left + right
         if merged not in known:
             known.add(merged)
-            vocab.append(merged)
-        for w in words:
+            merges.append(merged)
+        for seq, _ in pieces:
             i = 0
-            while i < len(w) - 1:
-                if w[i] == left and w[i + 1] == right:
-                    w[i : i + 2] = [merged]
+            while i < len(seq) - 1:
+                if seq[i] == left and seq[i + 1] == right:
+                    seq[i : i + 2] = [merged]
                 i += 1
-    return [_token(rank, data) for rank, data in enumerate(vocab)]
+    return merges
+
+
+def merges_vocab(merges: list[bytes]) -> list[dict[str, Any]]:
+    """A ``tekken.json`` vocabulary: the 256 single bytes, then ``merges``."""
+    return [_token(r, data) for r, data in enumerate([bytes([i]) for i in range(256)] + merges)]
+
+
+def _tiny_vocab() -> list[dict[str, Any]]:
+    """Single bytes, then byte-pair merges learned from a small corpus (a real BPE)."""
+    words = [(b" " + w, 1) for w in _MERGE_CORPUS.encode().split()]
+    return merges_vocab(learn_merges(words, max_merges=_NUM_MERGES, min_count=2))
 
 
 def _tekken_vocab() -> list[dict[str, Any]]:
@@ -146,6 +172,12 @@ def tekken_dict(
         vocab = _tekken_vocab()
     else:
         raise ValueError(f"vocabulary must be 'tiny' or 'tekken', not {vocabulary!r}")
+    return tekken_file(vocab, version)
+
+
+def tekken_file(vocab: list[dict[str, Any]], version: TokenizerVersion) -> dict[str, Any]:
+    """The content of a ``tekken.json`` with ``vocab`` and Voxtral's special tokens, pattern
+    and audio section."""
     return {
         "config": {
             "pattern": PATTERN,
