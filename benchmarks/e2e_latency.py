@@ -34,8 +34,16 @@ effects of discarded speculations are counted: any ``response.*`` event or tool 
 the turn's commit, a tool run more or less than one per turn, or a reply text that differs from
 the script.
 
+With ``--model demo`` nothing is scripted: the shipped demo checkpoint hears each command (ones
+of the shipped tools, in ``DEMO_COMMANDS``) and decides what to call; the tools are those of the
+shipped ``tools.yaml`` with every handler replaced by the benchmark's clock (no broker, no timer
+runs). Its replies are call-first (the call, then a confirmation after the result), and it may
+get a command wrong: wrong or missing calls are counted apart from side effects, and a turn
+without a call has no tool figure.
+
 Run: ``python benchmarks/e2e_latency.py --turns 20`` (prints a table and writes
-``benchmarks/out/e2e_latency.json``); ``--pause-ms 0 --eager-ms 100`` adds the eager mode.
+``benchmarks/out/e2e_latency.json``); ``--pause-ms 0 --eager-ms 100`` adds the eager mode;
+``--model demo`` runs the demo model instead of the scripted tiny one.
 """
 
 from __future__ import annotations
@@ -46,8 +54,10 @@ import base64
 import itertools
 import json
 import multiprocessing
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -56,6 +66,9 @@ from typing import Any
 import numpy as np
 from model_bench import SENTENCES, machine, percentile, write_json
 from websockets.asyncio.client import ClientConnection, connect
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # training/ (the demo's tools without plugins)
 
 RATE_HZ = 16_000
 CHUNK_MS = 20
@@ -71,6 +84,15 @@ REPLY = ("One moment.", "Done.")
 CALL_FIRST_REPLY = (None, "Done.")
 """With ``--call-first``: the tool call alone first (how Mistral models answer a command in
 the v7 format, ``[TOOL_CALLS][...]</s>``), then the text."""
+DEMO_COMMANDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Turn the kitchen light on.": ("set_light", {"room": "kitchen", "state": "on"}),
+    "Turn off the living room light.": ("set_light", {"room": "living_room", "state": "off"}),
+    "Set a timer for five minutes.": ("set_timer", {"duration_s": 300}),
+    "Cancel the timer.": ("cancel_timer", {}),
+    "What time is it?": ("get_time", {}),
+}
+"""With ``--model demo``: commands of the shipped tools (not the confirm-gated door) and the
+call each should become."""
 
 
 @dataclass(frozen=True)
@@ -92,40 +114,57 @@ def modes(eager_ms: int | None) -> dict[str, Mode]:
 # --- the server process ------------------------------------------------------------------
 
 
-def serve(conn: Connection, turns: int, eager_ms: int | None, call_first: bool) -> None:
+def serve(conn: Connection, turns: int, eager_ms: int | None, call_first: bool, model: str) -> None:
     """Run one server per mode until the client says stop (in a child process)."""
-    asyncio.run(_serve(conn, turns, modes(eager_ms), CALL_FIRST_REPLY if call_first else REPLY))
+    reply = CALL_FIRST_REPLY if call_first else REPLY
+    asyncio.run(_serve(conn, turns, modes(eager_ms), reply, model))
+
+
+class ClockHandler:
+    """Every tool's handler with ``--model demo``: reports when it started, and runs nothing."""
+
+    def __init__(self, runs: Iterator[int]) -> None:
+        self.runs = runs
+
+    async def run(self, arguments: dict[str, Any], context: Any) -> dict[str, Any]:
+        """The handler's own clock reading and its run number."""
+        return {"ok": True, "started_s": time.monotonic(), "run": next(self.runs)}
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+def demo_parts(runs: Iterator[int]) -> tuple[Any, Any]:
+    """The demo worker, and the shipped tools (no plugins: the demo knows only those) with
+    the clock for every handler."""
+    from assistant.model.checkpoint import DEMO_MODEL
+    from assistant.model.worker import ModelWorker
+    from assistant.tools import ToolRegistry
+    from assistant.tools.loader import load_tools
+    from training.conversations import without_plugins
+
+    with tempfile.TemporaryDirectory() as tmp:
+        shipped = load_tools(without_plugins(REPO / "tools.yaml", tmp))
+    clock = ClockHandler(runs)
+    tools = ToolRegistry((spec, clock) for spec in shipped.specs)
+    return ModelWorker.load(DEMO_MODEL, device="cpu", dtype="float32"), tools
 
 
 async def _serve(
-    conn: Connection, turns: int, compared: dict[str, Mode], reply: tuple[str | None, str]
+    conn: Connection,
+    turns: int,
+    compared: dict[str, Mode],
+    reply: tuple[str | None, str],
+    model: str,
 ) -> None:
     from assistant.config import DialogueSettings, ServerSettings, VadSettings
-    from assistant.model.worker import ModelWorker
     from assistant.server.assistant_server import AssistantServer
-    from assistant.testing.forced import ScriptedReplies
-    from assistant.testing.tiny_model import build_tiny_model
-    from assistant.tools import ToolRegistry, tool
 
     runs = itertools.count(1)
-
-    @tool
-    def note_time() -> dict[str, float]:
-        """Note the time (the benchmark's tool: its handler reports when it started)."""
-        return {"started_s": time.monotonic(), "run": next(runs)}
-
-    holder: list[ScriptedReplies] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = build_tiny_model(Path(tmp) / "tiny", "v7", "tiny", 0)
-        worker = ModelWorker.load(
-            folder, device="cpu", logits_processor_factory=lambda n: holder[0].logits_processors(n)
-        )
-    script = ScriptedReplies(worker.tokenizer, default_transcript="hello")
-    holder.append(script)
-    for _ in range(2 * turns * len(compared)):  # a cut command is answered twice
-        script.say(reply[0], [{"name": "note_time", "arguments": {}}])
-        script.say(reply[1])
-    tools = ToolRegistry.from_functions([note_time])
+    if model == "demo":
+        worker, tools = demo_parts(runs)
+    else:
+        worker, tools = scripted_parts(runs, turns * len(compared), reply)
     servers = [
         AssistantServer(
             worker,
@@ -147,6 +186,34 @@ async def _serve(
     worker.close()
 
 
+def scripted_parts(
+    runs: Iterator[int], turns: int, reply: tuple[str | None, str]
+) -> tuple[Any, Any]:
+    """The tiny model, its every reply scripted, and the one ``note_time`` tool."""
+    from assistant.model.worker import ModelWorker
+    from assistant.testing.forced import ScriptedReplies
+    from assistant.testing.tiny_model import build_tiny_model
+    from assistant.tools import ToolRegistry, tool
+
+    @tool
+    def note_time() -> dict[str, float]:
+        """Note the time (the benchmark's tool: its handler reports when it started)."""
+        return {"started_s": time.monotonic(), "run": next(runs)}
+
+    holder: list[ScriptedReplies] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_tiny_model(Path(tmp) / "tiny", "v7", "tiny", 0)
+        worker = ModelWorker.load(
+            folder, device="cpu", logits_processor_factory=lambda n: holder[0].logits_processors(n)
+        )
+    script = ScriptedReplies(worker.tokenizer, default_transcript="hello")
+    holder.append(script)
+    for _ in range(2 * turns):  # a cut command is answered twice
+        script.say(reply[0], [{"name": "note_time", "arguments": {}}])
+        script.say(reply[1])
+    return worker, ToolRegistry.from_functions([note_time])
+
+
 # --- the client ----------------------------------------------------------------------------
 
 
@@ -159,6 +226,10 @@ class Turn:
     first_delta_s: float | None = None
     tool_started_s: float | None = None
     tool_runs: list[int] = field(default_factory=list)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """The calls the model made (name, arguments), in order."""
+    expected: tuple[str, dict[str, Any]] | None = None
+    """With ``--model demo``: the call the command should become."""
     text: str = ""
     preempted: bool | None = None
     server_first_delta_ms: float | None = None
@@ -183,13 +254,15 @@ class Turn:
         }
 
 
-def command_clips(count: int, pause_ms: int = PAUSE_MS) -> list[tuple[np.ndarray, int]]:
+def command_clips(
+    count: int, pause_ms: int = PAUSE_MS, sentences: list[str] = SENTENCES
+) -> list[tuple[np.ndarray, int]]:
     """Commands of two halves with a pause between them (none: 0), and where the speech
     ends."""
     from assistant.testing.speech import sounding, synthesize
 
     clips = []
-    for sentence in itertools.islice(itertools.cycle(SENTENCES), count):
+    for sentence in itertools.islice(itertools.cycle(sentences), count):
         words = sentence.split()
         halves = [
             sounding(synthesize(" ".join(part)))  # the pause must be pause_ms
@@ -310,6 +383,9 @@ async def run_turn(session: Session, clip: np.ndarray, end_sample: int) -> Turn:
                 output = json.loads(event["item"]["output"])
                 turn.tool_started_s = turn.tool_started_s or output["started_s"]
                 turn.tool_runs.append(output["run"])
+            elif kind == "response.output_item.done" and event["item"]["type"] == "function_call":
+                item = event["item"]
+                turn.calls.append((item["name"], json.loads(item["arguments"] or "{}")))
             elif kind == "response.done":
                 # A cancelled one counts too: the rest of a cut command, heard while the first
                 # reply ran, interrupts it (barge-in) and is answered on its own.
@@ -347,31 +423,40 @@ def summarize(turns: list[Turn], reply: tuple[str | None, str]) -> dict[str, Any
         }
     out["preempted_turns"] = sum(1 for t in turns if t.preempted)
     out["early_events"] = sum(len(t.early_events) for t in turns)
-    out["wrong_texts"] = sum(1 for t in whole if t.text != "".join(filter(None, reply)))
+    if any(t.expected for t in turns):  # the demo: what it says is its own; what it calls
+        out["wrong_calls"] = sum(1 for t in whole if t.calls != [t.expected])
+    else:
+        out["wrong_texts"] = sum(1 for t in whole if t.text != "".join(filter(None, reply)))
     out["tool_runs_per_turn"] = sorted({len(t.tool_runs) for t in whole})
     return out
 
 
 async def client(
-    ports: list[int], turns: int, names: list[str], pause_ms: int
+    ports: list[int], turns: int, names: list[str], pause_ms: int, model: str
 ) -> dict[str, list[Turn]]:
     """Alternate turns between the endpoints; every turn's figures."""
-    clips = command_clips(turns, pause_ms)
+    sentences = list(DEMO_COMMANDS) if model == "demo" else SENTENCES
+    clips = command_clips(turns, pause_ms, sentences)
     sessions = {mode: await open_session(port) for mode, port in zip(names, ports, strict=True)}
     seen: dict[str, list[Turn]] = {mode: [] for mode in names}
     runs = 0
     try:
-        for command, end_sample in clips:
+        for number, (command, end_sample) in enumerate(clips):
             for index, (mode, session) in enumerate(sessions.items()):
                 # One server, one clip cache: each mode hears its own copy of the command,
-                # different in one sample, so that none is served the encoding of another's.
+                # different in one sample, so that none is served the encoding of another's
+                # (nor, where commands repeat, of an earlier turn's).
                 clip = command.copy()
-                middle = end_sample // 2
-                clip[middle] += index if clip[middle] < 0 else -index  # never past int16
+                at = end_sample // 2 + number
+                clip[at] += index + 1 if clip[at] < 0 else -index - 1  # never past int16
                 turn = await run_turn(session, clip, end_sample)
-                if not turn.cut and turn.tool_runs != [runs + 1]:
+                # A demo turn may have no run (no call, or one that failed its schema), never
+                # a run of a discarded speculation: that would skip a number.
+                allowed = ([runs + 1], []) if model == "demo" else ([runs + 1],)
+                if not turn.cut and turn.tool_runs not in allowed:
                     turn.early_events.append(f"tool runs {turn.tool_runs}, expected [{runs + 1}]")
                 runs = max([runs, *turn.tool_runs])
+                turn.expected = DEMO_COMMANDS.get(sentences[number % len(sentences)])
                 seen[mode].append(turn)
                 cut = " (cut at an inner pause)" if turn.cut else ""
                 print(f"{mode:>15} turn {len(seen[mode]):2d}: {turn.figures()}{cut}", flush=True)
@@ -397,19 +482,29 @@ def main() -> None:
         action="store_true",
         help="script the tool call alone first, then the text (default: text, call, text)",
     )
+    parser.add_argument(
+        "--model",
+        choices=("tiny", "demo"),
+        default="tiny",
+        help="tiny: scripted replies (default); demo: the shipped demo model decides",
+    )
     args = parser.parse_args()
     if args.pause_ms < 0 or (args.eager_ms is not None and args.eager_ms < 0):
         parser.error("--pause-ms and --eager-ms are durations: 0 or more")
+    if args.call_first and args.model == "demo":
+        parser.error("--call-first scripts the tiny model; the demo model replies call-first")
     names = list(modes(args.eager_ms))
     context = multiprocessing.get_context("spawn")
     here, there = context.Pipe()
     server = context.Process(
-        target=serve, args=(there, args.turns, args.eager_ms, args.call_first), name="e2e-server"
+        target=serve,
+        args=(there, args.turns, args.eager_ms, args.call_first, args.model),
+        name="e2e-server",
     )
     server.start()
     try:
         ports = here.recv()
-        seen = asyncio.run(client(ports, args.turns, names, args.pause_ms))
+        seen = asyncio.run(client(ports, args.turns, names, args.pause_ms, args.model))
         here.send("stop")
         engine = here.recv()
     finally:
@@ -418,10 +513,15 @@ def main() -> None:
             server.terminate()
     reply = CALL_FIRST_REPLY if args.call_first else REPLY
     figures = {mode: summarize(turns, reply) for mode, turns in seen.items()}
+    shape = (
+        "the demo model, its own replies"
+        if args.model == "demo"
+        else f"reply {' + '.join(filter(None, reply))} with the call "
+        f"{'first' if args.call_first else 'after the first text'}"
+    )
     print(
-        f"\n{machine()}; {args.turns} turns per mode; pause {args.pause_ms} ms; "
-        f"reply {' + '.join(filter(None, reply))} with the call "
-        f"{'first' if args.call_first else 'after the first text'}; engine {engine}"
+        f"\n{machine()}; {args.turns} turns per mode; pause {args.pause_ms} ms; {shape}; "
+        f"engine {engine}"
     )
     print(f"{'':>15} | {'commit p50/p95':>16} | {'first delta p50/p95':>20} | {'tool p50/p95':>16}")
     for mode, f in figures.items():
@@ -431,9 +531,14 @@ def main() -> None:
         ]
         print(f"{mode:>15} | {cells[0]:>16} | {cells[1]:>20} | {cells[2]:>16}")
     for mode, f in figures.items():
+        wrong = (
+            f"wrong or missing calls {f['wrong_calls']}"
+            if "wrong_calls" in f
+            else f"wrong texts {f['wrong_texts']}"
+        )
         print(
             f"{mode}: preempted {f['preempted_turns']}/{f['turns']}, events before commit "
-            f"{f['early_events']}, wrong texts {f['wrong_texts']}, tool runs per turn "
+            f"{f['early_events']}, {wrong}, tool runs per turn "
             f"{f['tool_runs_per_turn']}, commands cut at an inner pause {f['cut_commands']}"
         )
     raw = {mode: [asdict(t) | t.figures() for t in turns] for mode, turns in seen.items()}
@@ -444,6 +549,7 @@ def main() -> None:
             "summary": figures,
             "pause_ms": args.pause_ms,
             "call_first": args.call_first,
+            "model": args.model,
             "engine": engine,
             "turns": raw,
         },
