@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-AUDIO_TOKEN_ID = 24
-BOS_ID, EOS_ID, PAD_ID = 1, 2, 11
+from assistant.testing.tiny_model import BOS_ID, EOS_ID, PAD_ID
+
 BLANK_ID = 20
 """``<SPECIAL_20>``, never used by the tokenizer: the token CTC's blank."""
 CHARS = " abcdefghijklmnopqrstuvwxyz'"
@@ -47,36 +47,20 @@ class DemoSpec:
 
 def make_config(vocab_size: int, spec: DemoSpec) -> Any:
     """The ``VoxtralConfig`` of the demo checkpoint."""
-    from transformers import VoxtralConfig
+    from assistant.testing.tiny_model import TinyModelSpec, voxtral_config
 
-    return VoxtralConfig(
-        audio_config={
-            "model_type": "voxtral_encoder",
-            "hidden_size": spec.audio_hidden,
-            "intermediate_size": 4 * spec.audio_hidden,
-            "num_hidden_layers": spec.audio_layers,
-            "num_attention_heads": spec.audio_heads,
-            "num_mel_bins": 128,
-            "max_source_positions": 1500,
-        },
-        text_config={
-            "model_type": "llama",
-            "vocab_size": vocab_size,
-            "hidden_size": spec.text_hidden,
-            "intermediate_size": spec.text_intermediate,
-            "num_hidden_layers": spec.text_layers,
-            "num_attention_heads": spec.text_heads,
-            "num_key_value_heads": spec.text_kv_heads,
-            "head_dim": spec.text_hidden // spec.text_heads,
-            "max_position_embeddings": spec.max_position_embeddings,
-            "rope_theta": 10000.0,
-            "bos_token_id": BOS_ID,
-            "eos_token_id": EOS_ID,
-            "pad_token_id": PAD_ID,
-            "tie_word_embeddings": False,
-        },
-        audio_token_id=AUDIO_TOKEN_ID,
+    widths = TinyModelSpec(
+        text_hidden_size=spec.text_hidden,
+        text_layers=spec.text_layers,
+        text_heads=spec.text_heads,
+        text_kv_heads=spec.text_kv_heads,
+        audio_hidden_size=spec.audio_hidden,
+        audio_layers=spec.audio_layers,
+        audio_heads=spec.audio_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        text_intermediate_size=spec.text_intermediate,
     )
+    return voxtral_config(vocab_size, widths, rope_theta=10000.0, tie_word_embeddings=False)
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from assistant.testing.tekken import TokenizerVersion, Vocabulary, write_tekken
 
@@ -33,6 +34,42 @@ class TinyModelSpec:
     audio_layers: int = 2
     audio_heads: int = 2
     max_position_embeddings: int = 32768
+    text_intermediate_size: int | None = None
+    """The decoder's MLP width; by default twice its hidden size."""
+
+
+def voxtral_config(vocab_size: int, spec: TinyModelSpec, **text_options: Any) -> Any:
+    """The ``VoxtralConfig`` of a small Voxtral with ``spec``'s widths (the kit's tiny model
+    and the demo model, which adds its own ``text_options``)."""
+    from transformers import VoxtralConfig
+
+    return VoxtralConfig(
+        audio_config={
+            "model_type": "voxtral_encoder",
+            "hidden_size": spec.audio_hidden_size,
+            "intermediate_size": 4 * spec.audio_hidden_size,
+            "num_hidden_layers": spec.audio_layers,
+            "num_attention_heads": spec.audio_heads,
+            "num_mel_bins": 128,
+            "max_source_positions": 1500,
+        },
+        text_config={
+            "model_type": "llama",
+            "vocab_size": vocab_size,
+            "hidden_size": spec.text_hidden_size,
+            "intermediate_size": spec.text_intermediate_size or 2 * spec.text_hidden_size,
+            "num_hidden_layers": spec.text_layers,
+            "num_attention_heads": spec.text_heads,
+            "num_key_value_heads": spec.text_kv_heads,
+            "head_dim": spec.text_hidden_size // spec.text_heads,
+            "max_position_embeddings": spec.max_position_embeddings,
+            **text_options,
+            "bos_token_id": BOS_ID,
+            "eos_token_id": EOS_ID,
+            "pad_token_id": PAD_ID,
+        },
+        audio_token_id=AUDIO_TOKEN_ID,
+    )
 
 
 def build_tiny_model(
@@ -47,7 +84,6 @@ def build_tiny_model(
     import torch
     from transformers import (
         GenerationConfig,
-        VoxtralConfig,
         VoxtralForConditionalGeneration,
         VoxtralProcessor,
         WhisperFeatureExtractor,
@@ -59,32 +95,7 @@ def build_tiny_model(
     tekken_path = write_tekken(folder, version, vocabulary)
     vocab_size = json.loads(tekken_path.read_text("utf-8"))["config"]["default_vocab_size"]
 
-    config = VoxtralConfig(
-        audio_config={
-            "model_type": "voxtral_encoder",
-            "hidden_size": spec.audio_hidden_size,
-            "intermediate_size": 4 * spec.audio_hidden_size,
-            "num_hidden_layers": spec.audio_layers,
-            "num_attention_heads": spec.audio_heads,
-            "num_mel_bins": 128,
-            "max_source_positions": 1500,
-        },
-        text_config={
-            "model_type": "llama",
-            "vocab_size": vocab_size,
-            "hidden_size": spec.text_hidden_size,
-            "intermediate_size": 2 * spec.text_hidden_size,
-            "num_hidden_layers": spec.text_layers,
-            "num_attention_heads": spec.text_heads,
-            "num_key_value_heads": spec.text_kv_heads,
-            "head_dim": spec.text_hidden_size // spec.text_heads,
-            "max_position_embeddings": spec.max_position_embeddings,
-            "bos_token_id": BOS_ID,
-            "eos_token_id": EOS_ID,
-            "pad_token_id": PAD_ID,
-        },
-        audio_token_id=AUDIO_TOKEN_ID,
-    )
+    config = voxtral_config(vocab_size, spec)
     torch.manual_seed(seed)
     model = VoxtralForConditionalGeneration(config).eval()
     model.generation_config = GenerationConfig(
