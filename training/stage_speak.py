@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from assistant.testing.tiny_model import AUDIO_TOKEN_ID, PAD_ID
 from training import features
 from training.audio_data import Split
 from training.conversations import Clip, Example, ExampleMaker
 from training.grammar import Call
 from training.loop import Stage, lr_at, seed_everything, set_rng_state
-from training.model import AUDIO_TOKEN_ID, PAD_ID, encode, project
+from training.model import encode, project
 
 log = logging.getLogger("training")
 
