@@ -37,7 +37,6 @@ import numpy as np
 
 from training.grammar import CAPABILITIES, REMINDER_TASKS, TIMER_LABELS, Call, reply_after
 
-AUDIO_TOKEN_ID = 24
 
 INSTRUCTIONS = (
     "Be brief.",
@@ -227,30 +226,36 @@ class ExampleMaker:
             return UserMessage(content=[TextChunk(text=text or "")])
         return UserMessage(content=[self.placeholder])
 
-    def _turn(self, clip: Clip, rng: random.Random, typed: bool) -> tuple[list[Any], list[int]]:
-        """A finished earlier turn (user, calls with results, reply) as history messages."""
+    def _called(self, calls: Sequence[Call], rng: random.Random) -> tuple[list[Any], str]:
+        """The assistant's calls and the tools' results as messages, and the reply that
+        confirms them."""
         from mistral_common.protocol.instruct.messages import AssistantMessage, ToolMessage
         from mistral_common.protocol.instruct.tool_calls import FunctionCall, ToolCall
+
+        made = [
+            ToolCall(
+                id=call_id(rng), function=FunctionCall(name=c.name, arguments=dict(c.arguments))
+            )
+            for c in calls
+        ]
+        messages: list[Any] = [AssistantMessage(content=None, tool_calls=made)]
+        replies = []
+        for c, mc in zip(calls, made, strict=True):
+            content = self.result(c, rng)
+            messages.append(ToolMessage(content=content, tool_call_id=mc.id, name=c.name))
+            replies.append(reply_after(c, content))
+        return messages, " ".join(replies)
+
+    def _turn(self, clip: Clip, rng: random.Random, typed: bool) -> tuple[list[Any], list[int]]:
+        """A finished earlier turn (user, calls with results, reply) as history messages."""
+        from mistral_common.protocol.instruct.messages import AssistantMessage
 
         user = self._user(None, clip.text) if typed else self._user(clip)
         clips = [] if typed else [clip.index]
         if not clip.calls:
             return [user, AssistantMessage(content=CAPABILITIES)], clips
-        messages = [user]
-        calls = [
-            ToolCall(
-                id=call_id(rng), function=FunctionCall(name=c.name, arguments=dict(c.arguments))
-            )
-            for c in clip.calls
-        ]
-        messages.append(AssistantMessage(content=None, tool_calls=calls))
-        replies = []
-        for c, mc in zip(clip.calls, calls, strict=True):
-            content = self.result(c, rng)
-            messages.append(ToolMessage(content=content, tool_call_id=mc.id, name=c.name))
-            replies.append(reply_after(c, content))
-        messages.append(AssistantMessage(content=" ".join(replies)))
-        return messages, clips
+        called, reply = self._called(clip.calls, rng)
+        return [user, *called, AssistantMessage(content=reply)], clips
 
     # --- examples --------------------------------------------------------------------------
 
@@ -272,12 +277,7 @@ class ExampleMaker:
     ) -> Example:
         """The newest turn is ``clip``: predict its call, or (``with_result``) the reply after
         it."""
-        from mistral_common.protocol.instruct.messages import (
-            AssistantMessage,
-            SystemMessage,
-            ToolMessage,
-        )
-        from mistral_common.protocol.instruct.tool_calls import FunctionCall, ToolCall
+        from mistral_common.protocol.instruct.messages import SystemMessage
 
         messages: list[Any] = []
         clips: list[int] = []
@@ -292,19 +292,9 @@ class ExampleMaker:
             messages.insert(0, SystemMessage(content=rng.choice(INSTRUCTIONS)))
         tools = self.tool_variant(rng, [c.name for c in clip.calls])
         if with_result and clip.calls:
-            calls = [
-                ToolCall(
-                    id=call_id(rng), function=FunctionCall(name=c.name, arguments=dict(c.arguments))
-                )
-                for c in clip.calls
-            ]
-            messages.append(AssistantMessage(content=None, tool_calls=calls))
-            replies = []
-            for c, mc in zip(clip.calls, calls, strict=True):
-                content = self.result(c, rng)
-                messages.append(ToolMessage(content=content, tool_call_id=mc.id, name=c.name))
-                replies.append(reply_after(c, content))
-            target = self.reply_tokens(" ".join(replies))
+            called, reply = self._called(clip.calls, rng)
+            messages += called
+            target = self.reply_tokens(reply)
         elif clip.calls:
             target = self.reply_tokens(None, clip.calls)
         else:

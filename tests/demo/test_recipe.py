@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
@@ -107,3 +108,48 @@ def test_training_prompts_list_the_tools_exactly_as_the_product_does() -> None:
     product = [t.model_dump() for t in load_tools(shipped).mistral_tools()]
     product = [t for t in product if t["function"]["name"] in names]
     assert json.dumps(declared) == json.dumps(product)
+
+
+def test_every_training_module_imports() -> None:
+    """``python -m training`` loads its stages only when it runs them: a broken import would
+    otherwise show only hours into a run."""
+    import importlib
+    import pkgutil
+
+    import training
+
+    for module in pkgutil.iter_modules(training.__path__):
+        importlib.import_module(f"training.{module.name}")
+
+
+def test_the_shared_tools_prefix_gives_the_same_loss_as_whole_prompts(
+    maker: ExampleMaker,
+) -> None:
+    """Stage 2 runs the tools text once per batch and shares its keys and values: exact, not
+    an approximation (and the same reply tokens count), audio trimmed or not."""
+    import torch
+
+    from training.model import DemoSpec, build_model
+    from training.stage_speak import AUDIO_TOKENS, batch_loss, prefix_key
+
+    clips = _clips(60)
+    rng = random.Random(5)
+    groups: dict[tuple[int, ...], list[Any]] = {}
+    for clip in clips:
+        example = maker.chat(clip, rng)
+        groups.setdefault(prefix_key(example), []).append(example)
+    batch = max((g for key, g in groups.items() if key), key=len)[:4]
+    assert len(batch) >= 3
+    spec = DemoSpec(text_hidden=64, text_intermediate=128)
+    vocab = maker.tokenizer.instruct_tokenizer.tokenizer.n_words
+    model = build_model(vocab, spec, seed=0).eval()
+    audio = torch.randn(
+        len(clips), AUDIO_TOKENS, spec.text_hidden, generator=torch.Generator().manual_seed(0)
+    )
+    keep = {clip.index: 40 for clip in clips}
+    with torch.no_grad():
+        for trimmed in (None, keep):
+            shared, counted = batch_loss(model, batch, audio, True, trimmed)
+            whole, counted_whole = batch_loss(model, batch, audio, False, trimmed)
+            assert counted == counted_whole > 0
+            assert abs(float(shared) - float(whole)) < 1e-5
