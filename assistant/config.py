@@ -115,6 +115,11 @@ class ModelSettings(_Group):
     prefix_reuse: bool = Field(
         True, description="Keep each conversation's KV cache; prefill only the new part of a turn."
     )
+    guided_tool_calls: bool = Field(
+        True,
+        description="A tool call the model writes follows the tools' JSON schemas (names, enums, "
+        "required fields, bounds); local backend, v7 tokenizers.",
+    )
     cache_budget_bytes: int = Field(
         4 * 1024**3, ge=0, description="Memory for KV caches and clip embeddings (LRU eviction)."
     )

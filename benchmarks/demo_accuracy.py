@@ -12,6 +12,10 @@ shipped tools, greedy, as ``listen --model demo`` would run it:
 - transcription word error rate; spoken yes / no read as the dialogue reads them.
 
     python benchmarks/demo_accuracy.py --data /tmp/demo-data [--limit 200] [--model FOLDER]
+        [--compare-unguided]
+
+``--compare-unguided`` scores the split a second time with guided tool calls off
+(``model.guided_tool_calls``) and prints both columns side by side.
 
 Run it alone, pinned (``taskset -c 1``): it prints figures, it asserts nothing.
 """
@@ -32,7 +36,7 @@ HELDOUT_CLIPS = 800
 def main() -> int:
     from assistant.model.checkpoint import DEMO_MODEL, resolve_checkpoint
     from training.audio_data import build_split
-    from training.evaluate import evaluate, headline, save
+    from training.evaluate import HEADLINE, evaluate, headline, save
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="folder of the synthesized data")
@@ -40,6 +44,11 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="score at most this many clips")
     parser.add_argument("--model", default=DEMO_MODEL, help="checkpoint (default: the demo)")
     parser.add_argument("--out", type=Path, default=None, help="write every scored row (JSON)")
+    parser.add_argument(
+        "--compare-unguided",
+        action="store_true",
+        help="score again with guided tool calls off and print both side by side",
+    )
     args = parser.parse_args()
     if not (args.data / args.part / "split.json").exists():
         started = time.monotonic()
@@ -51,6 +60,14 @@ def main() -> int:
     print(headline(figures))
     if args.out is not None:
         save(figures, args.out)
+    if args.compare_unguided:
+        plain = evaluate(folder, args.data, args.part, limit=args.limit, guided=False)
+        print(f"\n{'':40s} {'guided':>9s} {'unguided':>9s}")
+        for key in HEADLINE:
+            if key in figures:
+                print(f"{key:40s} {figures[key]:8.2f}% {plain[key]:8.2f}%")
+        if args.out is not None:
+            save(plain, args.out.with_name(args.out.stem + "-unguided" + args.out.suffix))
     return 0
 
 

@@ -53,7 +53,7 @@ def _rate(values: list[int]) -> float:
 
 
 async def _score(
-    folder: Path, data: Path, part: str, limit: int | None, batch: int, seed: int
+    folder: Path, data: Path, part: str, limit: int | None, batch: int, seed: int, guided: bool
 ) -> dict[str, Any]:
     from mistral_common.protocol.instruct.messages import (
         AssistantMessage,
@@ -73,7 +73,8 @@ async def _score(
     order = list(range(len(split.meta)))
     if limit is not None and limit < len(order):
         order = random.Random(seed).sample(order, limit)
-    worker = ModelWorker.load(folder, settings=ModelSettings(device="cpu", max_batch=batch))
+    settings = ModelSettings(device="cpu", max_batch=batch, guided_tool_calls=guided)
+    worker = ModelWorker.load(folder, settings=settings)
     maker = ExampleMaker(worker.tokenizer)
     tools = maker.tools
     rng = random.Random(seed)
@@ -177,20 +178,25 @@ def evaluate(
     limit: int | None = None,
     batch: int = 8,
     seed: int = 0,
+    guided: bool = True,
 ) -> dict[str, Any]:
-    """Score checkpoint ``folder`` on split ``part`` of ``data``."""
-    return asyncio.run(_score(Path(folder), Path(data), part, limit, batch, seed))
+    """Score checkpoint ``folder`` on split ``part`` of ``data`` (``guided``: tool calls guided
+    by the tools' schemas, the product's default)."""
+    return asyncio.run(_score(Path(folder), Path(data), part, limit, batch, seed, guided))
+
+
+HEADLINE = [
+    "calls_clean", "calls_noise10", "other_no_call_clean", "other_capabilities_clean",
+    "confirmation_replies", "wer_clean", "wer_noise10", "wer_clean_commands_and_answers",
+    "yes_no_clean", "yes_no_noise10",
+]  # fmt: skip
+"""The figures that the goals name."""
 
 
 def headline(figures: dict[str, Any]) -> str:
     """The figures that the goals name, one per line."""
-    keys = [
-        "calls_clean", "calls_noise10", "other_no_call_clean", "other_capabilities_clean",
-        "confirmation_replies", "wer_clean", "wer_noise10", "wer_clean_commands_and_answers",
-        "yes_no_clean", "yes_no_noise10",
-    ]  # fmt: skip
     lines = []
-    for k in keys:
+    for k in HEADLINE:
         if k in figures:
             n = figures.get(k + "_n")
             lines.append(f"{k:40s} {figures[k]:7.2f} %" + (f"  (n={n})" if n else ""))

@@ -31,6 +31,7 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
+from assistant.model.guide import GuideProcessor, RowGuide
 from assistant.model.kv_store import (
     CacheStore,
     Conversation,
@@ -77,7 +78,8 @@ class Job:
     """Called on the model thread with each generated token id."""
     cancelled: threading.Event
     conversation_id: str | None = None
-    logits_processors: list[Any] = field(default_factory=list)
+    guide: RowGuide | None = None
+    """Keeps a tool call this job writes valid for its tools (``assistant.model.guide``)."""
     generated: list[int] = field(default_factory=list)
     first_token_s: float | None = None
     """``time.monotonic()`` of the first generated token."""
@@ -486,8 +488,10 @@ class Engine:
         _decoding.jobs = tuple(jobs)
         try:
             processors: list[Any] = []
-            if self.logits_processor_factory is not None:
-                processors = list(self.logits_processor_factory(len(jobs)))
+            if any(job.guide is not None for job in jobs):
+                processors.append(GuideProcessor([job.guide for job in jobs]))
+            if self.logits_processor_factory is not None:  # after the guide: forcing wins
+                processors += self.logits_processor_factory(len(jobs))
             config = self.generation_config(jobs)
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed)

@@ -39,6 +39,7 @@ from assistant.model.backend import (
     split_language,
 )
 from assistant.model.engine import Engine, Job, Sampling
+from assistant.model.guide import ToolCallGuide
 from assistant.model.loading import LoadedModel, LoadReport, load_model
 from assistant.model.prompting import EncodedPrompt, PromptBuilder, PromptError
 from assistant.model.toolcall_parser import ToolCallParser
@@ -57,6 +58,8 @@ class _Request:
     submitted_s: float = field(default_factory=time.monotonic)
     on_progress: Callable[[int, int], None] | None = None
     """Called on the caller's event loop with (windows encoded, windows to encode)."""
+    tools: Sequence[Any] | None = None
+    """The tools offered (a call the model writes is guided to be valid for them)."""
 
 
 class _Stop:
@@ -92,6 +95,7 @@ class ModelWorker:
         self.context_tokens = min(DEFAULT_CONTEXT_TOKENS, int(text_config.max_position_embeddings))
         tekken = loaded.tokenizer.instruct_tokenizer.tokenizer
         self._eos_id = int(tekken.eos_id)
+        self._guide = self._make_guide(tekken)
         self.engine = Engine(
             loaded.model,
             loaded.feature_extractor,
@@ -115,6 +119,15 @@ class ModelWorker:
         self._closed = False
         self._thread = threading.Thread(target=self._serve_forever, name="model", daemon=True)
         self._thread.start()
+
+    def _make_guide(self, tekken: Any) -> ToolCallGuide | None:
+        """The tool-call guide, where it is on and the tokenizer writes v7 call lists."""
+        if not self.settings.guided_tool_calls:
+            return None
+        if tekken.version.value not in ("v1", "v2", "v3", "v7"):
+            log.info("tool calls are not guided: the tokenizer writes name[ARGS]{...} calls")
+            return None
+        return ToolCallGuide(tekken, tool_calls_id=int(tekken.get_special_token("[TOOL_CALLS]")))
 
     @classmethod
     def load(
@@ -174,6 +187,7 @@ class ModelWorker:
             speculative=speculative,
         )
         request.on_progress = on_progress
+        request.tools = tools
         self._submit([request])
         return request.stream
 
@@ -194,6 +208,8 @@ class ModelWorker:
             self._request(_builder(self._prompts, list(messages), tools), params, cid)
             for messages, cid in zip(conversations, ids, strict=True)
         ]
+        for request in requests:
+            request.tools = tools
         self._submit(requests)
         return [r.stream for r in requests]
 
@@ -390,6 +406,8 @@ class ModelWorker:
             seed=params.seed,
         )
         job = Job(prompt, sampling, on_token, stream._cancelled, request.conversation_id)
+        if self._guide is not None:
+            job.guide = self._guide.row(request.tools)
         if stream.speculative:
             job.adopted = stream._adopted
         if request.on_progress is not None:
