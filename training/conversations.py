@@ -37,7 +37,6 @@ import numpy as np
 
 from training.grammar import CAPABILITIES, REMINDER_TASKS, TIMER_LABELS, Call, reply_after
 
-
 INSTRUCTIONS = (
     "Be brief.",
     "You are a helpful voice assistant. Answer in one short sentence.",
