@@ -193,6 +193,11 @@ def test_spoken_into_the_microphone_the_door_opens_only_after_the_spoken_yes(
             listen.wait_for(lambda e: e.get("state") == "listening", timeout_s=120)
             virtual_audio.play(unlock)
             asked = listen.wait_for(lambda e: e["type"] == "confirmation_requested", timeout_s=120)
+            # The asking turn ends with its own turn_done (the question): the answer's comes later.
+            question = listen.wait_for(
+                lambda e: e["type"] == "turn_done" and e["at_s"] >= asked["at_s"], timeout_s=120
+            )
+            assert question["text"].endswith("Say yes or no.")
             # The question is spoken (the microphone is muted meanwhile: half duplex).
             spoken = listen.wait_for(
                 lambda e: e["type"] == "spoken_sentence" and e["text"] == "Say yes or no."
@@ -207,7 +212,7 @@ def test_spoken_into_the_microphone_the_door_opens_only_after_the_spoken_yes(
             except TimeoutError as exc:
                 raise AssertionError(f"no unlock; the agent said {listen.events}") from exc
             turn = listen.wait_for(
-                lambda e: e["type"] == "turn_done" and e["at_s"] > asked["at_s"], timeout_s=120
+                lambda e: e["type"] == "turn_done" and e["at_s"] > question["at_s"], timeout_s=120
             )
             listen.wait_for(lambda e: e["type"] == "spoken_sentence" and e["at_s"] >= turn["at_s"])
             recorded = recording.stop()
