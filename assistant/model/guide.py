@@ -66,6 +66,10 @@ def calls_schema(tools: Sequence[Any]) -> dict[str, Any]:
     return {"type": "array", "minItems": 1, "items": {"anyOf": items}}
 
 
+def _names(schema: dict[str, Any]) -> list[str]:
+    return [item["properties"]["name"]["const"] for item in schema["items"]["anyOf"]]
+
+
 class _TekkenVocabulary:
     """A Tekken tokenizer as llguidance's ``TokenizerWrapper`` reads one: every id's bytes
     (special tokens marked with a leading 0xFF, llguidance's convention) and an encoder."""
@@ -100,25 +104,35 @@ class ToolCallGuide:
         self.eos_id = int(tekken.eos_id)
         self.vocab_size = int(tekken.n_words)
         self._tokenizer = LLTokenizer(TokenizerWrapper(_TekkenVocabulary(tekken)))
-        self._grammars: OrderedDict[str, str] = OrderedDict()
+        self._grammars: OrderedDict[str, str | None] = OrderedDict()
+        """Compiled grammars by schema; None: a tool set llguidance cannot compile."""
 
     def row(self, tools: Sequence[Any] | None) -> RowGuide | None:
-        """The guide of one generation offered ``tools`` (None without tools)."""
+        """The guide of one generation offered ``tools`` (None without tools, or for tools whose
+        schemas llguidance cannot compile: those replies go unguided, with one warning)."""
         if not tools:
             return None
         schema = calls_schema(tools)
         key = json.dumps(schema, sort_keys=True)
-        grammar = self._grammars.get(key)
-        if grammar is None:
-            from llguidance import LLMatcher
-
-            grammar = LLMatcher.grammar_from_json_schema(schema, defaults=CALL_FORMAT)  # type: ignore[arg-type]
-            self._grammars[key] = grammar
+        if key in self._grammars:
+            self._grammars.move_to_end(key)
+        else:
+            self._grammars[key] = self._compile(schema)
             while len(self._grammars) > GRAMMARS_KEPT:
                 self._grammars.popitem(last=False)
-        else:
-            self._grammars.move_to_end(key)
-        return RowGuide(self, grammar)
+        grammar = self._grammars[key]
+        return None if grammar is None else RowGuide(self, grammar)
+
+    def _compile(self, schema: dict[str, Any]) -> str | None:
+        from llguidance import LLMatcher
+
+        grammar = LLMatcher.grammar_from_json_schema(schema, defaults=CALL_FORMAT)  # type: ignore[arg-type]
+        error = LLMatcher.validate_grammar(grammar, self._tokenizer)
+        if error and not error.startswith("WARNING"):
+            names = ", ".join(_names(schema))
+            log.warning("calls of the tools %s are not guided: %s", names, error.splitlines()[0])
+            return None
+        return grammar
 
     def matcher(self, grammar: str) -> Any:
         """A fresh llguidance matcher for ``grammar``."""
@@ -148,8 +162,8 @@ class RowGuide:
         if self.matcher is None:
             if token == self.guide.tool_calls_id:
                 self.matcher = self.guide.matcher(self.grammar)
-                if self.matcher.is_error():  # a tool set llguidance cannot compile
-                    log.warning("tool calls are not guided: %s", self.matcher.get_error())
+                if self.matcher.is_error():  # checked when compiled: not expected here
+                    log.warning("this call is not guided: %s", self.matcher.get_error())
                     self.done = True
             return
         if token == self.guide.eos_id and self.matcher.is_accepting():

@@ -31,6 +31,9 @@ from assistant.events import (
 
 ParserEvent = TextDelta | ToolCall | MalformedToolCall
 
+JSON_LIST_VERSIONS = ("v1", "v2", "v3", "v7")
+"""Tokenizer versions whose models write calls as one JSON list after ``[TOOL_CALLS]``."""
+
 _VALID_ID = re.compile(rf"[A-Za-z0-9]{{{TOOL_CALL_ID_LENGTH}}}")
 
 
@@ -89,7 +92,7 @@ class ToolCallParser:
             args_id=special_id("[ARGS]"),
             call_id_id=special_id("[CALL_ID]"),
             special_ids=frozenset(range(tekken.num_special_tokens)),
-            json_list_form=tekken.version.value in ("v1", "v2", "v3", "v7"),
+            json_list_form=tekken.version.value in JSON_LIST_VERSIONS,
         )
 
     def feed(self, token_id: int) -> list[ParserEvent]:

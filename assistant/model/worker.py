@@ -42,7 +42,7 @@ from assistant.model.engine import Engine, Job, Sampling
 from assistant.model.guide import ToolCallGuide
 from assistant.model.loading import LoadedModel, LoadReport, load_model
 from assistant.model.prompting import EncodedPrompt, PromptBuilder, PromptError
-from assistant.model.toolcall_parser import ToolCallParser
+from assistant.model.toolcall_parser import JSON_LIST_VERSIONS, ToolCallParser
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +124,14 @@ class ModelWorker:
         """The tool-call guide, where it is on and the tokenizer writes v7 call lists."""
         if not self.settings.guided_tool_calls:
             return None
-        if tekken.version.value not in ("v1", "v2", "v3", "v7"):
+        if tekken.version.value not in JSON_LIST_VERSIONS:
             log.info("tool calls are not guided: the tokenizer writes name[ARGS]{...} calls")
             return None
-        return ToolCallGuide(tekken, tool_calls_id=int(tekken.get_special_token("[TOOL_CALLS]")))
+        try:
+            return ToolCallGuide(tekken, int(tekken.get_special_token("[TOOL_CALLS]")))
+        except Exception as exc:  # the model works without it: say so, go on unguided
+            log.warning("tool calls are not guided: %s: %s", type(exc).__name__, exc)
+            return None
 
     @classmethod
     def load(
@@ -407,7 +411,12 @@ class ModelWorker:
         )
         job = Job(prompt, sampling, on_token, stream._cancelled, request.conversation_id)
         if self._guide is not None:
-            job.guide = self._guide.row(request.tools)
+            try:
+                job.guide = self._guide.row(request.tools)
+            except Exception as exc:  # a tool set it cannot compile: this reply goes unguided
+                log.warning(
+                    "this reply's tool calls are not guided: %s: %s", type(exc).__name__, exc
+                )
         if stream.speculative:
             job.adopted = stream._adopted
         if request.on_progress is not None:

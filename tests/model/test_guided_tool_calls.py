@@ -152,6 +152,19 @@ def test_no_tools_no_guide(guide: ToolCallGuide) -> None:
     assert guide.row(None) is None and guide.row([]) is None
 
 
+def test_a_tool_set_llguidance_cannot_compile_goes_unguided_with_one_warning(
+    guide: ToolCallGuide, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = {"type": "object", "properties": {"x": {"$ref": "#/nowhere"}}}
+    tools = [LIGHT, {"type": "function", "function": {"name": "odd", "parameters": broken}}]
+    with caplog.at_level("WARNING", logger="assistant.model.guide"):
+        assert guide.row(tools) is None
+        assert guide.row(tools) is None
+    (record,) = caplog.records
+    assert "set_light, odd" in record.getMessage() and "nowhere" in record.getMessage()
+    assert guide.row(TOOLS) is not None  # other tool sets are still guided
+
+
 @pytest.mark.parametrize("version", ["v11", "v13"])
 def test_models_writing_name_args_calls_are_not_guided(tmp_path: Path, version: str) -> None:
     from assistant.model.worker import ModelWorker
