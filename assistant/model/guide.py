@@ -28,7 +28,7 @@ import torch
 log = logging.getLogger(__name__)
 
 GRAMMARS_KEPT = 32
-"""Compiled grammars kept (by tool set): a server offers the same tools in every turn."""
+"""Grammars kept (by tool set): a server offers the same tools in every turn."""
 
 CALL_FORMAT = {
     "item_separator": ", ",
@@ -48,22 +48,42 @@ def tool_function(tool: Any) -> tuple[str, dict[str, Any]]:
     return function.name, function.parameters or {}
 
 
+CALL_ID = {"type": "string", "pattern": "^[A-Za-z0-9]{9}$"}
+"""The optional ``"id"`` of a v7 call (mistral-common writes it after the arguments of calls in
+the history, so a model may write one too; the tool-call parser reads it)."""
+
+
 def calls_schema(tools: Sequence[Any]) -> dict[str, Any]:
     """The JSON schema of a v7 call list for ``tools``: one or more calls, each the name of
-    one tool with arguments valid for it (and nothing else, as the tool-call parser reads it)."""
+    one tool with arguments valid for it, and optionally an id. A tool's local references
+    (``#/$defs/...``) are rewritten to where its schema now sits."""
     items = []
-    for tool in tools:
+    for index, tool in enumerate(tools):
         name, parameters = tool_function(tool)
-        arguments = parameters or {"type": "object"}
+        place = f"#/items/anyOf/{index}/properties/arguments"
+        arguments = _moved(parameters, place) if parameters else {"type": "object"}
         items.append(
             {
                 "type": "object",
-                "properties": {"name": {"const": name}, "arguments": arguments},
+                "properties": {"name": {"const": name}, "arguments": arguments, "id": CALL_ID},
                 "required": ["name", "arguments"],
                 "additionalProperties": False,
             }
         )
     return {"type": "array", "minItems": 1, "items": {"anyOf": items}}
+
+
+def _moved(schema: Any, place: str) -> Any:
+    """``schema`` with every local ``$ref`` (``#`` or ``#/...``) pointing under ``place``."""
+    if isinstance(schema, dict):
+        moved = {key: _moved(value, place) for key, value in schema.items()}
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and (ref == "#" or ref.startswith("#/")):
+            moved["$ref"] = place + ref[1:]
+        return moved
+    if isinstance(schema, list):
+        return [_moved(value, place) for value in schema]
+    return schema
 
 
 def _names(schema: dict[str, Any]) -> list[str]:
@@ -105,7 +125,8 @@ class ToolCallGuide:
         self.vocab_size = int(tekken.n_words)
         self._tokenizer = LLTokenizer(TokenizerWrapper(_TekkenVocabulary(tekken)))
         self._grammars: OrderedDict[str, str | None] = OrderedDict()
-        """Compiled grammars by schema; None: a tool set llguidance cannot compile."""
+        """Grammars by schema (key order kept: it is the order calls are written in); None: a
+        tool set llguidance cannot compile or that failed to convert."""
 
     def row(self, tools: Sequence[Any] | None) -> RowGuide | None:
         """The guide of one generation offered ``tools`` (None without tools, or for tools whose
@@ -113,11 +134,18 @@ class ToolCallGuide:
         if not tools:
             return None
         schema = calls_schema(tools)
-        key = json.dumps(schema, sort_keys=True)
+        key = json.dumps(schema, default=str)
         if key in self._grammars:
             self._grammars.move_to_end(key)
         else:
-            self._grammars[key] = self._compile(schema)
+            try:
+                self._grammars[key] = self._compile(schema)
+            except Exception as exc:  # a schema llguidance refuses outright: same as invalid
+                log.warning(
+                    "calls of the tools %s are not guided: %s: %s",
+                    ", ".join(_names(schema)), type(exc).__name__, exc,
+                )  # fmt: skip
+                self._grammars[key] = None
             while len(self._grammars) > GRAMMARS_KEPT:
                 self._grammars.popitem(last=False)
         grammar = self._grammars[key]
@@ -195,17 +223,21 @@ class GuideProcessor:
         self._started = False
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        if self._started:  # input_ids ends with the token each row generated last step
-            last = input_ids[:, -1].tolist()
-            for guide, token in zip(self.guides, last, strict=True):
-                if guide is not None:
-                    guide.feed(int(token))
-        self._started = True
-        for row, guide in enumerate(self.guides):
-            allowed = None if guide is None else guide.allowed()
-            if allowed is None:
+        last = input_ids[:, -1].tolist() if self._started else [None] * len(self.guides)
+        self._started = True  # the first call's last token is the prompt's, not generated
+        for row, (guide, token) in enumerate(zip(self.guides, last, strict=True)):
+            if guide is None or guide.done:
                 continue
-            refused = torch.ones(scores.shape[1], dtype=torch.bool)
-            refused[: len(allowed)] = torch.from_numpy(~allowed)
-            scores[row, refused.to(scores.device)] = float("-inf")
+            try:
+                if token is not None:
+                    guide.feed(int(token))
+                allowed = guide.allowed()
+                if allowed is not None:
+                    width = min(len(allowed), scores.shape[1])
+                    refused = torch.ones(scores.shape[1], dtype=torch.bool)
+                    refused[:width] = torch.from_numpy(~allowed[:width])
+                    scores[row, refused.to(scores.device)] = float("-inf")
+            except Exception:  # the guide must never cost a row its reply: this row goes on
+                log.exception("guidance failed; the rest of this call is not guided")
+                guide.done = True
         return scores

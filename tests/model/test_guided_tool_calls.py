@@ -67,6 +67,7 @@ def _decode(tokenizer: MistralTokenizer, tokens: list[int]) -> str:
                                                "brightness": 256}}], False),
         ([{"name": "set_light", "arguments": {"room": "kitchen", "state": "on", "x": 1}}], False),
         ([{"name": "get_time", "arguments": {}, "id": "abc"}], False),
+        ([{"name": "get_time", "arguments": {}, "id": "a1B2c3D4e"}], True),
     ],
 )  # fmt: skip
 def test_the_call_schema_takes_exactly_the_calls_the_tools_accept(
@@ -207,3 +208,86 @@ async def test_the_demo_model_guided_stays_inside_the_tools_it_is_offered() -> N
         (call,) = done.tool_calls
         assert call.name == "set_light"
         assert validator.is_valid(dict(call.arguments)) is guided, call.arguments
+
+
+def _accepts(guide: ToolCallGuide, tools: list[Any], tokens: list[int]) -> bool:
+    """Whether the guide lets ``tokens`` (after ``[TOOL_CALLS]``) through, one by one."""
+    row = guide.row(tools)
+    assert row is not None
+    row.feed(TOOL_CALLS_ID)
+    for token in tokens:
+        allowed = row.allowed()
+        if allowed is None or not allowed[token]:
+            return False
+        row.feed(token)
+    return True
+
+
+def test_tool_sets_that_differ_only_in_key_order_keep_their_own_order(
+    tokenizer: MistralTokenizer, guide: ToolCallGuide
+) -> None:
+    """Calls are written in the schema's property order: a cached grammar of the same tools in
+    another order must not be used for them."""
+
+    def tool(order: list[str]) -> dict[str, Any]:
+        properties = {key: {"type": "integer"} for key in order}
+        parameters = {"type": "object", "properties": properties, "additionalProperties": False}
+        return {"type": "function", "function": {"name": "pair", "parameters": parameters}}
+
+    ab = reply_tokens(tokenizer, None, [{"name": "pair", "arguments": {"a": 1, "b": 2}}])[1:]
+    ba = reply_tokens(tokenizer, None, [{"name": "pair", "arguments": {"b": 2, "a": 1}}])[1:]
+    assert _accepts(guide, [tool(["a", "b"])], ab)
+    assert _accepts(guide, [tool(["b", "a"])], ba)
+    assert not _accepts(guide, [tool(["a", "b"])], ba)
+
+
+def test_local_references_of_a_tool_schema_still_resolve(
+    tokenizer: MistralTokenizer, guide: ToolCallGuide
+) -> None:
+    """MCP servers built on pydantic send ``$defs`` and ``#/$defs/...`` references."""
+    parameters = {
+        "type": "object",
+        "properties": {"unit": {"$ref": "#/$defs/Unit"}},
+        "required": ["unit"],
+        "$defs": {"Unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+    }
+    tools = [{"type": "function", "function": {"name": "temp", "parameters": parameters}}]
+    assert guide.row(tools) is not None
+
+    def call(unit: str) -> list[int]:
+        arguments = {"unit": unit}
+        return reply_tokens(tokenizer, None, [{"name": "temp", "arguments": arguments}])[1:]
+
+    assert _accepts(guide, tools, call("celsius"))
+    assert not _accepts(guide, tools, call("kelvin"))
+
+
+def test_a_batch_masks_only_its_rows_inside_a_call(guide: ToolCallGuide) -> None:
+    """Rows in a call, in text and without tools side by side; the model's vocabulary may be
+    wider than the tokenizer's (the extra ids are never allowed inside a call)."""
+    processor = GuideProcessor([guide.row(TOOLS), guide.row(TOOLS), None])
+    width = guide.vocab_size + 64
+    processor(torch.ones(3, 5, dtype=torch.long), torch.zeros(3, width))  # the prompt's step
+    scores = processor(
+        torch.tensor([[TOOL_CALLS_ID], [1500], [TOOL_CALLS_ID]]), torch.zeros(3, width)
+    )
+    inside = torch.isfinite(scores[0])
+    assert 0 < int(inside.sum()) < 10 and not inside[guide.vocab_size :].any()
+    assert torch.isfinite(scores[1]).all() and torch.isfinite(scores[2]).all()
+
+
+def test_a_failing_guide_leaves_its_row_unguided_and_the_others_guided(
+    guide: ToolCallGuide, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken, sound = guide.row(TOOLS), guide.row(TOOLS)
+    assert broken is not None and sound is not None
+
+    def fail() -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(broken, "allowed", fail)
+    processor = GuideProcessor([broken, sound])
+    processor(torch.ones(2, 3, dtype=torch.long), torch.zeros(2, guide.vocab_size))
+    scores = processor(torch.full((2, 1), TOOL_CALLS_ID), torch.zeros(2, guide.vocab_size))
+    assert broken.done and torch.isfinite(scores[0]).all()
+    assert not torch.isfinite(scores[1]).all()
