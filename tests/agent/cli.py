@@ -18,7 +18,13 @@ LISTEN = [sys.executable, "-m", "assistant", "listen"]
 
 def listen_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a ``listen`` process: offline, one torch thread."""
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **(extra or {})}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONFAULTHANDLER": "1",  # SIGABRT on a stuck process prints every thread's stack
+        **(extra or {}),
+    }
 
 
 def run_listen(
@@ -93,7 +99,17 @@ class ListenProcess:
         sound server: closing the microphone and the speaker may take 5 s each before the
         agent leaves them behind (``assistant.audio.closing``); it usually takes 0.2 s."""
         self.process.send_signal(signal.SIGINT)
-        status = self.process.wait(timeout=timeout_s)
+        try:
+            status = self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)  # the fault handler dumps every thread
+            self.process.wait(timeout=10)
+            for reader in self._readers:
+                reader.join(timeout=5)
+            raise AssertionError(
+                f"no exit within {timeout_s} s of SIGINT; events "
+                f"{[e['type'] for e in self.events][-30:]}; stderr: {self.stderr[-6000:]}"
+            ) from None
         for reader in self._readers:
             reader.join(timeout=5)
         return status
