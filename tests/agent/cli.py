@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -103,12 +104,13 @@ class ListenProcess:
             status = self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.process.send_signal(signal.SIGABRT)  # the fault handler dumps every thread
-            self.process.wait(timeout=10)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
             for reader in self._readers:
                 reader.join(timeout=5)
             raise AssertionError(
                 f"no exit within {timeout_s} s of SIGINT; events "
-                f"{[e['type'] for e in self.events][-30:]}; stderr: {self.stderr[-6000:]}"
+                f"{[e['type'] for e in self.events][-30:]}; stderr: {self.stderr[-12000:]}"
             ) from None
         for reader in self._readers:
             reader.join(timeout=5)
