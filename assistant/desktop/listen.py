@@ -14,7 +14,6 @@ import contextlib
 import logging
 import signal
 import sys
-import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,24 +348,6 @@ async def _load_worker(settings: Settings, script: Any) -> Any:
 
 
 async def _in_daemon_thread(function: Callable[[], Any]) -> Any:
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
+    from assistant.audio.closing import in_daemon_thread
 
-    def settle(result: Any, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-    def target() -> None:
-        try:
-            result, error = function(), None
-        except BaseException as exc:  # handed to the awaiting coroutine, which re-raises it
-            result, error = None, exc
-        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=target, name="load-model", daemon=True).start()
-    return await future
+    return await in_daemon_thread(function, name="load-model")

@@ -9,6 +9,7 @@ telling how much of the reply was actually heard.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assistant.audio.closing import close_bounded
+from assistant.audio.closing import close_bounded, in_daemon_thread, wait_bounded
 from assistant.events import SpokenSentence
 from assistant.speech.errors import SpeechError
 from assistant.speech.playback import AudioPlayer
@@ -27,7 +28,8 @@ from assistant.speech.synthesis import Synthesizer
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 5.0
-"""How long ``aclose()`` waits for an output kept open (``ContinuousPlayer``) to close."""
+"""How long ``aclose()`` waits for the sentence playing to stop, and for an output kept open
+(``ContinuousPlayer``) to close."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +134,9 @@ class Speaker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         if self._playback is not None:
-            # Cancelling the task left its thread playing: it stops within a block of ``_stop``.
-            await asyncio.gather(self._playback, return_exceptions=True)
+            # Cancelling the task left its thread playing: it stops within a block of ``_stop``,
+            # unless the sound server is stuck (then it is left behind).
+            await wait_bounded(self._playback, "the speaker", CLOSE_TIMEOUT_S, doing="stop")
         close = getattr(self.player, "close", None)
         if close is not None:  # a player that keeps its output open (ContinuousPlayer)
             await close_bounded(close, "the speaker", CLOSE_TIMEOUT_S)
@@ -181,8 +184,11 @@ class Speaker:
                 self._playing = True
                 if self.on_speaking:
                     self.on_speaking(True)
-            self._playback = asyncio.ensure_future(
-                asyncio.to_thread(self.player.play, clip.pcm, clip.sample_rate_hz, self._stop)
+            # A daemon thread, not the loop's executor: a write or stop stuck in a wedged
+            # sound server must not keep the program from ending (see ``aclose``).
+            self._playback = in_daemon_thread(
+                functools.partial(self.player.play, clip.pcm, clip.sample_rate_hz, self._stop),
+                name="speaker",
             )
             try:
                 heard_s = await asyncio.shield(self._playback)
