@@ -79,5 +79,5 @@ async def wait_bounded(
         )
         return False
     except Exception as exc:
-        log.debug("closing %s failed: %s", what, exc)
+        log.debug("%s: %s failed: %s", what, doing, exc)
     return True

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -330,6 +330,7 @@ async def _run_agent(
 async def _load_worker(settings: Settings, script: Any) -> Any:
     """Load the model (or connect to its server) in a daemon thread: Ctrl-C during a long load
     exits without waiting."""
+    from assistant.audio.closing import in_daemon_thread
     from assistant.model.checkpoint import resolve_checkpoint
     from assistant.testing.forced import load_scripted
 
@@ -341,13 +342,7 @@ async def _load_worker(settings: Settings, script: Any) -> Any:
         return load_scripted(script, model)
 
     try:
-        return await _in_daemon_thread(load)
+        return await in_daemon_thread(load, name="load-model")
     except ValueError as exc:
         hint = "; run on the CPU with --device cpu (slower)" if "CUDA" in str(exc) else ""
         raise ListenError(f"{exc}{hint}") from None
-
-
-async def _in_daemon_thread(function: Callable[[], Any]) -> Any:
-    from assistant.audio.closing import in_daemon_thread
-
-    return await in_daemon_thread(function, name="load-model")
