@@ -24,13 +24,20 @@ from training.loop import Stage
 
 log = logging.getLogger("training")
 
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "train_clips": 24000,
     "dev_clips": 600,
     "heldout_clips": 800,
+    "more_clips": 0,
+    "devnew_clips": 0,
+    "train_parts": ["train"],
+    "init": None,
     "examples": 60000,
     "seed": 0,
 }
+"""``train_parts``: the splits both stages train on (``train``, ``more``); ``init``: a
+checkpoint folder whose weights and tokenizer a run starts from instead of random ones (a
+shipped demo, to train it further); ``devnew_clips``: also synthesize the ``devnew`` split."""
 
 
 def _config(run: Path) -> dict[str, Any]:
@@ -42,20 +49,32 @@ def step_data(args: argparse.Namespace) -> None:
     """Synthesize the training, dev and held-out clips (each split once)."""
     from training.audio_data import build_split
 
-    for part, count in (("heldout", args.heldout_clips), ("dev", args.dev_clips),
-                        ("train", args.train_clips)):  # fmt: skip
+    counts = {
+        "heldout": args.heldout_clips, "dev": args.dev_clips, "devnew": args.devnew_clips,
+        "train": args.train_clips, "more": args.more_clips,
+    }  # fmt: skip
+    wanted = ["heldout", "dev", *(["devnew"] if args.devnew_clips else []), *args.train_parts]
+    for part in wanted:
+        count = counts[part]
+        if not count:
+            raise SystemExit(f"train_parts names {part!r} but {part}_clips is 0")
         started = time.monotonic()
         build_split(args.data, part, count, workers=args.workers)
         log.info("data %s: %.1f min", part, (time.monotonic() - started) / 60)
 
 
 def step_tokenizer(args: argparse.Namespace) -> Path:
-    """Learn the Tekken merges (once per run)."""
+    """Learn the Tekken merges (once per run), or take ``init``'s tokenizer."""
+    import shutil
+
     from training.tokenizer import build
 
     path = args.run / "tekken.json"
     if not path.exists():
-        build(args.run, seed=args.seed)
+        if args.init:
+            shutil.copyfile(Path(args.init) / "tekken.json", path)
+        else:
+            build(args.run, seed=args.seed)
     return path
 
 
@@ -66,10 +85,19 @@ def _tokenizer(args: argparse.Namespace) -> Any:
 
 
 def _model(args: argparse.Namespace, tokenizer: Any) -> Any:
-    from training.model import DemoSpec, build_model
+    from training.model import DemoSpec, build_model, load_weights
 
     spec = DemoSpec(**args.spec)
-    return build_model(tokenizer.instruct_tokenizer.tokenizer.n_words, spec, args.seed)
+    model = build_model(tokenizer.instruct_tokenizer.tokenizer.n_words, spec, args.seed)
+    if args.init:
+        load_weights(model, Path(args.init))
+    return model
+
+
+def _train_split(args: argparse.Namespace) -> Any:
+    from training.audio_data import concat, load_split
+
+    return concat([load_split(args.data, part) for part in args.train_parts])
 
 
 def step_hear(args: argparse.Namespace) -> Any:
@@ -85,7 +113,7 @@ def step_hear(args: argparse.Namespace) -> Any:
     if Stage(args.run, "hear").done_at(stage.steps):
         model.load_state_dict(torch.load(args.run / "hear.ckpt", weights_only=False)["model"])
         return model
-    train = load_split(args.data, "train")
+    train = _train_split(args)
     dev = load_split(args.data, "dev")
     stage_hear.run(args.run, model, tokenizer, train, dev, stage)
     return model
@@ -110,7 +138,7 @@ def step_speak(args: argparse.Namespace) -> Any:
         inputs = torch.load(cache, weights_only=False)
     else:
         started = time.monotonic()
-        train = load_split(args.data, "train")
+        train = _train_split(args)
         dev = load_split(args.data, "dev")
         maker = ExampleMaker(tokenizer)
         inputs = {

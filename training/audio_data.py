@@ -15,6 +15,10 @@ Splits:
   pitches, training noise types at 10 dB on half the clips.
 - ``heldout``: the benchmark: held-out phrasings, voices, rates and pitches; every utterance
   twice, clean and in held-out noise types at exactly 10 dB SNR.
+- ``more``: as ``train``, with the training part of ``more_phrasings`` beside the training
+  phrasings (for a recipe that trains on more ways to say each command).
+- ``devnew``: as ``dev``, but the commands are said in the part of ``more_phrasings`` that
+  ``more`` never uses: how a recipe copes with new phrasings, without the held-out split.
 """
 
 from __future__ import annotations
@@ -34,7 +38,12 @@ from training import augment, grammar, voices
 from training.features import speech_features
 
 CHUNK = 64
-SPLIT_SEEDS = {"train": 1, "dev": 2, "heldout": 3}
+SPLIT_SEEDS = {"train": 1, "dev": 2, "heldout": 3, "more": 4, "devnew": 5}
+LIKE = {"train": "train", "more": "train", "dev": "dev", "devnew": "dev", "heldout": "heldout"}
+"""Which of the three kinds of split each split is (voices, rates, pitches, conditions)."""
+PHRASINGS = {"train": "train", "more": "more", "dev": "train", "devnew": "devnew",
+             "heldout": "heldout"}  # fmt: skip
+"""The phrasing set (``grammar.templates``) each split speaks."""
 SYNTH_WEIGHTS = {"espeak": 0.55, "flite": 0.25, "festival": 0.20}
 DEV_VARIANT_FRACTION = 0.12
 """Share of the training espeak-ng variants kept for the dev set (out of training)."""
@@ -67,6 +76,7 @@ class Rendering:
 
 def _voice_pools(part: str) -> dict[str, list[voices.Voice]]:
     """Voices of a split; ``dev`` takes a slice of espeak-ng variants away from ``train``."""
+    part = LIKE[part]
     if part == "heldout":
         return voices.voices("heldout")
     pools = voices.voices("train")
@@ -83,9 +93,9 @@ def renderings(part: str, count: int, seed: int | None = None) -> list[Rendering
     """The deterministic list of clips of a split."""
     seed = SPLIT_SEEDS[part] if seed is None else seed
     rng = random.Random(seed * 7919 + 11)
-    phrasings = "heldout" if part == "heldout" else "train"
-    grid = "train" if part == "train" else "heldout"
     pools = _voice_pools(part)
+    phrasings, part = PHRASINGS[part], LIKE[part]
+    grid = "train" if part == "train" else "heldout"
     out: list[Rendering] = []
     for utterance in grammar.utterances(phrasings, count, seed):
         synth = rng.choices(list(SYNTH_WEIGHTS), list(SYNTH_WEIGHTS.values()))[0]
@@ -258,6 +268,18 @@ class Split:
     """Per clip, float16 (128, speech frames)."""
     floors: np.ndarray
     pcm: list[np.ndarray]
+
+
+def concat(splits: list[Split]) -> Split:
+    """One split holding the clips of ``splits`` in order."""
+    if len(splits) == 1:
+        return splits[0]
+    return Split(
+        meta=[m for s in splits for m in s.meta],
+        feats=[f for s in splits for f in s.feats],
+        floors=np.concatenate([s.floors for s in splits]),
+        pcm=[p for s in splits for p in s.pcm],
+    )
 
 
 def load_split(folder: str | Path, part: str, with_pcm: bool = False) -> Split:

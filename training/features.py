@@ -68,3 +68,37 @@ def window(
     n = min(frames, speech.shape[1])
     out[:, :n] = speech[:, :n]
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def warp_matrix(alpha: float) -> torch.Tensor:
+    """``(128, 128)``: vocal tract length perturbation of mel features, ``warp_matrix(a) @ mel``.
+
+    Frequencies below a boundary are scaled by ``alpha`` (> 1: a shorter vocal tract, higher
+    formants), those above it map linearly onto the rest of the band so 0 and 8 kHz stay in
+    place (Jaitly and Hinton's piecewise-linear warp); each warped bin interpolates the two mel
+    bins around the frequency it comes from. A speaker the data does not have, roughly, for
+    the cost of a matrix product: it moves formants without the synthesizer's help.
+    """
+    from transformers.audio_utils import hertz_to_mel, mel_to_hertz
+
+    top = 8000.0
+    bins = _mel_filters().shape[1]
+    edges = np.linspace(0.0, hertz_to_mel(top, mel_scale="slaney"), bins + 2)
+    centres = mel_to_hertz(edges[1:-1], mel_scale="slaney")  # the filters' peaks
+    boundary = 0.8 * top * min(alpha, 1.0) / alpha
+    grid = np.linspace(0, top, 4001)
+    warped = np.where(
+        grid <= boundary,
+        grid * alpha,
+        alpha * boundary + (top - alpha * boundary) * (grid - boundary) / (top - boundary),
+    )
+    sources = np.interp(centres, warped, grid)  # the frequency each target bin comes from
+    position = np.interp(sources, centres, np.arange(len(centres)))
+    low = np.clip(np.floor(position).astype(int), 0, len(centres) - 2)
+    frac = np.clip(position - low, 0.0, 1.0)
+    matrix = np.zeros((len(centres), len(centres)), dtype=np.float32)
+    rows = np.arange(len(centres))
+    matrix[rows, low] = 1 - frac
+    matrix[rows, low + 1] += frac
+    return torch.from_numpy(matrix)

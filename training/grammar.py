@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from training.more_phrasings import more_templates
+
 SPLIT_SEED = 15
 """Seeds the one split of templates into training and held-out phrasings."""
 
@@ -409,7 +411,16 @@ TEMPLATE_SPLIT = _split()
 
 
 def templates(intent: str, part: str) -> list[tuple[str, str]]:
-    """``(template id, template)`` of one intent in ``part`` (``train`` or ``heldout``)."""
+    """``(template id, template)`` of one intent in a phrasing set: ``train`` or ``heldout``
+    (the one split of ``INTENTS``); ``more`` (``train`` and the training part of
+    ``more_phrasings``); ``devnew`` (the part of ``more_phrasings`` kept from training, and
+    ``train`` for an intent it has none for)."""
+    if part == "more":
+        return templates(intent, "train") + more_templates(intent, "train")
+    if part == "devnew":
+        return more_templates(intent, "devnew") or templates(intent, "train")
+    if part not in ("train", "heldout"):
+        raise ValueError(f"no phrasing set {part!r}")
     train, held = TEMPLATE_SPLIT[intent]
     numbers = train if part == "train" else held
     return [(f"{intent}/{n:02d}", INTENTS[intent][n]) for n in numbers]

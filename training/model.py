@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -115,6 +116,18 @@ def build_model(vocab_size: int, spec: DemoSpec, seed: int) -> Any:
         bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=PAD_ID
     )
     return model
+
+
+def load_weights(model: Any, folder: Path) -> None:
+    """Start ``model`` from an exported checkpoint's weights (e.g. the shipped demo), read by
+    ``from_pretrained`` as the product reads them; its spec must be the one ``model`` has."""
+    from transformers import VoxtralForConditionalGeneration
+
+    saved = VoxtralForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+    try:
+        model.load_state_dict(saved.state_dict(), strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{folder} does not fit this model's spec: {e}") from None
 
 
 class TrainingHeads(nn.Module):

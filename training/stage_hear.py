@@ -52,6 +52,10 @@ class HearConfig:
     seed: int = 0
     dev_every: int = 1000
     dev_clips: int = 96
+    warp: float = 0.0
+    """Vocal tract length perturbation: each training clip's mel features warped by a factor
+    drawn from ``1 +- warp`` (0.01 steps; ``features.warp_matrix``), so the encoder meets
+    formants its few synthetic speakers lack. 0: off."""
 
 
 def word_text(text: str) -> str:
@@ -113,6 +117,18 @@ def short_frames(split: Split, indices: list[int], extra: int, rng: random.Rando
     """A short window: the longest clip plus some padding, a multiple of 8, at most 3000."""
     longest = max(split.feats[i].shape[1] for i in indices)
     return min(features.WINDOW_FRAMES, int(math.ceil((longest + rng.randint(8, extra)) / 8) * 8))
+
+
+def warped(feats: torch.Tensor, amount: float, seed: int) -> torch.Tensor:
+    """``feats`` ``(batch, 128, frames)`` with each clip's frequencies warped by its own
+    factor in ``1 +- amount``, drawn from ``seed`` alone (a resumed run warps the same way)."""
+    if amount <= 0:
+        return feats
+    rng = random.Random(seed)
+    steps = round(amount * 100)
+    alphas = [1 + rng.randint(-steps, steps) / 100 for _ in range(feats.shape[0])]
+    matrices = torch.stack([features.warp_matrix(a) for a in alphas])
+    return torch.bmm(matrices, feats)
 
 
 def token_logits(
@@ -287,7 +303,8 @@ def run(
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config.steps, config.lr, config.warmup)
         char_loss, token_loss, frame_loss = ctc_losses(
-            model, heads, batch_features(train, idx, frames),
+            model, heads,
+            warped(batch_features(train, idx, frames), config.warp, config.seed * 1_000_003 + step),
             [chars[i] for i in idx], [tokens[i] for i in idx], classes, config.autocast,
             [frame_targets(spans[i], frames // 8) for i in idx],
         )  # fmt: skip

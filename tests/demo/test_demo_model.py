@@ -303,3 +303,24 @@ async def test_the_openai_sdk_realtime_client_gets_the_function_call(
     assert message.topic == "homeassistant/light/office/set"
     text = next(e for e in events if e.type == "response.output_text.done").text
     assert text == "The office light is on."
+
+
+def test_a_run_can_start_from_the_shipped_weights() -> None:
+    """``init``: a freshly built model of the shipped spec takes the shipped weights exactly;
+    a model of another spec is refused with a clear error."""
+    import torch
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+    from transformers import VoxtralForConditionalGeneration
+
+    from assistant.model.checkpoint import demo_checkpoint
+    from training.model import DemoSpec, build_model, load_weights
+
+    shipped = Path(demo_checkpoint())
+    vocab = MistralTokenizer.from_file(str(shipped / "tekken.json")).instruct_tokenizer.tokenizer
+    model = build_model(vocab.n_words, DemoSpec(), seed=1)
+    load_weights(model, shipped)
+    expected = VoxtralForConditionalGeneration.from_pretrained(shipped).state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in model.state_dict().items())
+    other = build_model(vocab.n_words, DemoSpec(text_layers=3), seed=1)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_weights(other, shipped)

@@ -153,3 +153,44 @@ def test_the_shared_tools_prefix_gives_the_same_loss_as_whole_prompts(
             whole, counted_whole = batch_loss(model, batch, audio, False, trimmed)
             assert counted == counted_whole > 0
             assert abs(float(shared) - float(whole)) < 1e-5
+
+
+def _bare(template: str) -> str:
+    return template.lstrip("^").lower()
+
+
+def test_more_phrasings_are_none_of_the_grammars_templates() -> None:
+    """The extra training phrasings never repeat a template of the one split (so neither a
+    held-out phrasing), and ``devnew`` speaks only those of them that ``more`` never uses."""
+    from training.more_phrasings import MORE
+
+    grammar_templates = {_bare(t) for ts in grammar.INTENTS.values() for t in ts}
+    assert not {_bare(t) for ts in MORE.values() for t in ts} & grammar_templates
+    more = {u.template for u in grammar.utterances("more", 4000, 1)}
+    devnew = {u.template for u in grammar.utterances("devnew", 2000, 2)}
+    held = {u.template for u in grammar.utterances("heldout", 2000, 3)}
+    new_in_devnew = {t for t in devnew if "/more" in t}
+    assert new_in_devnew and not new_in_devnew & more
+    assert any("/more" in t for t in more) and not more & held
+    with pytest.raises(ValueError, match="no phrasing set"):
+        grammar.templates("light_on", "tarin")
+
+
+FINGERPRINTS = {"train": "da1aacd02db1", "dev": "24df26ddb59e", "heldout": "0fbbf68f861b"}
+
+
+def test_the_original_splits_do_not_change_with_the_new_ones() -> None:
+    """``train``, ``dev`` and ``heldout`` draw the same clips as before ``more`` and ``devnew``
+    existed (the shipped weights' recipe still reproduces them): fingerprints of their first
+    renderings, taken before the change."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from training.audio_data import renderings
+
+    def fingerprint(part: str, count: int) -> str:
+        rows = json.dumps([asdict(r) for r in renderings(part, count)])
+        return hashlib.md5(rows.encode()).hexdigest()[:12]
+
+    assert {p: fingerprint(p, 300) for p in ("train", "dev", "heldout")} == FINGERPRINTS
