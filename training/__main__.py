@@ -110,6 +110,8 @@ def step_hear(args: argparse.Namespace) -> Any:
     tokenizer = _tokenizer(args)
     model = _model(args, tokenizer)
     stage = stage_hear.HearConfig(**args.hear)
+    if args.init and stage.steps == 0:  # the encoder and projector stay as init has them
+        return model
     if Stage(args.run, "hear").done_at(stage.steps):
         model.load_state_dict(torch.load(args.run / "hear.ckpt", weights_only=False)["model"])
         return model

@@ -324,3 +324,26 @@ def test_a_run_can_start_from_the_shipped_weights() -> None:
     other = build_model(vocab.n_words, DemoSpec(text_layers=3), seed=1)
     with pytest.raises(ValueError, match="does not fit"):
         load_weights(other, shipped)
+
+
+def test_a_run_from_a_checkpoint_with_no_stage_1_keeps_its_encoder(tmp_path: Path) -> None:
+    """``init`` with ``hear.steps=0``: stage 1 is skipped (no data is read), the run's model is
+    the checkpoint's and its tokenizer the checkpoint's."""
+    import argparse
+
+    import torch
+    from transformers import VoxtralForConditionalGeneration
+
+    from assistant.model.checkpoint import demo_checkpoint
+    from training.__main__ import step_hear
+
+    shipped = Path(demo_checkpoint())
+    args = argparse.Namespace(
+        run=tmp_path, data=tmp_path / "no-data", init=str(shipped), spec={},
+        hear={"steps": 0}, seed=0, train_parts=["train"],
+    )  # fmt: skip
+    model = step_hear(args)
+    expected = VoxtralForConditionalGeneration.from_pretrained(shipped).state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in model.state_dict().items())
+    assert (tmp_path / "tekken.json").read_bytes() == (shipped / "tekken.json").read_bytes()
+    assert not list(tmp_path.glob("hear*"))
