@@ -53,11 +53,14 @@ def step_data(args: argparse.Namespace) -> None:
         "heldout": args.heldout_clips, "dev": args.dev_clips, "devnew": args.devnew_clips,
         "train": args.train_clips, "more": args.more_clips,
     }  # fmt: skip
+    for part in args.train_parts:
+        if part not in ("train", "more"):
+            raise SystemExit(f"train_parts: no training split {part!r} (train, more)")
+        if not counts[part]:
+            raise SystemExit(f"train_parts names {part!r} but {part}_clips is 0")
     wanted = ["heldout", "dev", *(["devnew"] if args.devnew_clips else []), *args.train_parts]
     for part in wanted:
         count = counts[part]
-        if not count:
-            raise SystemExit(f"train_parts names {part!r} but {part}_clips is 0")
         started = time.monotonic()
         build_split(args.data, part, count, workers=args.workers)
         log.info("data %s: %.1f min", part, (time.monotonic() - started) / 60)

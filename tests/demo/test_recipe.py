@@ -194,3 +194,20 @@ def test_the_original_splits_do_not_change_with_the_new_ones() -> None:
         return hashlib.md5(rows.encode()).hexdigest()[:12]
 
     assert {p: fingerprint(p, 300) for p in ("train", "dev", "heldout")} == FINGERPRINTS
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [('train_parts=["tarin"]', "no training split 'tarin'"),
+     ('train_parts=["more"]', "more_clips is 0")],
+)  # fmt: skip
+def test_a_wrong_training_split_is_refused_before_any_synthesis(
+    tmp_path: Path, setting: str, message: str
+) -> None:
+    """A misspelt split or one with no clips stops ``data`` with a clear message, nothing built."""
+    from training.__main__ import main
+
+    with pytest.raises(SystemExit, match=message):
+        main(["data", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "data"),
+              "--set", setting])  # fmt: skip
+    assert not (tmp_path / "data").exists()
