@@ -20,8 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from training.more_phrasings import more_templates
-
 SPLIT_SEED = 15
 """Seeds the one split of templates into training and held-out phrasings."""
 
@@ -395,19 +393,23 @@ _QUESTION_WORDS = frozenset(
 )
 
 
-def _split(seed: int = SPLIT_SEED) -> dict[str, tuple[list[int], list[int]]]:
-    """Per intent: (training template numbers, held-out template numbers)."""
+def split_by_seed(
+    table: dict[str, list[str]], seed: int, fraction: float
+) -> dict[str, tuple[list[int], list[int]]]:
+    """Per intent: (numbers of the templates kept, numbers of the ``fraction`` set aside, at
+    least two), drawn from ``seed`` alone."""
     rng = random.Random(seed)
     split = {}
-    for intent, templates in INTENTS.items():
+    for intent, templates in table.items():
         order = list(range(len(templates)))
         rng.shuffle(order)
-        held = max(2, round(len(templates) * HELD_OUT_FRACTION))
+        held = max(2, round(len(templates) * fraction))
         split[intent] = (sorted(order[held:]), sorted(order[:held]))
     return split
 
 
-TEMPLATE_SPLIT = _split()
+TEMPLATE_SPLIT = split_by_seed(INTENTS, SPLIT_SEED, HELD_OUT_FRACTION)
+"""Per intent: (training template numbers, held-out template numbers)."""
 
 
 def templates(intent: str, part: str) -> list[tuple[str, str]]:
@@ -415,6 +417,8 @@ def templates(intent: str, part: str) -> list[tuple[str, str]]:
     (the one split of ``INTENTS``); ``more`` (``train`` and the training part of
     ``more_phrasings``); ``devnew`` (the part of ``more_phrasings`` kept from training, and
     ``train`` for an intent it has none for)."""
+    from training.more_phrasings import more_templates
+
     if part == "more":
         return templates(intent, "train") + more_templates(intent, "train")
     if part == "devnew":

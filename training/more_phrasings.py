@@ -14,7 +14,7 @@ Slots are those of ``grammar._fill``: ``{room}``, ``{pct}``, ``{troom}``, ``{tem
 
 from __future__ import annotations
 
-import random
+from training.grammar import split_by_seed
 
 MORE_SPLIT_SEED = 16
 """Seeds the split of these templates into training and ``devnew`` phrasings."""
@@ -102,18 +102,8 @@ MORE: dict[str, list[str]] = {
 }  # fmt: skip
 
 
-def _split(seed: int = MORE_SPLIT_SEED) -> dict[str, tuple[list[int], list[int]]]:
-    rng = random.Random(seed)
-    split = {}
-    for intent, phrasings in MORE.items():
-        order = list(range(len(phrasings)))
-        rng.shuffle(order)
-        held = max(2, round(len(phrasings) / 4))
-        split[intent] = (sorted(order[held:]), sorted(order[:held]))
-    return split
-
-
-MORE_SPLIT = _split()
+MORE_SPLIT = split_by_seed(MORE, MORE_SPLIT_SEED, 0.25)
+"""Per intent: (numbers of the training templates, numbers of the ``devnew`` ones)."""
 
 
 def more_templates(intent: str, part: str) -> list[tuple[str, str]]:
