@@ -76,15 +76,15 @@ class Rendering:
 
 def _voice_pools(part: str) -> dict[str, list[voices.Voice]]:
     """Voices of a split; ``dev`` takes a slice of espeak-ng variants away from ``train``."""
-    part = LIKE[part]
-    if part == "heldout":
+    kind = LIKE[part]
+    if kind == "heldout":
         return voices.voices("heldout")
     pools = voices.voices("train")
     espeak = pools["espeak"]
     variants = sorted({v.name.split("+")[1] for v in espeak})
     _, dev = voices.split_variants(variants, DEV_VARIANT_FRACTION, voices.VOICE_SPLIT_SEED + 1)
     wanted = set(dev)
-    keep = (lambda v: v in wanted) if part == "dev" else (lambda v: v not in wanted)
+    keep = (lambda v: v in wanted) if kind == "dev" else (lambda v: v not in wanted)
     pools["espeak"] = [v for v in espeak if keep(v.name.split("+")[1])]
     return pools
 
@@ -94,10 +94,10 @@ def renderings(part: str, count: int, seed: int | None = None) -> list[Rendering
     seed = SPLIT_SEEDS[part] if seed is None else seed
     rng = random.Random(seed * 7919 + 11)
     pools = _voice_pools(part)
-    phrasings, part = PHRASINGS[part], LIKE[part]
-    grid = "train" if part == "train" else "heldout"
+    kind = LIKE[part]  # train, dev or heldout: voices, grids, conditions
+    grid = "train" if kind == "train" else "heldout"
     out: list[Rendering] = []
-    for utterance in grammar.utterances(phrasings, count, seed):
+    for utterance in grammar.utterances(PHRASINGS[part], count, seed):
         synth = rng.choices(list(SYNTH_WEIGHTS), list(SYNTH_WEIGHTS.values()))[0]
         voice = rng.choice(pools[synth])
         r = Rendering(
@@ -116,13 +116,13 @@ def renderings(part: str, count: int, seed: int | None = None) -> list[Rendering
             peak_dbfs=round(rng.uniform(-30, -1), 1),
             seed=rng.randrange(2**31),
         )
-        if part == "train":
+        if kind == "train":
             if rng.random() < 0.3:
                 r.rt60_s = round(rng.uniform(0.15, 0.9), 2)
             if rng.random() < 0.6:
                 r.noise = rng.choice(list(augment.TRAIN_NOISES))
                 r.snr_db = round(rng.uniform(0, 30), 1)
-        elif part == "dev":
+        elif kind == "dev":
             if rng.random() < 0.5:
                 r.noise = rng.choice(list(augment.TRAIN_NOISES))
                 r.snr_db = 10.0
@@ -131,7 +131,7 @@ def renderings(part: str, count: int, seed: int | None = None) -> list[Rendering
             r.lead_s = round(rng.uniform(0.2, 0.4), 3)  # what the product's VAD leaves
             r.trail_s = round(rng.uniform(0.4, 0.6), 3)
         out.append(r)
-    if part == "heldout":  # every utterance again, in held-out noise at 10 dB
+    if kind == "heldout":  # every utterance again, in held-out noise at 10 dB
         noisy = []
         for r in out:
             twin = Rendering(**{**asdict(r), "index": len(out) + r.index})
