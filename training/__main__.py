@@ -45,14 +45,19 @@ def _config(run: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _counts(args: argparse.Namespace) -> dict[str, int]:
+    """Clips per split, as the recipe asks."""
+    return {
+        "heldout": args.heldout_clips, "dev": args.dev_clips, "devnew": args.devnew_clips,
+        "train": args.train_clips, "more": args.more_clips,
+    }  # fmt: skip
+
+
 def step_data(args: argparse.Namespace) -> None:
     """Synthesize the training, dev and held-out clips (each split once)."""
     from training.audio_data import build_split
 
-    counts = {
-        "heldout": args.heldout_clips, "dev": args.dev_clips, "devnew": args.devnew_clips,
-        "train": args.train_clips, "more": args.more_clips,
-    }  # fmt: skip
+    counts = _counts(args)
     for part in args.train_parts:
         if part not in ("train", "more"):
             raise SystemExit(f"train_parts: no training split {part!r} (train, more)")
@@ -100,7 +105,8 @@ def _model(args: argparse.Namespace, tokenizer: Any) -> Any:
 def _train_split(args: argparse.Namespace) -> Any:
     from training.audio_data import concat, load_split
 
-    return concat([load_split(args.data, part) for part in args.train_parts])
+    counts = _counts(args)
+    return concat([load_split(args.data, part, count=counts[part]) for part in args.train_parts])
 
 
 def step_hear(args: argparse.Namespace) -> Any:

@@ -269,6 +269,10 @@ class Split:
     floors: np.ndarray
     pcm: list[np.ndarray]
 
+    def first(self, count: int) -> Split:
+        """The first ``count`` clips."""
+        return Split(self.meta[:count], self.feats[:count], self.floors[:count], self.pcm[:count])
+
 
 def concat(splits: list[Split]) -> Split:
     """One split holding the clips of ``splits`` in order."""
@@ -282,8 +286,14 @@ def concat(splits: list[Split]) -> Split:
     )
 
 
-def load_split(folder: str | Path, part: str, with_pcm: bool = False) -> Split:
-    """Read every chunk of a split."""
+def load_split(
+    folder: str | Path, part: str, with_pcm: bool = False, count: int | None = None
+) -> Split:
+    """Read every chunk of a split, or only the first ``count`` clips.
+
+    A split's clips are a fixed sequence, so a folder built for 16,000 clips holds the 8,000 of
+    a run that asks for 8,000 first: ``count`` keeps such a run to its own clips.
+    """
     meta: list[dict[str, Any]] = []
     feats: list[np.ndarray] = []
     floors: list[np.ndarray] = []
@@ -291,13 +301,18 @@ def load_split(folder: str | Path, part: str, with_pcm: bool = False) -> Split:
     for path in sorted((Path(folder) / part).glob("chunk_*.npz")):
         if path.name.endswith(".tmp.npz"):
             continue
+        if count is not None and len(meta) >= count:
+            break
         with np.load(path) as data:
             meta += json.loads(str(data["meta"]))
             feats += np.split(data["feats"], np.cumsum(data["feat_lengths"])[:-1], axis=1)
             floors.append(data["floors"])
             if with_pcm:
                 pcm += np.split(data["pcm"], np.cumsum(data["pcm_lengths"])[:-1])
-    return Split(meta, feats, np.concatenate(floors) if floors else np.zeros(0), pcm)
+    if count is not None and len(meta) < count:
+        raise ValueError(f"{part}: {len(meta)} clips in {folder}, {count} asked for (run 'data')")
+    split = Split(meta, feats, np.concatenate(floors) if floors else np.zeros(0), pcm)
+    return split if count is None else split.first(count)
 
 
 def iter_texts(part: str, count: int) -> Iterator[str]:

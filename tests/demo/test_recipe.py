@@ -211,3 +211,51 @@ def test_a_wrong_training_split_is_refused_before_any_synthesis(
         main(["data", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "data"),
               "--set", setting])  # fmt: skip
     assert not (tmp_path / "data").exists()
+
+
+def _fake_split(folder: Path, part: str, clips: int) -> None:
+    """Chunk files as ``build_split`` writes them, clip ``i`` saying ``"{part} {i}"``."""
+    import json
+
+    import numpy as np
+
+    from training.audio_data import CHUNK
+
+    out = folder / part
+    out.mkdir(parents=True)
+    for n, start in enumerate(range(0, clips, CHUNK)):
+        index = range(start, min(start + CHUNK, clips))
+        np.savez(
+            out / f"chunk_{n:05d}.npz",
+            pcm=np.zeros(len(index), np.int16), pcm_lengths=np.ones(len(index), np.int64),
+            feats=np.zeros((128, 2 * len(index)), np.float16),
+            feat_lengths=np.full(len(index), 2, np.int64),
+            floors=np.array(index, np.float32),
+            meta=json.dumps([{"text": f"{part} {i}"} for i in index]),
+        )  # fmt: skip
+
+
+def test_a_run_trains_on_the_clips_it_asks_for_and_no_more(tmp_path: Path) -> None:
+    """A data folder built for more clips than a run asks for (an earlier, larger run) gives
+    the run its first ``train_clips`` clips, then those of the next split: the same clips
+    whatever else the folder holds. Too few clips is a clear error."""
+    import argparse
+
+    from training.__main__ import _train_split
+    from training.audio_data import CHUNK
+
+    _fake_split(tmp_path, "train", 3 * CHUNK)
+    _fake_split(tmp_path, "more", CHUNK)
+    args = argparse.Namespace(
+        data=tmp_path, train_parts=["train", "more"], train_clips=CHUNK + 5, more_clips=10,
+        heldout_clips=0, dev_clips=0, devnew_clips=0,
+    )  # fmt: skip
+    split = _train_split(args)
+    texts = [m["text"] for m in split.meta]
+    assert texts == [f"train {i}" for i in range(CHUNK + 5)] + [f"more {i}" for i in range(10)]
+    assert len(split.feats) == len(split.floors) == len(texts)
+    assert list(split.floors[CHUNK : CHUNK + 5]) == list(range(CHUNK, CHUNK + 5))
+
+    args.more_clips = CHUNK + 1
+    with pytest.raises(ValueError, match=f"more: {CHUNK} clips .* {CHUNK + 1} asked for"):
+        _train_split(args)
