@@ -75,7 +75,31 @@ class ListenProcess:
 
     def _read_stderr(self) -> None:
         assert self.process.stderr is not None  # stderr=PIPE
-        self.stderr = self.process.stderr.read()
+        for line in self.process.stderr:  # line by line: a failure message shows it so far
+            self.stderr += line
+
+    def summary(self) -> str:
+        """The events so far, one word each with its time; runs of deltas counted, not listed."""
+        words: list[str] = []
+        run = 0
+        for event in self.events:
+            if event["type"] == "text_delta":
+                run += 1
+                continue
+            if run:
+                words.append(f"text_delta x{run}")
+                run = 0
+            word = event["type"]
+            if "state" in event:
+                word += f"={event['state']}"
+            if event.get("interrupted"):
+                word += "(interrupted)"
+            if "at_s" in event:
+                word += f"@{float(event['at_s']):.2f}"
+            words.append(word)
+        if run:
+            words.append(f"text_delta x{run}")
+        return ", ".join(words)
 
     def wait_for(
         self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 60
@@ -91,7 +115,7 @@ class ListenProcess:
                 if remaining_s <= 0 or self.process.poll() is not None:
                     raise AssertionError(
                         f"no such event within {timeout_s} s; exit {self.process.poll()}; "
-                        f"events {[e['type'] for e in self.events]}; stderr: {self.stderr[-2000:]}"
+                        f"events: {self.summary()}; stderr: {self.stderr[-2000:]}"
                     )
                 self._changed.wait(min(remaining_s, 0.2))
 
