@@ -298,7 +298,10 @@ class DialogueSettings(_Group):
         True, description="Barge-in: user speech during a reply cancels it."
     )
     min_interrupt_speech_ms: int = Field(
-        300, ge=0, description='Shorter speech (a cough, "mm-hm") does not interrupt.'
+        500,
+        ge=0,
+        description="Voiced speech needed to interrupt a reply; shorter speech over a reply (a "
+        'cough, "mm-hm", a burst of its own echo) neither interrupts it nor is a turn (listen).',
     )
     transcribe_user: bool = Field(
         True, description="Also run each user clip through transcription mode."

@@ -19,6 +19,7 @@ keeps the native calls apart (each takes microseconds).
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 from typing import Any, Protocol
 
@@ -35,13 +36,40 @@ MAX_FAR_END_QUEUE_FRAMES = 200
 counted: a player filling a buffer runs ahead by its latency, never by seconds."""
 
 WARM_UP_FAR_END_S = 5.0
-"""Seconds of sound played before the canceller counts as adapted (``ready``): in the first
+"""Seconds of sound played before the canceller may count as adapted (``ready``): in the first
 seconds AEC3 still lets bursts of loud echo through (``benchmarks/echo.py``)."""
+
+ADAPTED_ERLE_DB = 30.0
+"""After the warm-up, the canceller is ``ready`` once the echo it was given has come out at
+least this much quieter (echo return loss enhancement) over ``ADAPTED_CHECKS`` stretches in a
+row. In a stream-time simulation of the test room AEC3 is at 44-76 dB once adapted, and falls
+to 10-22 dB for a second 4.5-6 s into the first reply, as a time-only warm-up ran out."""
+
+ADAPTED_CHECK_FRAMES = 50
+"""10 ms microphone frames in one stretch checked for ``ADAPTED_ERLE_DB`` (0.5 s), counted
+only while echo can be arriving (``ECHO_TAIL_FRAMES`` after sound was played)."""
+
+ADAPTED_CHECKS = 3
+"""Stretches in a row that must pass: 1.5 s of echo handled well after the warm-up."""
+
+ECHO_TAIL_FRAMES = 50
+"""Microphone frames after the last sounding far-end frame in which its echo can still arrive
+(0.5 s: the room's delay and reverberation, and the sound card's buffers)."""
+
+NO_ECHO_RMS = 150.0
+"""int16 RMS of the microphone (before cancelling) below which a stretch had no echo worth
+cancelling (headphones, a quiet speaker far away): it passes whatever its ERLE."""
+
+WARM_UP_LIMIT_S = 15.0
+"""Seconds of sound after which the canceller is ``ready`` even if the check never passed (a
+noisy room where ERLE cannot be measured): the agent does not stay half-duplex for good."""
 
 SOUNDING_RMS = 100.0
 """int16 RMS above which a far-end frame counts as sound for the warm-up."""
 
 LIVEKIT_PACKAGE = "pip install 'livekit>=1.0,<2'"
+
+log = logging.getLogger(__name__)
 
 
 class EchoCancellerUnavailable(RuntimeError):
@@ -134,11 +162,56 @@ class WebRtcEchoCanceller:
         self.near_frames = 0
         """10 ms microphone frames processed."""
         self._sounding_far_frames = 0
+        self._since_sounding = ECHO_TAIL_FRAMES + 1  # far-end frames since the last sounding one
+        self._check = [0.0, 0.0, 0]  # microphone energy in, out, frames in this stretch
+        self._checks_passed = 0
+        self._ready = False
+        self.ready_erle_db: float | None = None
+        """The ERLE of the last stretch checked when it became ready (None: not by the check)."""
 
     @property
     def ready(self) -> bool:
-        """Whether ``WARM_UP_FAR_END_S`` of sound have been played (and so adapted to)."""
-        return self._sounding_far_frames >= WARM_UP_FAR_END_S * 100
+        """Whether it has adapted to the room: after ``WARM_UP_FAR_END_S`` of sound, once
+        ``ADAPTED_CHECKS`` stretches in a row had their echo ``ADAPTED_ERLE_DB`` quieter (or no
+        echo to speak of); at the latest after ``WARM_UP_LIMIT_S`` of sound. Stays ready."""
+        if not self._ready and self._sounding_far_frames >= WARM_UP_LIMIT_S * 100:
+            self._ready = True
+            log.info(
+                "echo canceller: full duplex after %.1f s of sound (its adaptation never "
+                "measured %.0f dB over %d stretches in a row)",
+                self.sound_played_s, ADAPTED_ERLE_DB, ADAPTED_CHECKS,
+            )  # fmt: skip
+        return self._ready
+
+    @property
+    def sound_played_s(self) -> float:
+        """Seconds of sound given as far end so far (silence not counted)."""
+        return self._sounding_far_frames / 100
+
+    def _check_adaptation(self, near: np.ndarray, cleaned: np.ndarray) -> None:
+        """Count one 10 ms frame towards the current stretch (the lock is held)."""
+        if self._ready or self._since_sounding > ECHO_TAIL_FRAMES:
+            return
+        if self._sounding_far_frames <= WARM_UP_FAR_END_S * 100:
+            self._check = [0.0, 0.0, 0]  # only stretches after the warm-up count
+            return
+        self._check[0] += float(np.sum(near.astype(np.float64) ** 2))
+        self._check[1] += float(np.sum(cleaned.astype(np.float64) ** 2))
+        self._check[2] += 1
+        if self._check[2] < ADAPTED_CHECK_FRAMES:
+            return
+        energy_in, energy_out, frames = self._check
+        self._check = [0.0, 0.0, 0]
+        erle_db = 10 * np.log10(max(energy_in, 1.0) / max(energy_out, 1.0))
+        quiet = np.sqrt(energy_in / (frames * AEC_FRAME_SAMPLES)) < NO_ECHO_RMS
+        self._checks_passed = self._checks_passed + 1 if erle_db >= ADAPTED_ERLE_DB or quiet else 0
+        if self._checks_passed >= ADAPTED_CHECKS:
+            self._ready = True
+            self.ready_erle_db = float(erle_db)
+            log.info(
+                "echo canceller adapted: full duplex after %.1f s of sound (echo %.0f dB quieter)",
+                self.sound_played_s, erle_db,
+            )  # fmt: skip
 
     def far_end(self, pcm: np.ndarray, sample_rate_hz: int) -> None:
         """Take the PCM just handed to the sound card (resampled to 16 kHz, cut in 10 ms)."""
@@ -175,9 +248,11 @@ class WebRtcEchoCanceller:
                     far = self._far_queue.popleft() if self._far_queue else None
                     self._reverse(np.zeros(AEC_FRAME_SAMPLES, np.int16) if far is None else far)
                 block = out[offset : offset + AEC_FRAME_SAMPLES]
+                near = block.copy()
                 audio = self._frame(block)
                 self._apm.process_stream(audio)
                 block[:] = np.frombuffer(audio.data, dtype=np.int16)
+                self._check_adaptation(near, block)
                 self._lead_frames -= 1
                 self.near_frames += 1
         return out
@@ -195,3 +270,6 @@ class WebRtcEchoCanceller:
         self.far_frames += 1
         if np.sqrt(np.mean(block.astype(np.float64) ** 2)) > SOUNDING_RMS:
             self._sounding_far_frames += 1
+            self._since_sounding = 0
+        else:
+            self._since_sounding += 1

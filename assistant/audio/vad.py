@@ -200,6 +200,11 @@ class VadSegmenter:
         return self._announced
 
     @property
+    def voiced_ms(self) -> int:
+        """Voiced audio in the stretch being heard (0 between stretches), in milliseconds."""
+        return _ms(self._voiced_samples)
+
+    @property
     def stream_ms(self) -> int:
         """Stream time analysed so far (whole frames), in milliseconds."""
         return _ms(self._pos)

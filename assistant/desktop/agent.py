@@ -41,7 +41,7 @@ from assistant.audio.vad import VadEvent, VadSegmenter
 from assistant.audio.wake import WakeWordDetector
 from assistant.config import ListenSettings
 from assistant.desktop.attention import Attention
-from assistant.desktop.display import Display, UserClip
+from assistant.desktop.display import Display, SpeechIgnored, UserClip
 from assistant.events import (
     SAMPLE_RATE_HZ,
     AgentStatus,
@@ -161,6 +161,12 @@ class VoiceAgent:
         self._idle.set()
         self._hearing = False
         self._responding = False
+        self._over_reply = False
+        """The speech being heard began during a reply (with barge-in on)."""
+        self._voiced_ms = 0
+        """Voiced audio of the speech being heard (kept until its utterance is handled)."""
+        self._barge_in_pending = False
+        self._min_interrupt_ms = dialogue.settings.min_interrupt_speech_ms
         self._tools: dict[str, str] = {}
         self._muted = False
         self._speech_failure_shown = False
@@ -243,6 +249,9 @@ class VoiceAgent:
                 frame = np.zeros_like(frame)
             for event in self.segmenter.process(frame):
                 await self._on_vad(event, turn_by_turn)
+            self._voiced_ms = max(self._voiced_ms, self.segmenter.voiced_ms)
+            if self._barge_in_pending:
+                await self._barge_in_once_long_enough()
             if self.dialogue.speculation_acts_on(self.segmenter.announced):
                 # The preemptive reply to this speech holds a complete command: end the turn
                 # before the hangover (with vad.eager_silence_ms).
@@ -286,12 +295,16 @@ class VoiceAgent:
         return self._hearing or self._responding or not self._turns.empty() or speaking
 
     async def _on_vad(self, event: VadEvent, turn_by_turn: bool) -> None:
+        if isinstance(event, Utterance) and self._ignored(event):
+            return
         self.display.show(event)
         if isinstance(event, SpeechStarted):
             self._hearing = True
+            self._voiced_ms = self.segmenter.voiced_ms
+            self._over_reply = self.barge_in and self._replying()
             self._update_status()
-            if self.barge_in:
-                await self._interrupt()
+            if self._over_reply:
+                await self._barge_in_once_long_enough()
         elif isinstance(event, SpeechEndLikely):
             # Only when the utterance would be answered at once: nothing queued or running.
             if event.utterance is not None and not self._responding and self._turns.empty():
@@ -312,13 +325,39 @@ class VoiceAgent:
         else:
             raise TypeError(f"unexpected VAD event {event!r}")
 
-    async def _interrupt(self) -> None:
-        """Barge-in: stop the voice and the reply; the history keeps what was heard."""
-        speaking = self.speaker is not None and self.speaker.speaking
+    def _replying(self) -> bool:
         # The turn, not the dialogue's response: a reply can be written (the response settled)
         # and not yet said, its last sentence held until ``TurnDone``. Said after the user
         # spoke, it would be talking over them.
-        if not (speaking or self._responding):
+        speaking = self.speaker is not None and self.speaker.speaking
+        return speaking or self._responding
+
+    async def _barge_in_once_long_enough(self) -> None:
+        """Interrupt the reply once the speech over it has ``min_interrupt_speech_ms`` voiced
+        (until then a cough, an "mm-hm" or a burst of the reply's own echo might be all)."""
+        if self._voiced_ms < self._min_interrupt_ms:
+            self._barge_in_pending = True
+            return
+        self._barge_in_pending = False
+        await self._interrupt()
+
+    def _ignored(self, utterance: Utterance) -> bool:
+        """Whether ``utterance`` began over a reply and stayed too short to interrupt it: it is
+        not a turn (``SpeechIgnored`` is shown instead). A short answer to a confirmation
+        question ("yes") is kept all the same."""
+        over_reply, voiced_ms = self._over_reply, self._voiced_ms
+        self._over_reply = self._barge_in_pending = False
+        self._voiced_ms = 0
+        if not over_reply or voiced_ms >= self._min_interrupt_ms:
+            return False
+        if self.dialogue.awaiting_confirmation:
+            return False
+        self.display.show(SpeechIgnored(utterance.start_ms, utterance.end_ms, voiced_ms))
+        return True
+
+    async def _interrupt(self) -> None:
+        """Barge-in: stop the voice and the reply; the history keeps what was heard."""
+        if not self._replying():
             return
         self._muted = True
         heard = await self.speaker.interrupt() if self.speaker is not None else None

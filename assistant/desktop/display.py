@@ -75,6 +75,17 @@ class UserClip:
     transcribed: bool
 
 
+@dataclass(frozen=True, slots=True)
+class SpeechIgnored:
+    """Speech that began over a reply and stayed under ``dialogue.min_interrupt_speech_ms`` of
+    voiced audio (a cough, an "mm-hm", a burst of the reply's own echo): it neither interrupted
+    the reply nor became a turn. Stream times as in ``Utterance``."""
+
+    start_ms: int
+    end_ms: int
+    voiced_ms: int
+
+
 DisplayEvent = (
     DialogueEvent
     | TranscriptEvent
@@ -85,6 +96,7 @@ DisplayEvent = (
     | SpeechResumed
     | SpeechStopped
     | Utterance
+    | SpeechIgnored
     | SpokenSentence
     | Announcement
     | WakeWordDetected
@@ -183,6 +195,11 @@ def describe(event: DisplayEvent) -> Text | None:
     """
     if isinstance(event, Utterance):
         return Text(f"  (heard {event.duration_s:.1f} s of speech)", style="dim")
+    if isinstance(event, SpeechIgnored):
+        return Text(
+            f"  (ignored {event.voiced_ms} ms of speech over the reply: too short to interrupt)",
+            style="dim",
+        )
     if isinstance(event, UserTranscript):
         return Text.assemble(("you: ", "bold cyan"), event.text or "(nothing understood)")
     if isinstance(event, UserTranscriptFailed):

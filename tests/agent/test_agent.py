@@ -32,6 +32,7 @@ from assistant.testing.speech import synthesize
 from assistant.tools import load_tools
 from tests.agent.conftest import REPLY_TEXT, TOOL_CALL, TRANSCRIPT
 from tests.agent.sound import WatchedPlayer
+from tests.dialogue.house import House
 from tests.support.pulse import VirtualAudio
 
 LONG_REPLY = (
@@ -125,8 +126,12 @@ def _agent(
     *,
     barge_in: bool = False,
     announcements: asyncio.Queue[Announcement] | None = None,
+    min_interrupt_speech_ms: int = 500,
 ) -> VoiceAgent:
-    dialogue = Dialogue(worker, tools, DialogueSettings(interrupt_response=barge_in))
+    settings = DialogueSettings(
+        interrupt_response=barge_in, min_interrupt_speech_ms=min_interrupt_speech_ms
+    )
+    dialogue = Dialogue(worker, tools, settings)
     display = JsonDisplay(io.StringIO())
     return VoiceAgent(
         dialogue,
@@ -344,6 +349,67 @@ async def test_barge_in_cuts_the_reply_to_what_was_heard_and_answers_the_new_tur
     assert isinstance(cut, str) and cut and LONG_REPLY.startswith(cut) and cut != LONG_REPLY
 
 
+async def test_short_speech_over_a_reply_neither_interrupts_it_nor_becomes_a_turn(
+    make_worker: WorkerFactory, virtual_audio: VirtualAudio
+) -> None:
+    """A "yes" (400 ms voiced, under ``min_interrupt_speech_ms``) over the reply: like a cough
+    or a burst of the reply's own echo, it is shown as ignored; the reply is said whole."""
+    script = _script(["Tell me something"], [{"text": LONG_REPLY}])
+    player = WatchedPlayer()
+    speaker = await Speaker(EspeakSynthesizer(), player).start()
+    agent = _agent(make_worker(script), speaker=speaker, barge_in=True)
+    frames = _paced(
+        _recording(0.3, "Tell me something"),
+        lambda: player.started >= 2,  # the reply's second sentence sounds
+        _recording("Yes.", 1.0),
+        lambda: not speaker.speaking and not agent.dialogue.is_responding,
+        _silence(0.5),
+    )
+    try:
+        records = await _run(agent, frames, gate_echo=False)
+    finally:
+        await speaker.aclose()
+    spoken = _types(records, "spoken_sentence")
+    assert not any(s["interrupted"] for s in spoken)
+    assert " ".join(s["text"] for s in spoken) == LONG_REPLY
+    (ignored,) = _types(records, "speech_ignored")
+    assert 250 <= ignored["voiced_ms"] < 500
+    assert len(_types(records, "utterance")) == 1
+    assert len(_types(records, "turn_done")) == 1
+
+
+async def test_a_short_yes_over_the_confirmation_question_answers_it(
+    make_worker: WorkerFactory, virtual_audio: VirtualAudio
+) -> None:
+    """While a confirmation is pending, a short answer said over the question is kept: it does
+    not cut the question, and once it has been said the door is unlocked."""
+    unlock = {"name": "unlock_door", "arguments": {"door": "front"}}
+    script = _script(
+        ["Unlock the front door", "Yes."],
+        [{"tool_calls": [unlock]}, {"text": "The front door is open."}],
+    )
+    house = House()
+    player = WatchedPlayer()
+    speaker = await Speaker(EspeakSynthesizer(), player).start()
+    agent = _agent(make_worker(script), house.tools, speaker=speaker, barge_in=True)
+    frames = _paced(
+        _recording(0.3, "Unlock the front door"),
+        lambda: player.started >= 1,  # the question sounds
+        _recording("Yes.", 1.0),
+        lambda: not speaker.speaking and not agent.dialogue.is_responding,
+        _silence(0.5),
+    )
+    try:
+        records = await _run(agent, frames, gate_echo=False)
+    finally:
+        await speaker.aclose()
+        await house.tools.aclose()
+    assert _types(records, "speech_ignored") == []
+    assert not any(s["interrupted"] for s in _types(records, "spoken_sentence"))
+    assert [name for _, name, _ in house.runs] == ["unlock_door"]
+    assert _types(records, "turn_done")[-1]["text"] == "The front door is open."
+
+
 class _InstantPlayer:
     """A player that hears every clip whole at once (no sound device)."""
 
@@ -399,7 +465,8 @@ async def test_barge_in_before_a_written_reply_is_said_drops_it(
     # the synthesizer holds it until the user has started speaking over it.
     synthesizer = _HeldSynthesizer("Done.")
     speaker = await Speaker(synthesizer, SoundDevicePlayer()).start()
-    agent = _agent(worker, speaker=speaker, barge_in=True)
+    # Speech interrupts at its start (the synthesizer is released when it is shown).
+    agent = _agent(worker, speaker=speaker, barge_in=True, min_interrupt_speech_ms=0)
     show = agent.display.show
 
     def show_then_release(event: Any) -> None:

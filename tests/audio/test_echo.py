@@ -10,7 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from assistant.audio.echo import AEC_FRAME_SAMPLES, WebRtcEchoCanceller, check_near_frame
+from assistant.audio.echo import (
+    ADAPTED_CHECK_FRAMES,
+    ADAPTED_CHECKS,
+    AEC_FRAME_SAMPLES,
+    WARM_UP_FAR_END_S,
+    WARM_UP_LIMIT_S,
+    WebRtcEchoCanceller,
+    check_near_frame,
+)
 from assistant.audio.vad import VadSegmenter
 from assistant.config import VadSettings
 from assistant.events import SpeechStarted
@@ -85,17 +93,52 @@ def test_the_far_end_is_taken_at_any_rate_and_block_size() -> None:
     assert 95 <= canceller.far_frames <= 100
 
 
-def test_it_is_ready_after_five_seconds_of_sound() -> None:
-    """Warm-up: silence does not count, five seconds of sound do."""
+TONE = (np.sin(np.arange(AEC_FRAME_SAMPLES) / 3) * 4000).astype(np.int16)
+
+
+def _play_and_hear(canceller: WebRtcEchoCanceller, frames: int, heard: np.ndarray) -> None:
+    """``frames`` 10 ms of the tone played, the microphone hearing ``heard`` for each."""
+    for _ in range(frames):
+        canceller.far_end(TONE, 16000)
+        canceller.process(heard)
+
+
+def test_without_a_microphone_it_is_ready_only_after_the_warm_up_limit() -> None:
+    """Silence does not count; sound alone (nothing heard to check) makes it ready only at
+    ``WARM_UP_LIMIT_S``, so the agent does not stay half-duplex for good."""
     canceller = WebRtcEchoCanceller()
     for _ in range(300):
         canceller.far_end(np.zeros(AEC_FRAME_SAMPLES, dtype=np.int16), 16000)
+    limit = round(WARM_UP_LIMIT_S * 100)
+    for _ in range(limit - 1):
+        canceller.far_end(TONE, 16000)
     assert not canceller.ready
-    tone = (np.sin(np.arange(AEC_FRAME_SAMPLES) / 3) * 4000).astype(np.int16)
-    for _ in range(499):
-        canceller.far_end(tone, 16000)
+    canceller.far_end(TONE, 16000)
+    assert canceller.ready
+    assert canceller.ready_erle_db is None
+
+
+def test_an_echo_it_does_not_remove_keeps_it_half_duplex() -> None:
+    """Loud sound at the microphone that AEC3 cannot take out (it is not the far end's echo)
+    fails every check: after the warm-up and twice the checks' length it is still not ready."""
+    canceller = WebRtcEchoCanceller()
+    noise = np.random.default_rng(1).normal(0, 3000, AEC_FRAME_SAMPLES * 1000).astype(np.int16)
+    for index in range(round((WARM_UP_FAR_END_S + 3.0) * 100)):
+        canceller.far_end(TONE, 16000)
+        at = (index % 1000) * AEC_FRAME_SAMPLES
+        canceller.process(noise[at : at + AEC_FRAME_SAMPLES])
     assert not canceller.ready
-    canceller.far_end(tone, 16000)
+
+
+def test_with_no_echo_at_the_microphone_it_is_ready_after_the_warm_up_and_the_checks() -> None:
+    """Headphones: the microphone hears only a quiet room while the reply plays. Ready once the
+    warm-up and ``ADAPTED_CHECKS`` stretches have passed, not before."""
+    canceller = WebRtcEchoCanceller()
+    quiet = np.random.default_rng(2).normal(0, 30, AEC_FRAME_SAMPLES).astype(np.int16)
+    checks = ADAPTED_CHECKS * ADAPTED_CHECK_FRAMES
+    _play_and_hear(canceller, round(WARM_UP_FAR_END_S * 100) + checks - 1, quiet)
+    assert not canceller.ready
+    _play_and_hear(canceller, 1, quiet)
     assert canceller.ready
 
 
