@@ -35,6 +35,13 @@ ENV_PREFIX = "VOXTRAL_ASSISTANT_"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MIB = 2**20
 
+DEMO_MODEL = "demo"
+"""The ``--model`` name of the demo checkpoint shipped inside the package (``demo/``): a small
+Voxtral trained by ``python -m training`` that knows only the shipped ``tools.yaml``. Its chat
+replies are greedy unless ``model.temperature`` is set: its figures
+(``benchmarks/demo_accuracy.py``) are greedy, and at the chat default of 0.2 a model this small
+changes its mind between runs."""
+
 
 def _split_commas(value: Any) -> Any:
     """A list from the environment arrives as one string: "https://a,https://b"."""
@@ -95,7 +102,8 @@ class ModelSettings(_Group):
     id: str = Field(
         DEFAULT_MODEL,
         description="Hugging Face hub id, local folder, or demo (the small demo model shipped "
-        "in the package: it knows only the shipped tools.yaml).",
+        "in the package: it knows only the shipped tools.yaml; greedy unless model.temperature "
+        "is set).",
     )
     device: str = Field(
         "auto",
@@ -190,10 +198,14 @@ class ModelSettings(_Group):
         return self
 
     def generation_params(self, max_new_tokens: int | None = None) -> GenerationParams:
-        """The chat sampling configured here (``max_new_tokens`` overrides the reply length)."""
+        """The chat sampling configured here (``max_new_tokens`` overrides the reply length);
+        greedy for the demo model unless ``temperature`` was set (``DEMO_MODEL``)."""
+        temperature = self.temperature
+        if self.id == DEMO_MODEL and "temperature" not in self.model_fields_set:
+            temperature = 0.0
         return GenerationParams(
             max_new_tokens=self.max_new_tokens if max_new_tokens is None else max_new_tokens,
-            temperature=self.temperature,
+            temperature=temperature,
             top_p=self.top_p,
         )
 

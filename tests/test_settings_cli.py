@@ -169,3 +169,14 @@ def test_settings_current_shows_the_effective_values_and_hides_the_token(
     assert "vad.frame_ms = 30\n" in out
     assert "server.token = (set)\n" in out
     assert "s3cret-value" not in out
+
+
+def test_the_demo_model_replies_greedily_unless_a_temperature_is_set() -> None:
+    """``--model demo`` samples at temperature 0 (its figures are greedy); a temperature set in
+    any layer wins; other models keep the chat default of 0.2."""
+    from assistant.config import load_settings
+
+    assert load_settings({"model": {"id": "demo"}}).model.generation_params().temperature == 0.0
+    chosen = load_settings({"model": {"id": "demo", "temperature": 0.7}})
+    assert chosen.model.generation_params().temperature == 0.7
+    assert load_settings({}).model.generation_params().temperature == 0.2

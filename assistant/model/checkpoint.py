@@ -17,7 +17,10 @@ import os
 import threading
 from pathlib import Path
 
+from assistant.config import DEMO_MODEL as DEMO_MODEL  # its --model name; re-exported
+
 log = logging.getLogger(__name__)
+
 
 # Everything transformers + mistral-common need; not Mistral's own duplicate
 # consolidated.safetensors (another full copy of the weights).
@@ -33,10 +36,6 @@ CHECKPOINT_FILES = [
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
 
-
-DEMO_MODEL = "demo"
-"""The ``--model`` name of the demo checkpoint shipped inside the package (``demo/``): a small
-Voxtral trained by ``python -m training`` that knows only the shipped ``tools.yaml``."""
 
 HUB_PROBE_TIMEOUT_S = 5.0
 """How long the hub has to answer before it is taken to be unreachable; the environment

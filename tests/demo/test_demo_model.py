@@ -52,6 +52,12 @@ def broker_env(broker: MosquittoBroker) -> dict[str, str]:
     return {"MQTT_HOST": broker.host, "MQTT_PORT": str(broker.port)}
 
 
+def _said(stdout: str) -> list[dict[str, Any]]:
+    """The events of ``listen --json`` output that tell what it did (no deltas, no statuses)."""
+    events = [json.loads(line) for line in stdout.splitlines()]
+    return [e for e in events if e["type"] not in ("text_delta", "agent_status")]
+
+
 def said(folder: Path, text: str) -> Path:
     return Path(write_wav(str(folder / (re.sub(r"\W+", "_", text).strip("_") + ".wav")),
                           synthesize(text)))  # fmt: skip
@@ -165,7 +171,10 @@ def test_listen_on_a_recording_turns_the_kitchen_light_on_over_mqtt(
             "--tools", demo_tools(tmp_path), env=broker_env(mqtt_broker), timeout_s=240,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-        (message,) = recorder.wait_for(1)
+        try:
+            (message,) = recorder.wait_for(1)
+        except TimeoutError as exc:
+            raise AssertionError(f"no publish; the agent said {_said(done.stdout)}") from exc
     assert message.topic == "homeassistant/light/kitchen/set"
     assert json.loads(message.payload) == {"state": "ON"}
     events = [json.loads(line) for line in done.stdout.splitlines()]
