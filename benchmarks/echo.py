@@ -22,7 +22,7 @@ from assistant.config import VadSettings
 from assistant.events import SpeechStarted
 from assistant.speech.synthesis import EspeakSynthesizer
 from assistant.testing.speech import synthesize
-from tests.support.echo_sim import erle_db, simulate_call
+from tests.support.echo_sim import CallResult, erle_db, simulate_call
 from tests.support.room import Room
 
 REPLY = (
@@ -60,10 +60,10 @@ def main() -> None:
         f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}"
     )
     print(
-        "| room | ERLE before warm-up | ERLE after | false starts after warm-up | "
-        "user heard after | % of a core |"
+        "| room | ready at | ERLE before ready | ERLE after | false starts after ready | "
+        "ready at, user talking | user heard after | % of a core |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, room in ROOMS.items():
         call = simulate_call(WebRtcEchoCanceller(), reply, espeak.sample_rate_hz, room)
         ready_s = call.ready_at_s or 0.0
@@ -79,9 +79,14 @@ def main() -> None:
         reaction = f"{heard[0] - USER_AT_S * 1000:.0f} ms" if heard else "not heard"
         share = 100 * call.busy_s / (len(call.mic) / 16000)
         print(
-            f"| {name} | {before:.1f} dB | {after:.1f} dB | {len(false_starts)} | "
-            f"{reaction} | {share:.2f} |"
+            f"| {name} | {_at(call)} | {before:.1f} dB | {after:.1f} dB | {len(false_starts)} | "
+            f"{_at(talk)} | {reaction} | {share:.2f} |"
         )
+
+
+def _at(call: CallResult) -> str:
+    """When the canceller said it was ready (stream time; the reply starts at 0.5 s)."""
+    return "never" if call.ready_at_s is None else f"{call.ready_at_s:.1f} s"
 
 
 if __name__ == "__main__":
