@@ -157,9 +157,17 @@ async def _serve(
     reply: tuple[str | None, str],
     model: str,
 ) -> None:
-    from assistant.config import DialogueSettings, ServerSettings, VadSettings
+    from assistant.config import (
+        DEMO_MODEL,
+        DialogueSettings,
+        ModelSettings,
+        ServerSettings,
+        VadSettings,
+    )
     from assistant.server.assistant_server import AssistantServer
 
+    # The sampling `serve --model demo` uses (greedy); the tiny model's replies are forced.
+    params = ModelSettings(id=DEMO_MODEL).generation_params()
     runs = itertools.count(1)
     if model == "demo":
         worker, tools = demo_parts(runs)
@@ -170,6 +178,7 @@ async def _serve(
             worker,
             settings=ServerSettings(port=0),
             tools=tools,
+            params=params,
             dialogue_settings=DialogueSettings(preemptive=mode.preemptive),
             vad_settings=VadSettings(eager_silence_ms=mode.eager_ms),
         )
