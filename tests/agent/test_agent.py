@@ -349,6 +349,23 @@ async def test_barge_in_cuts_the_reply_to_what_was_heard_and_answers_the_new_tur
     assert isinstance(cut, str) and cut and LONG_REPLY.startswith(cut) and cut != LONG_REPLY
 
 
+async def _yes_over_the_reply(
+    agent: VoiceAgent, player: WatchedPlayer, request: str, *, sentences: int
+) -> list[dict[str, Any]]:
+    """Say ``request``; say "Yes." once ``sentences`` of the reply have started to sound; stay
+    silent until the agent is done. The display's records."""
+    speaker = agent.speaker
+    assert speaker is not None
+    frames = _paced(
+        _recording(0.3, request),
+        lambda: player.started >= sentences,
+        _recording("Yes.", 1.0),
+        lambda: not speaker.speaking and not agent.dialogue.is_responding,
+        _silence(0.5),
+    )
+    return await _run(agent, frames, gate_echo=False)
+
+
 async def test_short_speech_over_a_reply_neither_interrupts_it_nor_becomes_a_turn(
     make_worker: WorkerFactory, virtual_audio: VirtualAudio
 ) -> None:
@@ -358,15 +375,9 @@ async def test_short_speech_over_a_reply_neither_interrupts_it_nor_becomes_a_tur
     player = WatchedPlayer()
     speaker = await Speaker(EspeakSynthesizer(), player).start()
     agent = _agent(make_worker(script), speaker=speaker, barge_in=True)
-    frames = _paced(
-        _recording(0.3, "Tell me something"),
-        lambda: player.started >= 2,  # the reply's second sentence sounds
-        _recording("Yes.", 1.0),
-        lambda: not speaker.speaking and not agent.dialogue.is_responding,
-        _silence(0.5),
-    )
     try:
-        records = await _run(agent, frames, gate_echo=False)
+        # "Yes." while the reply's second sentence sounds.
+        records = await _yes_over_the_reply(agent, player, "Tell me something", sentences=2)
     finally:
         await speaker.aclose()
     spoken = _types(records, "spoken_sentence")
@@ -392,15 +403,9 @@ async def test_a_short_yes_over_the_confirmation_question_answers_it(
     player = WatchedPlayer()
     speaker = await Speaker(EspeakSynthesizer(), player).start()
     agent = _agent(make_worker(script), house.tools, speaker=speaker, barge_in=True)
-    frames = _paced(
-        _recording(0.3, "Unlock the front door"),
-        lambda: player.started >= 1,  # the question sounds
-        _recording("Yes.", 1.0),
-        lambda: not speaker.speaking and not agent.dialogue.is_responding,
-        _silence(0.5),
-    )
     try:
-        records = await _run(agent, frames, gate_echo=False)
+        # "Yes." while the question sounds.
+        records = await _yes_over_the_reply(agent, player, "Unlock the front door", sentences=1)
     finally:
         await speaker.aclose()
         await house.tools.aclose()
