@@ -352,6 +352,7 @@ class VoiceAgent:
             return False
         if self.dialogue.awaiting_confirmation:
             return False
+        self.dialogue.discard_speculation()  # a preemptive reply to it, if one started
         self.display.show(SpeechIgnored(utterance.start_ms, utterance.end_ms, voiced_ms))
         return True
 
