@@ -163,7 +163,8 @@ class WebRtcEchoCanceller:
         """10 ms microphone frames processed."""
         self._sounding_far_frames = 0
         self._since_sounding = ECHO_TAIL_FRAMES + 1  # far-end frames since the last sounding one
-        self._check = [0.0, 0.0, 0]  # microphone energy in, out, frames in this stretch
+        self._energy_in = self._energy_out = 0.0  # microphone energy of this stretch
+        self._stretch_frames = 0
         self._checks_passed = 0
         self._ready = False
         self.ready_erle_db: float | None = None
@@ -174,13 +175,6 @@ class WebRtcEchoCanceller:
         """Whether it has adapted to the room: after ``WARM_UP_FAR_END_S`` of sound, once
         ``ADAPTED_CHECKS`` stretches in a row had their echo ``ADAPTED_ERLE_DB`` quieter (or no
         echo to speak of); at the latest after ``WARM_UP_LIMIT_S`` of sound. Stays ready."""
-        if not self._ready and self._sounding_far_frames >= WARM_UP_LIMIT_S * 100:
-            self._ready = True
-            log.info(
-                "echo canceller: full duplex after %.1f s of sound (its adaptation never "
-                "measured %.0f dB over %d stretches in a row)",
-                self.sound_played_s, ADAPTED_ERLE_DB, ADAPTED_CHECKS,
-            )  # fmt: skip
         return self._ready
 
     @property
@@ -193,15 +187,15 @@ class WebRtcEchoCanceller:
         if self._ready or self._since_sounding > ECHO_TAIL_FRAMES:
             return
         if self._sounding_far_frames <= WARM_UP_FAR_END_S * 100:
-            self._check = [0.0, 0.0, 0]  # only stretches after the warm-up count
+            return  # only stretches after the warm-up count
+        self._energy_in += float(np.sum(near.astype(np.float64) ** 2))
+        self._energy_out += float(np.sum(cleaned.astype(np.float64) ** 2))
+        self._stretch_frames += 1
+        if self._stretch_frames < ADAPTED_CHECK_FRAMES:
             return
-        self._check[0] += float(np.sum(near.astype(np.float64) ** 2))
-        self._check[1] += float(np.sum(cleaned.astype(np.float64) ** 2))
-        self._check[2] += 1
-        if self._check[2] < ADAPTED_CHECK_FRAMES:
-            return
-        energy_in, energy_out, frames = self._check
-        self._check = [0.0, 0.0, 0]
+        energy_in, energy_out, frames = self._energy_in, self._energy_out, self._stretch_frames
+        self._energy_in = self._energy_out = 0.0
+        self._stretch_frames = 0
         erle_db = 10 * np.log10(max(energy_in, 1.0) / max(energy_out, 1.0))
         quiet = np.sqrt(energy_in / (frames * AEC_FRAME_SAMPLES)) < NO_ECHO_RMS
         self._checks_passed = self._checks_passed + 1 if erle_db >= ADAPTED_ERLE_DB or quiet else 0
@@ -273,3 +267,10 @@ class WebRtcEchoCanceller:
             self._since_sounding = 0
         else:
             self._since_sounding += 1
+        if not self._ready and self._sounding_far_frames >= WARM_UP_LIMIT_S * 100:
+            self._ready = True
+            log.info(
+                "echo canceller: full duplex after %.1f s of sound (its adaptation never "
+                "measured %.0f dB over %d stretches in a row)",
+                self.sound_played_s, ADAPTED_ERLE_DB, ADAPTED_CHECKS,
+            )  # fmt: skip

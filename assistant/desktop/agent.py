@@ -166,7 +166,6 @@ class VoiceAgent:
         self._voiced_ms = 0
         """Voiced audio of the speech being heard (kept until its utterance is handled)."""
         self._barge_in_pending = False
-        self._min_interrupt_ms = dialogue.settings.min_interrupt_speech_ms
         self._tools: dict[str, str] = {}
         self._muted = False
         self._speech_failure_shown = False
@@ -335,7 +334,7 @@ class VoiceAgent:
     async def _barge_in_once_long_enough(self) -> None:
         """Interrupt the reply once the speech over it has ``min_interrupt_speech_ms`` voiced
         (until then a cough, an "mm-hm" or a burst of the reply's own echo might be all)."""
-        if self._voiced_ms < self._min_interrupt_ms:
+        if self._voiced_ms < self.dialogue.settings.min_interrupt_speech_ms:
             self._barge_in_pending = True
             return
         self._barge_in_pending = False
@@ -348,7 +347,7 @@ class VoiceAgent:
         over_reply, voiced_ms = self._over_reply, self._voiced_ms
         self._over_reply = self._barge_in_pending = False
         self._voiced_ms = 0
-        if not over_reply or voiced_ms >= self._min_interrupt_ms:
+        if not over_reply or voiced_ms >= self.dialogue.settings.min_interrupt_speech_ms:
             return False
         if self.dialogue.awaiting_confirmation:
             return False

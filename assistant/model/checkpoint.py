@@ -21,7 +21,6 @@ from assistant.config import DEMO_MODEL as DEMO_MODEL  # its --model name; re-ex
 
 log = logging.getLogger(__name__)
 
-
 # Everything transformers + mistral-common need; not Mistral's own duplicate
 # consolidated.safetensors (another full copy of the weights).
 CHECKPOINT_FILES = [
