@@ -120,7 +120,10 @@ def test_over_many_replies_on_open_speakers_the_agent_never_interrupts_itself(
     spoken = [e for e in events if e["type"] == "spoken_sentence"]
     assert [s["text"] for s in spoken] == list(LONG_REPLY) * REPLIES
     assert not any(s["interrupted"] for s in spoken)
-    assert len([e for e in events if e["type"] == "speech_started"]) == REPLIES
+    # A burst of residual echo may still start speech; then it is ignored (too short to
+    # interrupt), never a turn: every other start is the user's question.
+    ignored = [e for e in events if e["type"] == "speech_ignored"]
+    assert len([e for e in events if e["type"] == "speech_started"]) == REPLIES + len(ignored)
     assert len([e for e in events if e["type"] == "utterance"]) == REPLIES
 
 
