@@ -102,3 +102,54 @@ def warp_matrix(alpha: float) -> torch.Tensor:
     matrix[rows, low] = 1 - frac
     matrix[rows, low + 1] += frac
     return torch.from_numpy(matrix)
+
+
+@functools.lru_cache(maxsize=1)
+def power_weights() -> torch.Tensor:
+    """Per mel bin, the weight that turns a frame's mel powers into its waveform power.
+
+    Least squares over the FFT bins (``filters @ weights ~ 1``): the mel bins of a frame, so
+    weighted, sum to the power of the frame's spectrum, whatever its shape. Signal-to-noise
+    ratios measured with it mean what ``augment.mix_at_snr``'s mean on the waveform.
+    """
+    filters = _mel_filters().double().numpy()
+    weights = np.linalg.lstsq(filters, np.ones(filters.shape[0]), rcond=None)[0]
+    return torch.from_numpy(np.clip(weights, 0, None)).float()
+
+
+def to_power(speech: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Normalized log-mel frames back to mel power (below the clip's floor: the floor)."""
+    return torch.pow(10.0, 4.0 * torch.as_tensor(speech, dtype=torch.float32) - 4.0)
+
+
+def from_power(power: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Mel power to normalized log-mel frames and the padding value, as ``speech_features``."""
+    log_spec = torch.clamp(power, min=1e-10).log10()
+    floor = float(log_spec.max()) - 8.0
+    log_spec = torch.maximum(log_spec, torch.tensor(floor))
+    return (log_spec + 4.0) / 4.0, float((max(-10.0, floor) + 4.0) / 4.0)
+
+
+def frame_power(power: torch.Tensor) -> torch.Tensor:
+    """Each frame's waveform power, from its mel powers ``(128, frames)``."""
+    return power_weights() @ power
+
+
+def speech_power(power: torch.Tensor) -> float:
+    """Mean power of the loud frames (above a fifth of the loudest), as ``mix_at_snr`` measures
+    speech: the silence around a command does not lower it."""
+    energy = frame_power(power)
+    active = energy[energy > 0.2 * energy.max()]
+    return float(active.mean()) if active.numel() else 1e-12
+
+
+def mix_noise(
+    speech: np.ndarray | torch.Tensor, noise: torch.Tensor, snr_db: float
+) -> tuple[torch.Tensor, float]:
+    """A clip's speech frames with ``noise`` (mel power, same shape) added at ``snr_db``: the
+    features of the clip recorded in that noise (power adds; the cross terms of speech and
+    noise, zero on average, are left out). Returns the frames and their padding value."""
+    power = to_power(speech)
+    noise_level = float(frame_power(noise).mean()) + 1e-20
+    scale = speech_power(power) / noise_level / 10 ** (snr_db / 10)
+    return from_power(power + scale * noise)

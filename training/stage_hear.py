@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training import features
+from training import features, mel_noise
 from training.audio_data import Split
 from training.loop import Stage, lr_at, seed_everything, set_rng_state
 from training.model import BLANK_ID, TrainingHeads, char_targets, encode, project, spec_of
@@ -56,6 +56,14 @@ class HearConfig:
     """Vocal tract length perturbation: each training clip's mel features warped by a factor
     drawn from ``1 +- warp`` (0.01 steps; ``features.warp_matrix``), so the encoder meets
     formants its few synthetic speakers lack. 0: off."""
+    noise: float = 0.0
+    """Probability that a training clip gets a fresh background noise laid over it at each
+    step (``mel_noise``: colored, bursts, babble), at an SNR drawn from ``noise_snr``; not
+    before ``clean_until``. 0: off (the clips keep only the noise they were rendered with)."""
+    noise_snr: tuple[float, float] = (-5.0, 20.0)
+    mask: float = 0.0
+    """Probability that a training clip's speech frames get SpecAugment masks (two bands of
+    up to 12 mel bins, two stretches of up to 15 frames, set to the clip's mean). 0: off."""
 
 
 def word_text(text: str) -> str:
@@ -129,6 +137,47 @@ def warped(feats: torch.Tensor, amount: float, seed: int) -> torch.Tensor:
     alphas = [1 + rng.randint(-steps, steps) / 100 for _ in range(feats.shape[0])]
     matrices = torch.stack([features.warp_matrix(a) for a in alphas])
     return torch.bmm(matrices, feats)
+
+
+def masked(row: torch.Tensor, speech_frames: int, rng: np.random.Generator) -> torch.Tensor:
+    """``row`` ``(128, frames)`` with two frequency bands and two stretches of its speech frames
+    set to their mean (SpecAugment); the padding after the speech stays as inference has it."""
+    row = row.clone()
+    speech = row[:, :speech_frames]
+    fill = float(speech.mean())
+    for _ in range(2):
+        width = int(rng.integers(0, 13))
+        low = int(rng.integers(0, row.shape[0] - width + 1))
+        speech[low : low + width, :] = fill
+    for _ in range(2):
+        width = int(rng.integers(0, min(15, speech_frames // 10) + 1))
+        start = int(rng.integers(0, speech_frames - width + 1))
+        speech[:, start : start + width] = fill
+    return row
+
+
+def training_features(
+    split: Split, indices: list[int], frames: int, config: HearConfig, seed: int, noisy: bool
+) -> torch.Tensor:
+    """A training batch's features: fresh noise (if ``noisy``), masks and warp as ``config``
+    asks, each drawn from ``seed`` alone (a resumed step augments the same way)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in indices:
+        speech: np.ndarray | torch.Tensor = split.feats[i]
+        floor = float(split.floors[i])
+        if noisy and rng.random() < config.noise:
+            others = [split.feats[j] for j in rng.integers(0, len(split.feats), 6)]
+            made = mel_noise.noise(rng, speech.shape[1], others)
+            low, high = config.noise_snr
+            speech, floor = features.mix_noise(
+                speech, torch.from_numpy(made).float(), float(rng.uniform(low, high))
+            )
+        row = features.window(speech, floor, frames)
+        if rng.random() < config.mask:
+            row = masked(row, min(frames, speech.shape[1]), rng)
+        rows.append(row)
+    return warped(torch.stack(rows), config.warp, seed)
 
 
 def token_logits(
@@ -304,7 +353,8 @@ def run(
             group["lr"] = lr_at(step, config.steps, config.lr, config.warmup)
         char_loss, token_loss, frame_loss = ctc_losses(
             model, heads,
-            warped(batch_features(train, idx, frames), config.warp, config.seed * 1_000_003 + step),
+            training_features(train, idx, frames, config, config.seed * 1_000_003 + step,
+                              noisy=step >= clean_until),
             [chars[i] for i in idx], [tokens[i] for i in idx], classes, config.autocast,
             [frame_targets(spans[i], frames // 8) for i in idx],
         )  # fmt: skip

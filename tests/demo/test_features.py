@@ -52,3 +52,74 @@ def test_warped_batches_depend_on_their_seed_alone() -> None:
     once, again = warped(feats, 0.1, 7), warped(feats, 0.1, 7)
     assert torch.equal(once, again) and not torch.equal(once, feats)
     assert not torch.equal(once, warped(feats, 0.1, 8))
+
+
+@pytest.mark.parametrize("snr_db", [0.0, 10.0])
+def test_noise_mixed_in_the_mel_domain_is_the_noise_mixed_in_the_waveform(snr_db: float) -> None:
+    """Laying a noise's mel power over a clip's features at an SNR gives (within 0.05 of the
+    normalized scale, about 2 dB) the features of the waveform mixed at that SNR, as the data
+    mixes it; the clean features are far from both."""
+    from training import augment
+
+    pcm = synthesize("turn on the kitchen light please")
+    samples = pcm.astype(np.float32) / 32768.0
+    noise = augment.white(np.random.default_rng(1), len(samples), [])
+    mixed = augment.mix_at_snr(samples, noise, snr_db)
+    expected, expected_floor = features.speech_features(
+        (mixed * 32768).clip(-32768, 32767).astype(np.int16)
+    )
+    speech, _ = features.speech_features(pcm)
+    noise_feats, _ = features.speech_features((noise * 0.2 * 32768).astype(np.int16))
+    noise_power = features.to_power(noise_feats[:, : speech.shape[1]])
+    got, floor = features.mix_noise(speech, noise_power, snr_db)
+    assert float((got - torch.as_tensor(expected)).abs().mean()) < 0.05
+    assert abs(floor - expected_floor) < 0.05
+    assert float((torch.as_tensor(speech) - torch.as_tensor(expected)).abs().mean()) > 0.1
+
+
+def test_power_and_features_convert_both_ways_exactly() -> None:
+    speech, floor = features.speech_features(synthesize("what time is it"))
+    back, back_floor = features.from_power(features.to_power(speech))
+    assert torch.allclose(back, torch.as_tensor(speech), atol=1e-5)
+    assert back_floor == pytest.approx(floor, abs=1e-5)
+
+
+def test_every_kind_of_made_noise_has_the_asked_shape_and_differs_by_seed() -> None:
+    from training import mel_noise
+
+    speech, _ = features.speech_features(synthesize("set a timer for five minutes"))
+    for kind in mel_noise.KINDS:
+        one = mel_noise.noise(np.random.default_rng(3), 250, [speech], kind)
+        assert one.shape == (128, 250) and (one >= 0).all() and one.mean() > 0
+        assert np.array_equal(one, mel_noise.noise(np.random.default_rng(3), 250, [speech], kind))
+        assert not np.array_equal(
+            one, mel_noise.noise(np.random.default_rng(4), 250, [speech], kind)
+        )
+    with pytest.raises(ValueError, match="no noise kind 'rain'"):
+        mel_noise.noise(np.random.default_rng(0), 10, [speech], "rain")
+
+
+def test_training_batches_get_fresh_noise_and_masks_only_when_asked() -> None:
+    """Off, a batch is exactly the cached features (old runs reproduce); on, the same seed
+    gives the same batch, another seed another one, the padding after the speech is left as
+    inference has it (masks), and nothing is noised before ``clean_until`` (``noisy``)."""
+    from training.audio_data import Split
+    from training.stage_hear import HearConfig, batch_features, training_features
+
+    clips = [features.speech_features(synthesize(t)) for t in ("lights off", "what time is it")]
+    split = Split([{}, {}], [c[0].astype(np.float16) for c in clips],
+                  np.array([c[1] for c in clips]), [])  # fmt: skip
+    frames = max(c[0].shape[1] for c in clips) + 40
+    plain = batch_features(split, [0, 1], frames)
+    assert torch.equal(training_features(split, [0, 1], frames, HearConfig(), 5, True), plain)
+    noisy = HearConfig(noise=1.0, noise_snr=(0.0, 0.0))
+    assert torch.equal(training_features(split, [0, 1], frames, noisy, 5, False), plain)
+    once = training_features(split, [0, 1], frames, noisy, 5, True)
+    assert torch.equal(once, training_features(split, [0, 1], frames, noisy, 5, True))
+    assert not torch.equal(once, training_features(split, [0, 1], frames, noisy, 6, True))
+    assert float((once - plain).abs().mean()) > 0.05
+    masked = training_features(split, [0, 1], frames, HearConfig(mask=1.0), 5, True)
+    for row, (speech, _) in enumerate(clips):
+        n = speech.shape[1]
+        assert torch.equal(masked[row, :, n:], plain[row, :, n:])
+    assert not torch.equal(masked, plain)
