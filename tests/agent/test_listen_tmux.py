@@ -24,11 +24,15 @@ CTRL_C_EXIT_S = 2.0
 
 
 class Terminal:
-    """A private tmux server with one 120x30 window running a command."""
+    """A private tmux server with one 120x30 window running a command; everything the command
+    writes to the terminal is also kept, raw, in ``raw`` (a failure shows whether a missing
+    line was never written or was written and then drawn over)."""
 
-    def __init__(self, command: str) -> None:
+    def __init__(self, command: str, raw: Path) -> None:
         self.socket = f"agent-test-{uuid.uuid4().hex[:8]}"
+        self.raw = raw
         self.tmux("new-session", "-d", "-x", "120", "-y", "30", command)
+        self.tmux("pipe-pane", "-o", f"cat >> {shlex.quote(str(raw))}")
 
     def tmux(self, *args: str) -> str:
         """Run a tmux command against this server."""
@@ -60,8 +64,13 @@ class Terminal:
                 return screen
             if time.monotonic() > deadline:
                 missing = [text for text in texts if text not in screen]
+                written = (
+                    self.raw.read_bytes().decode(errors="replace") if self.raw.exists() else ""
+                )
                 raise AssertionError(
-                    f"after {timeout_s} s, missing {missing} (check {check(screen)}):\n{screen}"
+                    f"after {timeout_s} s, missing {missing} (check {check(screen)}):\n{screen}\n"
+                    f"written to the terminal: {[text in written for text in missing]}; "
+                    f"the last of it: {written[-3000:]!r}"
                 )
             time.sleep(0.1)
 
@@ -103,7 +112,7 @@ def terminal_listen(
         f"trap true INT; env -i TERM=xterm-256color {env} {shlex.join(args)}; "
         f"echo $? > {status_file}; sleep 60"
     )
-    terminal = Terminal(f"sh -c {shlex.quote(command)}")
+    terminal = Terminal(f"sh -c {shlex.quote(command)}", tmp_path / "terminal.raw")
     try:
         yield terminal, status_file
     finally:
