@@ -109,8 +109,8 @@ def power_weights() -> torch.Tensor:
     """Per mel bin, the weight that turns a frame's mel powers into its waveform power.
 
     Least squares over the FFT bins (``filters @ weights ~ 1``): the mel bins of a frame, so
-    weighted, sum to the power of the frame's spectrum, whatever its shape. Signal-to-noise
-    ratios measured with it mean what ``augment.mix_at_snr``'s mean on the waveform.
+    weighted, sum to the power of the frame's spectrum, whatever its shape: signal-to-noise
+    ratios measured with them mean what they mean on the waveform (``augment.mix_at_snr``).
     """
     filters = _mel_filters().double().numpy()
     weights = np.linalg.lstsq(filters, np.ones(filters.shape[0]), rcond=None)[0]
