@@ -152,16 +152,22 @@ def step_speak(args: argparse.Namespace) -> Any:
         train = _train_split(args)
         dev = load_split(args.data, "dev")
         maker = ExampleMaker(tokenizer)
+        clips = len(train.meta)
         inputs = {
-            "train_audio": stage_speak.cache_audio(model, train, frames=config.audio_frames),
-            "dev_audio": stage_speak.cache_audio(model, dev, frames=config.audio_frames),
+            "train_audio": stage_speak.audio_copies(model, train, config, args.seed),
+            "dev_audio": stage_speak.cache_audio(
+                model, dev, frames=config.audio_frames, tokens=config.audio_tokens
+            ),
             "train_examples": stage_speak.make_examples(
-                maker, stage_speak.clips_of(train), args.examples, args.seed
+                maker,
+                [c for k in range(config.copies) for c in stage_speak.clips_of(train, k * clips)],
+                args.examples,
+                args.seed,
             ),
             "dev_examples": stage_speak.make_examples(
                 maker, stage_speak.clips_of(dev), 400, args.seed + 1
             ),
-            "train_keep": stage_speak.keep_counts(train),
+            "train_keep": stage_speak.keep_counts(train) * config.copies,
             "dev_keep": stage_speak.keep_counts(dev),
             "minutes": (time.monotonic() - started) / 60,
         }

@@ -28,6 +28,7 @@ from training.conversations import Clip, Example, ExampleMaker
 from training.grammar import Call
 from training.loop import Stage, lr_at, seed_everything, set_rng_state
 from training.model import encode, project
+from training.stage_hear import HearConfig, training_features
 
 log = logging.getLogger("training")
 
@@ -54,6 +55,16 @@ class SpeakConfig:
     """Audio embeddings cached per clip (the speech and its padding up to 10 s)."""
     margin_tokens: tuple[int, int] = (4, 48)
     """Padding tokens kept after each clip's speech in a training step (random in range)."""
+    copies: int = 1
+    """Renderings of each training clip's audio embeddings the decoder reads: the first as
+    synthesized, the others with a fresh noise and warp laid over its features before the
+    encoder (``noise``, ``noise_snr``, ``warp``, as stage 1's); an example reads one of them.
+    1: only the clips as synthesized (the decoder sees each clip's one encoding every epoch)."""
+    noise: float = 0.0
+    """Probability that an extra copy of a clip gets a fresh background noise (``mel_noise``)."""
+    noise_snr: tuple[float, float] = (0.0, 20.0)
+    warp: float = 0.0
+    """Vocal tract length warp of the extra copies, a factor in ``1 +- warp`` per clip."""
 
 
 @torch.no_grad()
@@ -64,10 +75,14 @@ def cache_audio(
     tokens: int = 128,
     batch: int = 8,
     autocast: bool = True,
+    augment: HearConfig | None = None,
+    seed: int = 0,
 ) -> torch.Tensor:
     """The first ``tokens`` audio embeddings of every clip, ``(clips, tokens, hidden)`` float16.
 
     ``frames`` = 3000 runs the encoder over the full 30 s window, as inference does.
+    ``augment``: lay fresh noise, masks and warp over the features first, as stage 1 does
+    with these settings, drawn from ``seed`` (the same seed, the same embeddings).
     """
     from tqdm import tqdm
 
@@ -75,14 +90,30 @@ def cache_audio(
     out = []
     for start in tqdm(range(0, len(split.meta), batch), desc="audio embeddings", unit="batch"):
         idx = list(range(start, min(start + batch, len(split.meta))))
-        feats = torch.stack(
-            [features.window(split.feats[i], float(split.floors[i]), frames) for i in idx]
-        )
+        if augment is None:
+            feats = torch.stack(
+                [features.window(split.feats[i], float(split.floors[i]), frames) for i in idx]
+            )
+        else:
+            feats = training_features(split, idx, frames, augment, seed * 1_000_003 + start, True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             embeds = project(model, encode(model, feats))[:, :tokens]
         out.append(embeds.to(torch.float16))
     model.train()
     return torch.cat(out)
+
+
+def audio_copies(model: Any, split: Split, config: SpeakConfig, seed: int) -> torch.Tensor:
+    """``config.copies`` renderings of every clip's embeddings, stacked: copy ``k`` of clip
+    ``i`` is row ``k * clips + i`` (copy 0 as synthesized; see ``SpeakConfig.copies``)."""
+    if config.copies < 1:
+        raise ValueError(f"speak.copies must be at least 1, not {config.copies}")
+    augment = HearConfig(noise=config.noise, noise_snr=config.noise_snr, warp=config.warp)
+    frames, tokens = config.audio_frames, config.audio_tokens
+    made = [cache_audio(model, split, frames=frames, tokens=tokens)]
+    for k in range(1, config.copies):
+        made.append(cache_audio(model, split, frames, tokens, augment=augment, seed=seed + k))
+    return torch.cat(made)
 
 
 def keep_counts(split: Split) -> list[int]:

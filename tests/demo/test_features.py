@@ -123,3 +123,29 @@ def test_training_batches_get_fresh_noise_and_masks_only_when_asked() -> None:
         n = speech.shape[1]
         assert torch.equal(masked[row, :, n:], plain[row, :, n:])
     assert not torch.equal(masked, plain)
+
+
+def test_stage_two_reads_extra_copies_of_each_clip_with_fresh_noise_and_warp() -> None:
+    """``speak.copies``: copy 0 is each clip's embeddings as synthesized (so one copy is the
+    old recipe), the extra copies are the same clips heard through fresh noise and warp,
+    different from copy 0, the same again for the same seed; zero copies is refused."""
+    from training.audio_data import Split
+    from training.model import DemoSpec, build_model
+    from training.stage_speak import SpeakConfig, audio_copies, cache_audio
+
+    clips = [features.speech_features(synthesize(t)) for t in ("lights off", "what time is it")]
+    split = Split([{}, {}], [c[0].astype(np.float16) for c in clips],
+                  np.array([c[1] for c in clips]), [])  # fmt: skip
+    frames = max(c[0].shape[1] for c in clips) + 40
+    model = build_model(300, DemoSpec(), seed=0)
+    config = SpeakConfig(audio_frames=frames, audio_tokens=16, copies=3, noise=1.0, warp=0.1)
+    made = audio_copies(model, split, config, seed=7)
+    assert made.shape == (6, 16, DemoSpec().text_hidden)
+    plain = cache_audio(model, split, frames=frames, tokens=16)
+    assert torch.equal(made[:2], plain)
+    for k in (1, 2):
+        assert float((made[2 * k : 2 * k + 2] - plain).float().abs().mean()) > 1e-3
+    assert not torch.equal(made[2:4], made[4:6])
+    assert torch.equal(made, audio_copies(model, split, config, seed=7))
+    with pytest.raises(ValueError, match="at least 1"):
+        audio_copies(model, split, SpeakConfig(copies=0), seed=7)
