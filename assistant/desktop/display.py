@@ -27,6 +27,7 @@ import dataclasses
 import json
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
@@ -356,25 +357,47 @@ class RichDisplay:
     with every line after it; they are printed for good once the words are in.
     """
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, refresh_per_second: float = 10) -> None:
         self.console = console or Console()
         self._status = AgentStatus("loading")
         self._status_since_s = time.monotonic()
         self._reply = Text()
         self._held: HeldLines[Text] = HeldLines()
+        # Printing a line above the live view moves the cursor up by the view's last drawn
+        # height, draws the view anew and writes both; rich's own refresh thread can slip in
+        # between and redraw the view at another height, so the print's cursor moves end in
+        # the wrong place and draw over the line printed before (a vanished "you: ..." line).
+        # Hence no refresh thread of rich's: ours, and every print, take one lock.
+        self._lock = threading.RLock()
         self._live = Live(
             get_renderable=self._render,
             console=self.console,
-            refresh_per_second=10,
+            auto_refresh=False,
             transient=True,
             # Log lines and stray prints go above the live view instead of through it.
             redirect_stdout=True,
             redirect_stderr=True,
         )
         self._live.start()
+        self._closed = threading.Event()
+        self._ticker = threading.Thread(
+            target=self._tick, args=(1 / refresh_per_second,), name="display-refresh", daemon=True
+        )
+        self._ticker.start()
+
+    def _tick(self, period_s: float) -> None:
+        """Redraw the live view (the spinner, the elapsed time) every ``period_s``."""
+        while not self._closed.wait(period_s):
+            with self._lock:
+                if not self._closed.is_set():
+                    self._live.refresh()
 
     def show(self, event: DisplayEvent) -> None:
         """Update the status, extend the reply, or print a finished line."""
+        with self._lock:
+            self._show(event)
+
+    def _show(self, event: DisplayEvent) -> None:
         if isinstance(event, UserClip):
             if event.transcribed:
                 self._end_reply()
@@ -425,10 +448,13 @@ class RichDisplay:
 
     def close(self) -> None:
         """Print the unfinished reply and what still waited for a transcript; stop the view."""
-        self._end_reply()
-        placeholder = Text.assemble(("you: ", "bold cyan"), ("(no transcript)", "dim"))
-        self._print(self._held.release(placeholder))
-        self._live.stop()
+        self._closed.set()
+        self._ticker.join()
+        with self._lock:
+            self._end_reply()
+            placeholder = Text.assemble(("you: ", "bold cyan"), ("(no transcript)", "dim"))
+            self._print(self._held.release(placeholder))
+            self._live.stop()
 
 
 def make_display(mode: str, stream: IO[str]) -> Display:

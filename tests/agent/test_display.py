@@ -13,6 +13,7 @@ from assistant.desktop.display import (
     JsonDisplay,
     PlainDisplay,
     RichDisplay,
+    UserClip,
     describe,
     event_to_json,
     event_type,
@@ -167,6 +168,34 @@ def test_rich_display_shows_the_status_line_and_the_conversation() -> None:
     assert "listening" in text and "Ctrl-C to quit" in text
     assert "It is ten past ten." in text
     assert "you: What time is it?" in out.getvalue()
+
+
+def test_lines_printed_while_the_live_view_redraws_are_never_drawn_over() -> None:
+    """The live view redrawn 2,000 times a second while turns are printed above it: every
+    turn's ``you:`` line and reply stay on the emulated screen. With rich's own refresh thread
+    (no lock between its redraws and the prints) about one turn in ten lost its ``you:`` line
+    here, as a CI terminal once did."""
+    pyte = pytest.importorskip("pyte")
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, color_system=None, width=100, height=2000)
+    display = RichDisplay(console, refresh_per_second=2000)
+    turns = 150
+    for i in range(turns):
+        call = ToolCall(f"c{i:08d}", "get_time", {"n": i})
+        display.show(UserClip(f"item_{i}", 1.0, True))
+        display.show(call)
+        display.show(ToolResult(call.id, "get_time", "{}", duration_s=0.01))
+        display.show(TextDelta(f"reply {i:04d}"))
+        display.show(TurnDone(f"reply {i:04d}", tool_calls=(call,)))
+        display.show(UserTranscript(f"item_{i}", f"said {i:04d}"))
+    display.close()
+    screen = pyte.Screen(100, 2000)
+    pyte.Stream(screen).feed(out.getvalue())
+    shown = [line.rstrip() for line in screen.display]
+    said = [n for n, line in enumerate(shown) if line.startswith("you: said ")]
+    assert [shown[n] for n in said] == [f"you: said {i:04d}" for i in range(turns)]
+    replies = [line for line in shown if line.startswith("assistant: reply ")]
+    assert replies == [f"assistant: reply {i:04d}" for i in range(turns)]
 
 
 def test_auto_mode_is_plain_when_the_output_is_not_a_terminal() -> None:
