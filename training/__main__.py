@@ -98,7 +98,7 @@ def _model(args: argparse.Namespace, tokenizer: Any) -> Any:
     spec = DemoSpec(**args.spec)
     model = build_model(tokenizer.instruct_tokenizer.tokenizer.n_words, spec, args.seed)
     if args.init:
-        load_weights(model, Path(args.init))
+        load_weights(model, Path(args.init), seed=args.seed)
     return model
 
 

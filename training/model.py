@@ -118,16 +118,77 @@ def build_model(vocab_size: int, spec: DemoSpec, seed: int) -> Any:
     return model
 
 
-def load_weights(model: Any, folder: Path) -> None:
+def load_weights(model: Any, folder: Path, seed: int = 0) -> None:
     """Start ``model`` from an exported checkpoint's weights (e.g. the shipped demo), read by
-    ``from_pretrained`` as the product reads them; its spec must be the one ``model`` has."""
+    ``from_pretrained`` as the product reads them. Its spec must be the one ``model`` has, or
+    differ only in an encoder ``k`` times as wide with ``k`` times the heads: then the saved
+    encoder is widened to it (``widened_audio``; ``seed`` draws the splits) and the model
+    starts out computing exactly what the checkpoint computes."""
     from transformers import VoxtralForConditionalGeneration
 
     saved = VoxtralForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
+    weights = saved.state_dict()
+    have, want = spec_of(saved), spec_of(model)
+    if want.audio_hidden != have.audio_hidden:
+        factor = want.audio_hidden // have.audio_hidden
+        if asdict(want) != asdict(widen_spec(have, factor)):
+            raise ValueError(
+                f"{folder} does not fit this model's spec and is not it with a wider encoder: "
+                f"saved {asdict(have)}, wanted {asdict(want)}"
+            )
+        weights = widened_audio(weights, have.audio_hidden, factor, seed)
     try:
-        model.load_state_dict(saved.state_dict(), strict=True)
+        model.load_state_dict(weights, strict=True)
     except RuntimeError as e:
         raise ValueError(f"{folder} does not fit this model's spec: {e}") from None
+
+
+def widen_spec(spec: DemoSpec, factor: int) -> DemoSpec:
+    """``spec`` with an encoder ``factor`` times as wide: the heads multiply, their size stays."""
+    return DemoSpec(**{**asdict(spec), "audio_hidden": spec.audio_hidden * factor,
+                       "audio_heads": spec.audio_heads * factor})  # fmt: skip
+
+
+def widened_audio(
+    weights: dict[str, torch.Tensor], hidden: int, factor: int, seed: int
+) -> dict[str, torch.Tensor]:
+    """The weights of a model whose encoder is ``factor`` times as wide and computes exactly
+    what this one computes (Net2Net's widening).
+
+    Every encoder vector becomes ``factor`` copies of itself side by side: a layer's outputs
+    (and biases, norms, frozen positions) are repeated; its weights on a repeated input are
+    split among the copies in random shares that sum to the original weight (drawn from
+    ``seed``), so the outputs are unchanged while the copies get different gradients and grow
+    apart in training. Layer norms see the same mean and variance over repeated copies, the
+    attention heads are repeated whole (their size stays), the projector's four stacked frames
+    each split the same way. The decoder is untouched.
+    """
+    gen = torch.Generator().manual_seed(seed)
+
+    def split_in(w: torch.Tensor, dim: int) -> torch.Tensor:
+        shares = torch.rand((factor, *w.shape), generator=gen) + 0.5
+        shares = shares / shares.sum(0)
+        return torch.cat([w * share for share in shares], dim=dim)
+
+    def repeat_out(w: torch.Tensor) -> torch.Tensor:
+        return torch.cat([w] * factor, dim=0)
+
+    out = {}
+    for name, w in weights.items():
+        key = name.split("audio_tower.", 1)[-1] if "audio_tower." in name else None
+        if "multi_modal_projector.linear_1.weight" in name:
+            frames = w.shape[1] // hidden
+            blocks = [split_in(w[:, f * hidden : (f + 1) * hidden], 1) for f in range(frames)]
+            out[name] = torch.cat(blocks, dim=1)
+        elif key is None:
+            out[name] = w
+        elif key == "embed_positions.weight":
+            out[name] = torch.cat([w] * factor, dim=1)
+        elif w.dim() == 1 or key == "conv1.weight":  # biases, norms; conv1 reads mel bins
+            out[name] = repeat_out(w)
+        else:  # conv2, attention, fc1, fc2: repeated inputs and outputs
+            out[name] = split_in(repeat_out(w), 1)
+    return out
 
 
 class TrainingHeads(nn.Module):
