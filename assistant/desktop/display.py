@@ -34,6 +34,7 @@ from typing import IO, Any, Protocol
 
 from rich import get_console
 from rich.console import Console, Group
+from rich.file_proxy import FileProxy
 from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
@@ -350,6 +351,26 @@ class PlainDisplay:
         self.stream.flush()
 
 
+class _LockedStream:
+    """``stream`` (the live view's redirect of stdout or stderr), each write under ``lock``.
+    ``Live.stop`` puts the original stream back, which drops this wrapper too."""
+
+    def __init__(self, stream: Any, lock: threading.RLock) -> None:
+        self._stream = stream
+        self._lock = lock
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            return int(self._stream.write(text))
+
+    def flush(self) -> None:
+        with self._lock:
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 class RichDisplay:
     """A live terminal view: conversation lines, the streaming reply, and a status line.
 
@@ -379,6 +400,10 @@ class RichDisplay:
             redirect_stderr=True,
         )
         self._live.start()
+        for name in ("stdout", "stderr"):  # stray prints, from any thread: the same lock
+            stream = getattr(sys, name)
+            if isinstance(stream, FileProxy):
+                setattr(sys, name, _LockedStream(stream, self._lock))
         self._closed = threading.Event()
         self._ticker = threading.Thread(
             target=self._tick, args=(1 / refresh_per_second,), name="display-refresh", daemon=True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -171,8 +173,9 @@ def test_rich_display_shows_the_status_line_and_the_conversation() -> None:
 
 
 def test_lines_printed_while_the_live_view_redraws_are_never_drawn_over() -> None:
-    """The live view redrawn 2,000 times a second while turns are printed above it: every
-    turn's ``you:`` line and reply stay on the emulated screen. With rich's own refresh thread
+    """The live view redrawn 2,000 times a second while turns are printed above it and another
+    thread prints stray lines: every turn's ``you:`` line and reply, and every stray line, stay
+    on the emulated screen. With rich's own refresh thread
     (no lock between its redraws and the prints) about one turn in ten lost its ``you:`` line
     here, as a CI terminal once did."""
     pyte = pytest.importorskip("pyte")
@@ -180,6 +183,14 @@ def test_lines_printed_while_the_live_view_redraws_are_never_drawn_over() -> Non
     console = Console(file=out, force_terminal=True, color_system=None, width=100, height=2000)
     display = RichDisplay(console, refresh_per_second=2000)
     turns = 150
+
+    def stray_prints() -> None:
+        for i in range(turns):
+            print(f"stray {i:04d}")
+            time.sleep(0.0005)
+
+    printer = threading.Thread(target=stray_prints)
+    printer.start()
     for i in range(turns):
         call = ToolCall(f"c{i:08d}", "get_time", {"n": i})
         display.show(UserClip(f"item_{i}", 1.0, True))
@@ -188,6 +199,7 @@ def test_lines_printed_while_the_live_view_redraws_are_never_drawn_over() -> Non
         display.show(TextDelta(f"reply {i:04d}"))
         display.show(TurnDone(f"reply {i:04d}", tool_calls=(call,)))
         display.show(UserTranscript(f"item_{i}", f"said {i:04d}"))
+    printer.join()
     display.close()
     screen = pyte.Screen(100, 2000)
     pyte.Stream(screen).feed(out.getvalue())
@@ -196,6 +208,8 @@ def test_lines_printed_while_the_live_view_redraws_are_never_drawn_over() -> Non
     assert [shown[n] for n in said] == [f"you: said {i:04d}" for i in range(turns)]
     replies = [line for line in shown if line.startswith("assistant: reply ")]
     assert replies == [f"assistant: reply {i:04d}" for i in range(turns)]
+    strays = [line for line in shown if line.startswith("stray ")]
+    assert strays == [f"stray {i:04d}" for i in range(turns)]
 
 
 def test_auto_mode_is_plain_when_the_output_is_not_a_terminal() -> None:
