@@ -122,8 +122,8 @@ def load_weights(model: Any, folder: Path, seed: int = 0) -> None:
     """Start ``model`` from an exported checkpoint's weights (e.g. the shipped demo), read by
     ``from_pretrained`` as the product reads them. Its spec must be the one ``model`` has, or
     differ only in an encoder ``k`` times as wide with ``k`` times the heads: then the saved
-    encoder is widened to it (``widened_audio``; ``seed`` draws the splits) and the model
-    starts out computing exactly what the checkpoint computes."""
+    encoder is widened to it (``widened_audio``; ``seed`` draws the splits): the model starts
+    with the checkpoint's layers, computing what they compute but for the position table."""
     from transformers import VoxtralForConditionalGeneration
 
     saved = VoxtralForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
@@ -152,16 +152,22 @@ def widen_spec(spec: DemoSpec, factor: int) -> DemoSpec:
 def widened_audio(
     weights: dict[str, torch.Tensor], hidden: int, factor: int, seed: int
 ) -> dict[str, torch.Tensor]:
-    """The weights of a model whose encoder is ``factor`` times as wide and computes exactly
-    what this one computes (Net2Net's widening).
+    """The weights of a model whose encoder is ``factor`` times as wide and computes what this
+    one computes but for its position table (Net2Net's widening).
 
     Every encoder vector becomes ``factor`` copies of itself side by side: a layer's outputs
-    (and biases, norms, frozen positions) are repeated; its weights on a repeated input are
-    split among the copies in random shares that sum to the original weight (drawn from
-    ``seed``), so the outputs are unchanged while the copies get different gradients and grow
-    apart in training. Layer norms see the same mean and variance over repeated copies, the
-    attention heads are repeated whole (their size stays), the projector's four stacked frames
-    each split the same way. The decoder is untouched.
+    (and biases, norms) are repeated; its weights on a repeated input are split among the
+    copies in random shares that sum to the original weight (drawn from ``seed``), so the
+    outputs are unchanged while the copies get different gradients and grow apart in
+    training. Layer norms see the same mean and variance over repeated copies, the attention
+    heads are repeated whole (their size stays), the projector's four stacked frames each
+    split the same way. The decoder is untouched.
+
+    The frozen position table is NOT repeated: it becomes Whisper's sinusoids of the new width,
+    which is all Mistral's format (vLLM) can hold (it computes them; a repeated table would be
+    exact here and refused by ``write_mistral_format``). That alone moves the audio embeddings
+    a long way (relative difference 0.72 on a spoken command with run r10's weights): the wider
+    model starts with the checkpoint's layers, not its outputs, and stage 1 must follow.
     """
     gen = torch.Generator().manual_seed(seed)
 
@@ -183,7 +189,7 @@ def widened_audio(
         elif key is None:
             out[name] = w
         elif key == "embed_positions.weight":
-            out[name] = torch.cat([w] * factor, dim=1)
+            out[name] = sinusoids(w.shape[0], w.shape[1] * factor)
         elif w.dim() == 1 or key == "conv1.weight":  # biases, norms; conv1 reads mel bins
             out[name] = repeat_out(w)
         else:  # conv2, attention, fc1, fc2: repeated inputs and outputs

@@ -1,4 +1,5 @@
-"""A checkpoint's encoder widened (Net2Net): the wider model starts out computing the same."""
+"""A checkpoint's encoder widened (Net2Net): the wider model starts out computing the same,
+but for its position table (Whisper's sinusoids of the new width, as vLLM needs)."""
 
 from __future__ import annotations
 
@@ -26,19 +27,33 @@ def test_a_widened_encoder_makes_the_same_audio_embeddings_and_its_copies_grow_a
 ) -> None:
     """Loaded into a model with twice the encoder width and heads, a checkpoint gives the
     same audio embeddings through the product's own path (``get_audio_features``, the full
-    30 s window); the repeated units get different gradients (they can become different
-    units); another seed splits the weights differently, the same seed the same."""
+    30 s window) but for the position tables (set aside here: the wide one is Whisper's
+    sinusoids of the new width, which Mistral's format can hold, so it can be served by vLLM);
+    the repeated units get different gradients (they can become different units); another
+    seed splits the weights differently, the same seed the same."""
+    from assistant.testing.mistral_format import _check_sinusoidal
+
     narrow, folder = _narrow(tmp_path)
     wide_spec = model_lib.widen_spec(model_lib.DemoSpec(), 2)
     assert (wide_spec.audio_hidden, wide_spec.audio_heads) == (128, 4)
     wide = model_lib.build_model(300, wide_spec, seed=0)
     model_lib.load_weights(wide, folder, seed=5)
+    table = wide.model.audio_tower.embed_positions.weight
+    _check_sinusoidal({"audio_tower.embed_positions.weight": table})
     mel = torch.randn(1, 128, 3000, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
+        tables = [m.model.audio_tower.embed_positions.weight for m in (narrow, wide)]
+        kept = [t.clone() for t in tables]
+        with_positions = wide.get_audio_features(mel).pooler_output
+        for t in tables:
+            t.zero_()
         before = narrow.get_audio_features(mel).pooler_output
         after = wide.get_audio_features(mel).pooler_output
+        for t, k in zip(tables, kept, strict=True):
+            t.copy_(k)
     assert before.shape == after.shape
     assert float((before - after).abs().max()) < 1e-4 * float(before.abs().max())
+    assert not torch.allclose(with_positions, after)  # the table is in use, not left out
 
     tower = wide.model.audio_tower
     conv = tower.conv1.weight
