@@ -175,9 +175,8 @@ def test_rich_display_shows_the_status_line_and_the_conversation() -> None:
 def test_lines_printed_while_the_live_view_redraws_are_never_drawn_over() -> None:
     """The live view redrawn 2,000 times a second while turns are printed above it and another
     thread prints stray lines: every turn's ``you:`` line and reply, and every stray line, stay
-    on the emulated screen. With rich's own refresh thread
-    (no lock between its redraws and the prints) about one turn in ten lost its ``you:`` line
-    here, as a CI terminal once did."""
+    on the emulated screen. With rich's own refresh thread (no lock between its redraws and
+    the prints) about one turn in ten lost its ``you:`` line here, as a CI terminal once did."""
     pyte = pytest.importorskip("pyte")
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, color_system=None, width=100, height=2000)
