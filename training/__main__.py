@@ -152,22 +152,17 @@ def step_speak(args: argparse.Namespace) -> Any:
         train = _train_split(args)
         dev = load_split(args.data, "dev")
         maker = ExampleMaker(tokenizer)
-        clips = len(train.meta)
+        clips, keep = stage_speak.copied_clips(train, config.copies)
         inputs = {
             "train_audio": stage_speak.audio_copies(model, train, config, args.seed),
             "dev_audio": stage_speak.cache_audio(
                 model, dev, frames=config.audio_frames, tokens=config.audio_tokens
             ),
-            "train_examples": stage_speak.make_examples(
-                maker,
-                [c for k in range(config.copies) for c in stage_speak.clips_of(train, k * clips)],
-                args.examples,
-                args.seed,
-            ),
+            "train_examples": stage_speak.make_examples(maker, clips, args.examples, args.seed),
             "dev_examples": stage_speak.make_examples(
                 maker, stage_speak.clips_of(dev), 400, args.seed + 1
             ),
-            "train_keep": stage_speak.keep_counts(train) * config.copies,
+            "train_keep": keep,
             "dev_keep": stage_speak.keep_counts(dev),
             "minutes": (time.monotonic() - started) / 60,
         }

@@ -28,7 +28,7 @@ from training.conversations import Clip, Example, ExampleMaker
 from training.grammar import Call
 from training.loop import Stage, lr_at, seed_everything, set_rng_state
 from training.model import encode, project
-from training.stage_hear import HearConfig, training_features
+from training.stage_hear import HearConfig, batch_features, training_features
 
 log = logging.getLogger("training")
 
@@ -91,9 +91,7 @@ def cache_audio(
     for start in tqdm(range(0, len(split.meta), batch), desc="audio embeddings", unit="batch"):
         idx = list(range(start, min(start + batch, len(split.meta))))
         if augment is None:
-            feats = torch.stack(
-                [features.window(split.feats[i], float(split.floors[i]), frames) for i in idx]
-            )
+            feats = batch_features(split, idx, frames)
         else:
             feats = training_features(split, idx, frames, augment, seed * 1_000_003 + start, True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
@@ -114,6 +112,16 @@ def audio_copies(model: Any, split: Split, config: SpeakConfig, seed: int) -> to
     for k in range(1, config.copies):
         made.append(cache_audio(model, split, frames, tokens, augment=augment, seed=seed + k))
     return torch.cat(made)
+
+
+def copied_clips(split: Split, copies: int) -> tuple[list[Clip], list[int]]:
+    """The clips and keep counts of ``audio_copies``' rows: copy ``k`` of clip ``i`` is clip
+    ``k * clips + i``, with clip ``i``'s text, calls and speech length."""
+    clips = len(split.meta)
+    return (
+        [c for k in range(copies) for c in clips_of(split, k * clips)],
+        keep_counts(split) * copies,
+    )
 
 
 def keep_counts(split: Split) -> list[int]:
